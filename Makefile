@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint types unit integration bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: the pinned version resolves to a local CPU build here; any
+	# other torch requirement would pull gigabytes of CUDA packages.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/driftline up --demo credit
+
+test: install lint types
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check schemas services tests feature_repo
+	$(BIN)/ruff format --check schemas services tests feature_repo
+
+types: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest -m "not integration"
+
+integration: install
+	$(BIN)/python -m pytest -m integration
+
+bench: install
+	$(BIN)/driftline bench
+
+clean:
+	rm -rf $(VENV) .driftline .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,209 @@
+"""System events: every message on a topic other than ``<uc>.raw`` and ``<uc>.labels``.
+
+Each event is versioned: ``event_type`` and ``schema_version`` are literals and
+unknown fields are refused. A breaking change is a new class with a new
+version; the old class keeps parsing what is already on the topics.
+
+>>> row = FeatureRow(usecase="credit", source_event_id="e1", entity_id="c7",
+...                  event_timestamp="2026-01-01T00:00:00Z", features={"age": 41.0})
+>>> parse_event(row.model_dump_json()).features
+{'age': 41.0}
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+FeatureValue = FiniteFloat | int | bool | str
+
+
+def new_id() -> str:
+    """A fresh event id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class SystemEvent(BaseModel):
+    """The envelope every system event shares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(default_factory=new_id, min_length=1)
+    event_type: str
+    schema_version: int
+    occurred_at: datetime = Field(default_factory=utcnow)
+    usecase: str = Field(min_length=1)
+
+
+class Window(BaseModel):
+    """A stretch of data: by time, by row count, or both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: datetime | None = None
+    end: datetime | None = None
+    rows: int | None = Field(default=None, ge=0)
+
+
+class FeatureRow(SystemEvent):
+    """A validated, cleaned and featurized raw event (``<uc>.features``)."""
+
+    event_type: Literal["feature_row"] = "feature_row"
+    schema_version: Literal[1] = 1
+    source_event_id: str = Field(min_length=1)
+    entity_id: str = Field(min_length=1)
+    event_timestamp: datetime
+    features: dict[str, FeatureValue]
+
+
+class DeadLetter(SystemEvent):
+    """Input a service rejected, with a reason a person can act on (``<uc>.deadletter``)."""
+
+    event_type: Literal["dead_letter"] = "dead_letter"
+    schema_version: Literal[1] = 1
+    service: str
+    reason: str
+    payload: str = Field(description="the original message, truncated if huge")
+    truncated: bool = False
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    source_event_id: str | None = None
+    error_type: str | None = None
+
+
+class Prediction(SystemEvent):
+    """One answer of the inference service (``<uc>.predictions``)."""
+
+    event_type: Literal["prediction"] = "prediction"
+    schema_version: Literal[1] = 1
+    prediction_id: str = Field(default_factory=new_id)
+    source_event_id: str | None = None
+    entity_id: str
+    model_name: str
+    model_version: str
+    variant: Literal["champion", "challenger", "shadow"]
+    prediction: FeatureValue
+    probabilities: dict[str, FiniteFloat] | None = None
+    latency_ms: FiniteFloat = Field(ge=0)
+
+
+class ModelCandidate(SystemEvent):
+    """A newly registered model version with its evaluation and lineage (``models.candidates``)."""
+
+    event_type: Literal["model_candidate"] = "model_candidate"
+    schema_version: Literal[1] = 1
+    model_name: str
+    model_version: str
+    trainer: Literal["online", "batch"]
+    flavor: Literal["river", "torch"]
+    metrics: dict[str, FiniteFloat]
+    baseline_metrics: dict[str, FiniteFloat] | None = None
+    confusion_matrix: list[list[int]] | None = None
+    data_window: Window
+    artifact_uri: str
+    artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    run_id: str | None = None
+    training_request_id: str | None = None
+    lineage: dict[str, str] = Field(
+        default_factory=dict,
+        description="spec hash, feature views, seed, offsets learned from, code version",
+    )
+
+
+class Promotion(SystemEvent):
+    """A change of who serves (``models.promotions``)."""
+
+    event_type: Literal["promotion"] = "promotion"
+    schema_version: Literal[1] = 1
+    action: Literal["promote", "canary", "shadow", "reject", "rollback"]
+    model_name: str
+    model_version: str
+    previous_version: str | None = None
+    artifact_uri: str | None = None
+    artifact_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    traffic_share: float | None = Field(default=None, ge=0, le=1)
+    scores: dict[str, FiniteFloat] = Field(default_factory=dict)
+    reason: str
+    candidate_event_id: str | None = None
+
+
+class FeatureDrift(BaseModel):
+    """The drift verdict for one feature (or one stream, for concept drift)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: FiniteFloat
+    method: str
+    threshold: FiniteFloat
+    drifted: bool
+
+
+class DriftAlert(SystemEvent):
+    """Drift found in a window of data, predictions or errors (``drift.alerts``)."""
+
+    event_type: Literal["drift_alert"] = "drift_alert"
+    schema_version: Literal[1] = 1
+    alert_id: str = Field(default_factory=new_id)
+    kind: Literal["data", "prediction", "performance", "quality", "concept"]
+    severity: Literal["info", "warning", "critical"]
+    method: str
+    features: dict[str, FeatureDrift] = Field(default_factory=dict)
+    drift_share: FiniteFloat | None = None
+    window: Window
+    champion_version: str | None = None
+    report_path: str | None = None
+    details: dict[str, FiniteFloat | str] = Field(default_factory=dict)
+
+
+class TrainingRequest(SystemEvent):
+    """A request to train a batch model (``training.requests``)."""
+
+    event_type: Literal["training_request"] = "training_request"
+    schema_version: Literal[1] = 1
+    request_id: str = Field(default_factory=new_id)
+    reason: Literal["drift", "schedule", "manual"]
+    alert_id: str | None = None
+    window: Window | None = None
+    requested_by: str = "driftline"
+
+
+EVENT_TYPES: tuple[type[SystemEvent], ...] = (
+    FeatureRow,
+    DeadLetter,
+    Prediction,
+    ModelCandidate,
+    Promotion,
+    DriftAlert,
+    TrainingRequest,
+)
+
+AnyEvent = Annotated[
+    FeatureRow
+    | DeadLetter
+    | Prediction
+    | ModelCandidate
+    | Promotion
+    | DriftAlert
+    | TrainingRequest,
+    Field(discriminator="event_type"),
+]
+_ANY_EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+def parse_event(data: bytes | str | dict[str, Any]) -> SystemEvent:
+    """Parse any system event by its ``event_type``; raises pydantic's ValidationError."""
+    if isinstance(data, bytes | str):
+        data = json.loads(data)
+    event: SystemEvent = _ANY_EVENT.validate_python(data)
+    return event

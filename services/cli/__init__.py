@@ -1,0 +1,1 @@
+"""The ``driftline`` command line: the user's way into the system."""

@@ -1,0 +1,74 @@
+"""``driftline publish``: JSON lines to a topic."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.bus import start_producer
+
+
+@dataclass
+class ParsedLines:
+    """JSON objects read from lines, and the lines that were not one."""
+
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+def parse_lines(lines: Iterable[str]) -> ParsedLines:
+    """Keep each line that is a JSON object; note the number and fault of every other.
+
+    Blank lines are skipped silently.
+
+    >>> parsed = parse_lines(['{"a": 1}', '', '[1, 2]', 'nope'])
+    >>> parsed.objects, [n for n, _ in parsed.problems]
+    ([{'a': 1}], [3, 4])
+    """
+    parsed = ParsedLines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            parsed.problems.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        if not isinstance(value, dict):
+            parsed.problems.append((number, f"not a JSON object but {type(value).__name__}"))
+            continue
+        parsed.objects.append(value)
+    return parsed
+
+
+def message_key(message: dict[str, Any]) -> bytes | None:
+    """Messages of one entity share a key, so they land in one partition, in order."""
+    entity = message.get("entity_id")
+    return str(entity).encode() if entity is not None else None
+
+
+def chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def publish_objects(bootstrap: str, topic: str, messages: list[dict[str, Any]]) -> int:
+    """Send every message and wait until the broker has acknowledged all of them."""
+    producer = await start_producer(bootstrap)
+    try:
+        for chunk in chunks(messages, 500):
+            futures = [
+                await producer.send(
+                    topic,
+                    json.dumps(m, separators=(",", ":")).encode(),
+                    key=message_key(m),
+                )
+                for m in chunk
+            ]
+            for future in futures:
+                await future
+    finally:
+        await producer.stop()
+    return len(messages)

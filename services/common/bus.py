@@ -1,0 +1,144 @@
+"""aiokafka producers, consumers and topic administration, with broker retries.
+
+Services call :func:`wait_for_broker` at start so a broker that is not up yet
+is waited for with backoff instead of crashing the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.common.errors import BrokerUnavailable
+
+logger = logging.getLogger(__name__)
+
+ConsumerMode = Literal["assign", "group"]
+
+
+def backoff_delays(first: float = 0.2, factor: float = 2.0, cap: float = 5.0) -> Iterable[float]:
+    """Delays between retries: exponential, capped.
+
+    >>> import itertools
+    >>> list(itertools.islice(backoff_delays(), 6))
+    [0.2, 0.4, 0.8, 1.6, 3.2, 5.0]
+    """
+    delay = first
+    while True:
+        yield delay
+        delay = min(cap, delay * factor)
+
+
+async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
+    """Return once the broker answers a metadata request; raise BrokerUnavailable after timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    for delay in backoff_delays():
+        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await client.start()
+            await client.list_topics()
+            return
+        except (KafkaError, OSError) as exc:
+            last_error = exc
+        finally:
+            await client.close()
+        if time.monotonic() + delay > deadline:
+            break
+        logger.warning("broker not ready bootstrap=%s retry_in=%.1fs", bootstrap, delay)
+        await asyncio.sleep(delay)
+    raise BrokerUnavailable(f"broker at {bootstrap} did not answer in {timeout}s: {last_error}")
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created."""
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await client.start()
+    try:
+        existing = set(await client.list_topics())
+        wanted = [n for n in dict.fromkeys(names) if n not in existing]
+        if wanted:
+            topics = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted]
+            # Another process may race us; the topics exist then, which is all we need.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await client.create_topics(topics)
+        return wanted
+    finally:
+        await client.close()
+
+
+async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+    """An idempotent producer, started, that waits for every write to be acknowledged."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=options.pop("linger_ms", 5),
+        max_request_size=options.pop("max_request_size", 4 * 1024 * 1024),
+        **options,
+    )
+    await producer.start()
+    return producer
+
+
+async def start_consumer(
+    bootstrap: str,
+    topics: Iterable[str],
+    group_id: str | None,
+    *,
+    mode: ConsumerMode = "assign",
+    **options: Any,
+) -> AIOKafkaConsumer:
+    """A consumer, started, that never commits on its own (the consume loop commits).
+
+    ``assign`` takes every partition of ``topics`` and resumes from the group's
+    committed offsets: one process per service, and it starts at once.
+    ``group`` joins the consumer group so that N replicas share the partitions
+    (the production profile); a join takes a few seconds.
+    """
+    names = list(topics)
+    common: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": options.pop("auto_offset_reset", "earliest"),
+        **options,
+    }
+    if mode == "group":
+        consumer = AIOKafkaConsumer(
+            *names,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            rebalance_timeout_ms=3000,
+            **common,
+        )
+        await consumer.start()
+        return consumer
+    consumer = AIOKafkaConsumer(**common)
+    await consumer.start()
+    partitions: list[TopicPartition] = []
+    for name in names:
+        numbers = await _partitions_of(consumer, name)
+        partitions.extend(TopicPartition(name, number) for number in sorted(numbers))
+    consumer.assign(partitions)
+    return consumer
+
+
+async def _partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float = 10.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        numbers = consumer.partitions_for_topic(topic)
+        if numbers:
+            return set(numbers)
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(f"topic {topic!r} has no partitions; was it created?")
+        await consumer._client.force_metadata_update()  # the public API has no refresh
+        await asyncio.sleep(0.1)

@@ -1,0 +1,64 @@
+"""The small HTTP surface every service has: ``/healthz``, ``/readyz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+logger = logging.getLogger(__name__)
+
+
+class HealthServer:
+    """Serves liveness, readiness (``ready()``) and Prometheus metrics on host:port."""
+
+    def __init__(
+        self, service: str, host: str, port: int, ready: Callable[[], bool] = lambda: True
+    ) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.ready = ready
+        self._runner: web.AppRunner | None = None
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "service": self.service})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready = self.ready()
+        body = {"status": "ready" if ready else "starting", "service": self.service}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(REGISTRY))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def start(self) -> int:
+        """Start serving; return the port (useful when 0 asked for any free one)."""
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        if server is not None and self.port == 0:
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1] if sockets else self.port
+        logger.info(
+            "health endpoint service=%s url=http://%s:%s", self.service, self.host, self.port
+        )
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

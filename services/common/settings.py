@@ -1,0 +1,51 @@
+"""Settings shared by every service: read from ``DRIFTLINE_*`` environment variables.
+
+Each service subclasses :class:`CommonSettings` with its own fields and builds
+it in ``main()``, never at import, so a bad value fails fast at start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.usecase import UseCase, load_usecases
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs to find the broker, its state and the use cases."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore", frozen=True)
+
+    bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
+    home: Path = Field(default=Path(".driftline"), description="all local state lives here")
+    usecases_dir: Path = Field(default=Path("usecases"), description="the use-case YAML files")
+    usecases: list[str] | None = Field(default=None, description="serve only these use cases")
+    log_level: str = "INFO"
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    broker_wait_seconds: float = Field(default=60.0, gt=0)
+    partitions: int = Field(default=1, gt=0, description="partitions of topics driftline creates")
+    consumer_mode: Literal["assign", "group"] = Field(
+        default="assign",
+        description="assign: one process a service, starts at once; group: N replicas share",
+    )
+
+    def load_usecases(self) -> dict[str, UseCase]:
+        """The configured use cases, all of them unless ``usecases`` narrows the set."""
+        specs = load_usecases(self.usecases_dir)
+        if self.usecases is None:
+            return specs
+        missing = sorted(set(self.usecases) - set(specs))
+        if missing:
+            raise ValueError(f"DRIFTLINE_USECASES names unknown use cases: {missing}")
+        return {name: specs[name] for name in self.usecases}
+
+    def service_home(self, service: str) -> Path:
+        """The directory a service keeps its state in (created on first use)."""
+        path = self.home / service
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,95 @@
+"""MLflow: where runs, metrics, artifacts and model versions live.
+
+The embedded profile keeps a SQLite store and the artifacts under
+``DRIFTLINE_HOME/mlflow``; the production profile points
+``DRIFTLINE_MLFLOW_URI`` at a tracking server (PostgreSQL behind it).
+mlflow is imported inside these functions: it costs 2 s and 200 MB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from services.common.models.protocol import sha256_of
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def tracking_uri(home: Path, override: str | None = None) -> str:
+    """The MLflow tracking URI: ``override`` when set, else SQLite under ``home``."""
+    if override:
+        return override
+    directory = (home / "mlflow").resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def artifact_root(home: Path) -> str:
+    """Where the embedded profile stores artifacts (a file URI under ``home``)."""
+    directory = (home / "mlflow" / "artifacts").resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory.as_uri()
+
+
+def client(home: Path, override: str | None = None) -> MlflowClient:
+    """An MLflow client bound to this stack's store (and the global tracking URI set to it)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(home, override)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(home: Path, name: str, override: str | None = None) -> str:
+    """The id of experiment ``name``, created with its artifacts under ``home`` if new."""
+    mlflow_client = client(home, override)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None if override else f"{artifact_root(home)}/{name}"
+    return str(mlflow_client.create_experiment(name, artifact_location=location))
+
+
+def register_model_dir(
+    mlflow_client: MlflowClient,
+    run_id: str,
+    model_name: str,
+    model_dir: Path,
+    model_file: Path,
+    tags: dict[str, Any] | None = None,
+) -> tuple[str, str, str]:
+    """Log ``model_dir`` as the run's ``model`` artifact and register it as a new version.
+
+    Returns (version, artifact_uri, sha256 of ``model_file``).
+    """
+    from mlflow.exceptions import MlflowException
+
+    sha256 = sha256_of(model_file)
+    mlflow_client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+    run = mlflow_client.get_run(run_id)
+    artifact_uri = f"{run.info.artifact_uri}/model"
+    try:
+        mlflow_client.create_registered_model(model_name)
+    except MlflowException:
+        pass  # already registered; a new version is added below
+    all_tags = {"artifact_sha256": sha256, **{k: str(v) for k, v in (tags or {}).items()}}
+    version = mlflow_client.create_model_version(
+        model_name, source=artifact_uri, run_id=run_id, tags=all_tags
+    )
+    return str(version.version), artifact_uri, sha256
+
+
+def download_model_dir(mlflow_client: MlflowClient, artifact_uri: str, destination: Path) -> Path:
+    """Fetch a model directory from its artifact URI (a local path for file URIs)."""
+    import mlflow
+
+    destination.mkdir(parents=True, exist_ok=True)
+    path = mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(destination))
+    return Path(path)
