@@ -1,0 +1,203 @@
+"""The ``driftline`` command line.
+
+Users publish events, watch topics, query the inference service and run the
+stack from here. Every verb is a thin layer over ``services.common`` and the
+event contracts in ``schemas``; nothing here is needed by a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+
+from services.common.settings import CommonSettings
+
+app = typer.Typer(
+    name="driftline",
+    help="driftline: a streaming MLOps system whose services talk over Kafka topics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def settings() -> CommonSettings:
+    return CommonSettings()
+
+
+@app.command()
+def broker() -> None:
+    """Run the embedded Kafka-compatible broker alone, at DRIFTLINE_BOOTSTRAP."""
+    import signal
+    import threading
+
+    from services.common.broker import EmbeddedBroker
+
+    config = settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log = config.service_home("broker") / "tansu.log"
+    with EmbeddedBroker(config.bootstrap, log_path=log) as running:
+        console.print(
+            f"broker listening at [bold]{running.bootstrap}[/] (log: {log}); Ctrl-C stops"
+        )
+        while not stop.is_set():
+            if running.process is None or running.process.poll() is not None:
+                errors.print("[red]the broker exited on its own[/]")
+                raise typer.Exit(1)
+            stop.wait(0.5)
+    console.print("broker stopped")
+
+
+@app.command()
+def publish(
+    topic: Annotated[str, typer.Argument(help="topic to publish to, e.g. credit.raw")],
+    file: Annotated[
+        Path | None, typer.Argument(help="JSON lines file; standard input when omitted")
+    ] = None,
+) -> None:
+    """Publish JSON lines from FILE (or stdin) to TOPIC; bad lines are reported and skipped."""
+    from services.cli.publish import parse_lines, publish_objects
+
+    if file is not None and not file.exists():
+        errors.print(f"[red]{file}: no such file[/]")
+        raise typer.Exit(2)
+    lines = file.read_text().splitlines() if file is not None else sys.stdin.read().splitlines()
+    parsed = parse_lines(lines)
+    for number, problem in parsed.problems:
+        errors.print(f"line {number}: {problem}; skipped", highlight=False)
+    sent = asyncio.run(publish_objects(settings().bootstrap, topic, parsed.objects))
+    skipped = len(parsed.problems)
+    console.print(f"published {sent} message(s) to {topic}; skipped {skipped}", highlight=False)
+    if skipped:
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    topic: Annotated[str, typer.Argument(help="topic to tail, e.g. drift.alerts")],
+    from_beginning: Annotated[bool, typer.Option(help="start at the oldest message")] = False,
+    max_messages: Annotated[
+        int | None, typer.Option("--max", help="stop after N messages", min=1)
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="stop after S seconds without a new message", min=0)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line")] = False,
+) -> None:
+    """Tail TOPIC: pretty by default, JSON lines with --json."""
+    from services.cli.watch import watch_topic
+
+    def show(record: Any, value: Any) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(value, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+            return
+        header = f"[bold]{record.topic}[/] partition={record.partition} offset={record.offset}"
+        console.print(header, highlight=False)
+        text = json.dumps(value, indent=2) if not isinstance(value, str) else value
+        console.print(Syntax(text, "json", theme="ansi_dark", word_wrap=True))
+
+    try:
+        asyncio.run(
+            watch_topic(
+                settings().bootstrap,
+                topic,
+                show,
+                from_beginning=from_beginning,
+                max_messages=max_messages,
+                idle_timeout=timeout,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def up(
+    demo: Annotated[str | None, typer.Option(help="stream this demo use case once up")] = None,
+    external_broker: Annotated[
+        bool, typer.Option(help="a broker already runs at DRIFTLINE_BOOTSTRAP; do not start one")
+    ] = False,
+    events: Annotated[int, typer.Option(help="demo events to stream")] = 20_000,
+    rate: Annotated[float, typer.Option(help="demo events per second")] = 200.0,
+    drift_at: Annotated[
+        int | None, typer.Option(help="demo event at which drift starts (default: a third in)")
+    ] = None,
+) -> None:
+    """Start the broker, create the topics, run every service; Ctrl-C stops all."""
+    from schemas import topics
+    from services.cli.up import (
+        HEALTH_PORT_BASE,
+        Supervisor,
+        base_env,
+        discover_services,
+        run_until_stopped,
+        service_argv,
+    )
+    from services.common.broker import EmbeddedBroker
+    from services.common.bus import ensure_topics, wait_for_broker
+
+    config = settings()
+    usecases = config.load_usecases()
+    if demo is not None and demo not in usecases:
+        errors.print(f"[red]no use case {demo!r}; known: {sorted(usecases)}[/]")
+        raise typer.Exit(2)
+    embedded = None
+    if not external_broker:
+        log = config.service_home("broker") / "tansu.log"
+        embedded = EmbeddedBroker(config.bootstrap, log_path=log).start()
+        console.print(f"embedded broker at [bold]{embedded.bootstrap}[/]")
+    supervisor = Supervisor(console, base_env())
+    try:
+        asyncio.run(wait_for_broker(config.bootstrap, config.broker_wait_seconds))
+        created = asyncio.run(
+            ensure_topics(config.bootstrap, topics.all_topics(usecases), config.partitions)
+        )
+        console.print(f"topics ready ({len(created)} created) for use cases {sorted(usecases)}")
+        for index, name in enumerate(discover_services()):
+            port = str(HEALTH_PORT_BASE + index)
+            supervisor.start(name, service_argv(name), {"DRIFTLINE_HEALTH_PORT": port})
+            console.print(f"started [bold]{name}[/] (health: http://127.0.0.1:{port}/healthz)")
+        if demo is not None:
+            drift = drift_at if drift_at is not None else events // 3
+            argv = [sys.executable, "-m", "services.cli", "demo", demo, "--events", str(events)]
+            argv += ["--rate", str(rate), "--drift-at", str(drift)]
+            supervisor.start("demo", argv)
+        status = run_until_stopped(supervisor)
+    finally:
+        console.print("stopping…")
+        supervisor.stop()
+        if embedded is not None:
+            embedded.stop()
+    raise typer.Exit(status)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="where to write the JSON Schemas")],
+) -> None:
+    """Write each event's JSON Schema (and the use-case spec's) into DIRECTORY."""
+    from schemas.export import export_json_schemas
+
+    for path in export_json_schemas(directory):
+        console.print(f"wrote {path}")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    app()

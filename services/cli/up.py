@@ -1,0 +1,124 @@
+"""``driftline up``: the whole stack as child processes, with prefixed logs.
+
+The embedded broker first (unless one already runs), then the topics, then
+every service as its own process. Ctrl-C (or SIGTERM) stops the services,
+then the broker; children also get SIGTERM if this process dies, so no
+orphan is left behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent
+NOT_SERVICES = {"cli", "common"}
+COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "white"]
+HEALTH_PORT_BASE = 9101
+
+
+def discover_services() -> list[str]:
+    """Every package under ``services/`` that runs (has a ``__main__.py``), in a stable order."""
+    return sorted(
+        path.parent.name
+        for path in SERVICES_DIR.glob("*/__main__.py")
+        if path.parent.name not in NOT_SERVICES
+    )
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this child when the parent dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class Supervisor:
+    """Starts service processes, streams their output with a prefix, stops them all."""
+
+    def __init__(self, console: Console, env: dict[str, str]) -> None:
+        self.console = console
+        self.env = env
+        self.children: dict[str, subprocess.Popen[str]] = {}
+        self._threads: list[threading.Thread] = []
+
+    def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
+        color = COLORS[len(self.children) % len(COLORS)]
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env={**self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_die_with_parent,
+        )
+        self.children[name] = process
+        thread = threading.Thread(
+            target=self._pump, args=(name, color, process), daemon=True, name=f"log-{name}"
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _pump(self, name: str, color: str, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.console.print(f"[{color}]{name:>15}[/] | {line.rstrip()}", highlight=False)
+
+    def failed(self) -> list[tuple[str, int]]:
+        """Children that have exited with a non-zero status (a finished demo is no failure)."""
+        return [(n, p.returncode) for n, p in self.children.items() if p.poll() not in (None, 0)]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for process in self.children.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.children.items():
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.console.print(f"[red]{name} did not stop in {timeout}s; killing it[/]")
+                process.kill()
+                process.wait()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+def service_argv(name: str) -> list[str]:
+    return [sys.executable, "-m", f"services.{name}"]
+
+
+def run_until_stopped(supervisor: Supervisor, interval: float = 0.5) -> int:
+    """Block until a signal or a child's death; return the exit status to use."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopping.is_set():
+            dead = supervisor.failed()
+            if dead:
+                for name, code in dead:
+                    supervisor.console.print(f"[red]service {name} exited with status {code}[/]")
+                return 1
+            stopping.wait(interval)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def base_env() -> dict[str, str]:
+    return dict(os.environ)
