@@ -13,7 +13,7 @@ Nothing in a service is specific to one use case.
 ... })
 >>> spec.feature_names()
 ['x']
->>> spec.metrics.primary
+>>> spec.primary_metric
 'roc_auc'
 """
 

@@ -25,10 +25,12 @@ app = typer.Typer(
     help="driftline: a streaming MLOps system whose services talk over Kafka topics.",
     no_args_is_help=True,
     add_completion=False,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
 schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+topics_app = typer.Typer(help="Topics on the broker.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
 
 console = Console()
 errors = Console(stderr=True)
@@ -80,7 +82,8 @@ def publish(
     parsed = parse_lines(lines)
     for number, problem in parsed.problems:
         errors.print(f"line {number}: {problem}; skipped", highlight=False)
-    sent = asyncio.run(publish_objects(settings().bootstrap, topic, parsed.objects))
+    config = settings()
+    sent = asyncio.run(publish_objects(config.bootstrap, topic, parsed.objects, config.partitions))
     skipped = len(parsed.problems)
     console.print(f"published {sent} message(s) to {topic}; skipped {skipped}", highlight=False)
     if skipped:
@@ -138,6 +141,9 @@ def up(
     drift_at: Annotated[
         int | None, typer.Option(help="demo event at which drift starts (default: a third in)")
     ] = None,
+    only: Annotated[
+        str | None, typer.Option(help="comma-separated services to run (default: all)")
+    ] = None,
 ) -> None:
     """Start the broker, create the topics, run every service; Ctrl-C stops all."""
     from schemas import topics
@@ -169,7 +175,13 @@ def up(
             ensure_topics(config.bootstrap, topics.all_topics(usecases), config.partitions)
         )
         console.print(f"topics ready ({len(created)} created) for use cases {sorted(usecases)}")
-        for index, name in enumerate(discover_services()):
+        available = discover_services()
+        chosen = available if only is None else [s for s in only.split(",") if s.strip()]
+        unknown = sorted(set(chosen) - set(available))
+        if unknown:
+            errors.print(f"[red]unknown services {unknown}; known: {available}[/]")
+            raise typer.Exit(2)
+        for index, name in enumerate(chosen):
             port = str(HEALTH_PORT_BASE + index)
             supervisor.start(name, service_argv(name), {"DRIFTLINE_HEALTH_PORT": port})
             console.print(f"started [bold]{name}[/] (health: http://127.0.0.1:{port}/healthz)")
@@ -187,6 +199,21 @@ def up(
     raise typer.Exit(status)
 
 
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic the configured use cases need (those missing)."""
+    from schemas import topics
+    from services.common.bus import ensure_topics, wait_for_broker
+
+    config = settings()
+    names = topics.all_topics(config.load_usecases())
+    asyncio.run(wait_for_broker(config.bootstrap, config.broker_wait_seconds))
+    created = asyncio.run(ensure_topics(config.bootstrap, names, config.partitions))
+    console.print(f"{len(created)} topic(s) created, {len(names) - len(created)} already there")
+    for name in created:
+        console.print(f"  {name}")
+
+
 @schemas_app.command("export")
 def schemas_export(
     directory: Annotated[Path, typer.Argument(help="where to write the JSON Schemas")],
@@ -199,5 +226,14 @@ def schemas_export(
 
 
 def main() -> None:
+    """Entry point of the ``driftline`` console script: errors become one clear line."""
+    from aiokafka.errors import KafkaError
+
+    from services.common.errors import DriftlineError
+
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    app()
+    try:
+        app(standalone_mode=True)
+    except (DriftlineError, KafkaError, ValueError) as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)

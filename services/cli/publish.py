@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.bus import start_producer
+from services.common.bus import ensure_topics, start_producer, wait_for_broker
 
 
 @dataclass
@@ -54,8 +54,16 @@ def chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, An
         yield items[start : start + size]
 
 
-async def publish_objects(bootstrap: str, topic: str, messages: list[dict[str, Any]]) -> int:
-    """Send every message and wait until the broker has acknowledged all of them."""
+async def publish_objects(
+    bootstrap: str, topic: str, messages: list[dict[str, Any]], partitions: int = 1
+) -> int:
+    """Send every message and wait until the broker has acknowledged all of them.
+
+    The topic is created first (with ``partitions``) if it does not exist, so the
+    broker's own default partition count never decides it.
+    """
+    await wait_for_broker(bootstrap, timeout=10.0)
+    await ensure_topics(bootstrap, [topic], partitions)
     producer = await start_producer(bootstrap)
     try:
         for chunk in chunks(messages, 500):

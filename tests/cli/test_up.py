@@ -1,0 +1,102 @@
+"""``driftline up`` and ``driftline broker`` as processes: they start, and stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas import topics
+from services.common.broker import free_port, port_open
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = """
+task: regression
+fields:
+  x: {type: float}
+features:
+  - {kind: passthrough, field: x}
+"""
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+async def list_topics(bootstrap: str) -> set[str]:
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await client.start()
+    try:
+        return set(await client.list_topics())
+    finally:
+        await client.close()
+
+
+def test_broker_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    process = start(["broker"], {"DRIFTLINE_BOOTSTRAP": bootstrap, "DRIFTLINE_HOME": str(tmp_path)})
+    try:
+        assert wait_for(lambda: port_open("127.0.0.1", int(bootstrap.split(":")[1])))
+        assert asyncio.run(list_topics(bootstrap)) is not None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "broker stopped" in output
+    assert not port_open("127.0.0.1", int(bootstrap.split(":")[1]))
+
+
+def test_up_creates_every_topic_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    usecases = tmp_path / "usecases"
+    usecases.mkdir()
+    (usecases / "toy.yaml").write_text(SPEC)
+    bootstrap = f"127.0.0.1:{free_port()}"
+    env = {
+        "DRIFTLINE_BOOTSTRAP": bootstrap,
+        "DRIFTLINE_HOME": str(tmp_path / "home"),
+        "DRIFTLINE_USECASES_DIR": str(usecases),
+    }
+    process = start(["up", "--only", ""], env)
+    try:
+        wanted = set(topics.all_topics(["toy"]))
+        assert wait_for(lambda: port_open("127.0.0.1", int(bootstrap.split(":")[1])))
+        assert wait_for(lambda: wanted <= asyncio.run(list_topics(bootstrap)))
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "topics ready" in output
+    assert not port_open("127.0.0.1", int(bootstrap.split(":")[1])), "broker left running"
+
+
+def test_tansu_is_shipped() -> None:
+    from services.common.broker import tansu_binary
+
+    assert tansu_binary().exists()
+    assert shutil.which(str(tansu_binary()))
