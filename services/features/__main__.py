@@ -1,0 +1,3 @@
+from services.features.service import main
+
+main()

@@ -1,0 +1,57 @@
+"""Running the features service: Feast apply at start, then the consume loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import Field
+
+from schemas import topics
+from services.common import featurestore
+from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.consume import ConsumeLoop
+from services.common.deadletter import DeadLetterPolicy
+from services.common.health import HealthServer
+from services.common.runtime import run_service
+from services.features.seen import SeenIds
+from services.features.sink import FeatureSink
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "features"
+
+
+class FeaturesSettings(featurestore.FeatureStoreSettings):
+    """The features service's settings (``DRIFTLINE_*``)."""
+
+    batch_rows: int = Field(default=5000, gt=0, description="most messages in one write")
+
+
+async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthServer) -> None:
+    specs = settings.load_usecases()
+    store = await asyncio.to_thread(featurestore.open_store, settings, list(specs.values()))
+    logger.info("feast definitions applied usecases=%s", sorted(specs))
+    sources = [t for uc in specs for t in (topics.features(uc), topics.labels(uc))]
+    await ensure_topics(settings.bootstrap, sources, settings.partitions)
+    seen = SeenIds(settings.service_home(SERVICE) / "seen.db")
+    consumer = await start_consumer(
+        settings.bootstrap, sources, f"driftline-{SERVICE}", mode=settings.consumer_mode
+    )
+    producer = await start_producer(settings.bootstrap)
+    sink = FeatureSink(store, specs, seen, settings.home)
+    loop = ConsumeLoop(
+        consumer, sink, DeadLetterPolicy(SERVICE, producer), max_records=settings.batch_rows
+    )
+    health.ready = lambda: True
+    try:
+        await loop.run(stop)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        seen.close()
+
+
+def main() -> None:
+    settings = FeaturesSettings()
+    run_service(SERVICE, settings, lambda stop, health: serve(settings, stop, health))
