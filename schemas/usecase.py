@@ -87,6 +87,8 @@ class FieldSpec(_Strict):
             raise ValueError(f"min, max and cap apply to numeric fields, not {self.type}")
         if self.values is not None and self.type != "category":
             raise ValueError("values apply to category fields only")
+        if self.pseudonymize and (self.type not in ("string", "category") or self.values):
+            raise ValueError("pseudonymize applies to string fields and open categories only")
         return self
 
 
@@ -138,6 +140,12 @@ class Bin(_Transform):
     kind: Literal["bin"]
     field: str
     edges: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Bin:
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError(f"edges {self.edges} are not strictly increasing")
+        return self
 
 
 class DatePart(_Transform):
@@ -327,6 +335,13 @@ class UseCase(_Strict):
                     )
             if isinstance(transform, OneHot) and not self.fields[transform.field].values:
                 raise ValueError(f"features[{index}] one-hot needs values on {transform.field!r}")
+            for ref in _field_refs(transform):
+                kind = self.fields[ref].type if ref in known else "datetime"
+                if kind not in _INPUT_TYPES[transform.kind]:
+                    raise ValueError(
+                        f"features[{index}] ({transform.kind}) cannot use field {ref!r} "
+                        f"of type {kind}; it takes {', '.join(_INPUT_TYPES[transform.kind])}"
+                    )
         if self.task == "classification":
             if not self.label.classes or len(self.label.classes) < 2:
                 raise ValueError("label.classes: a classification use case needs two or more")
@@ -370,6 +385,19 @@ class UseCase(_Strict):
         """sha256 of the canonical spec: lineage for every model trained on it."""
         canonical = self.model_dump_json(exclude={"description", "demo"})
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# The field types each transform can compute a number from.
+_INPUT_TYPES: dict[str, tuple[str, ...]] = {
+    "passthrough": ("float", "int", "bool", "datetime"),
+    "standardize": ("float", "int", "bool"),
+    "minmax": ("float", "int", "bool"),
+    "onehot": ("category",),
+    "bin": ("float", "int"),
+    "date_part": ("datetime",),
+    "ratio": ("float", "int", "bool"),
+    "log1p": ("float", "int"),
+}
 
 
 def _field_refs(transform: Transform) -> list[str]:
