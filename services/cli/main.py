@@ -237,3 +237,13 @@ def main() -> None:
     except (DriftlineError, KafkaError, ValueError) as exc:
         errors.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(1)
+
+
+def _register_commands() -> None:
+    """Verbs that live in their own modules add themselves to the app."""
+    from services.cli import demo as demo_commands
+
+    demo_commands.register(app)
+
+
+_register_commands()

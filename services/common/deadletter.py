@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -78,12 +79,23 @@ def build_dead_letter(service: str, exc: Exception, record: ConsumerRecord[Any, 
     )
 
 
-class DeadLetterPolicy:
-    """Dead-letter everything but transient errors, which are re-raised for a retry."""
+Send = Callable[[str, bytes], Awaitable[Any]]
 
-    def __init__(self, service: str, producer: AIOKafkaProducer) -> None:
+
+class DeadLetterPolicy:
+    """Dead-letter everything but transient errors, which are re-raised for a retry.
+
+    Writes through an aiokafka ``producer``, or through ``send(topic, value)``
+    (a faust app passes its own topic sender, so the write joins its commit).
+    """
+
+    def __init__(
+        self, service: str, producer: AIOKafkaProducer | None = None, *, send: Send | None = None
+    ) -> None:
+        if (producer is None) == (send is None):
+            raise ValueError("give a producer or a send function, not both or neither")
         self.service = service
-        self.producer = producer
+        self.send: Send = send if send is not None else producer.send_and_wait  # type: ignore[union-attr]
         self.count = 0
 
     async def on_error(self, exc: Exception, record: ConsumerRecord[Any, Any]) -> None:
@@ -99,5 +111,5 @@ class DeadLetterPolicy:
             record.offset,
             dead.reason,
         )
-        await self.producer.send_and_wait(destination, encode(dead))
+        await self.send(destination, encode(dead))
         self.count += 1

@@ -7,10 +7,10 @@ it in ``main()``, never at import, so a bad value fails fast at start-up.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas.usecase import UseCase, load_usecases
 
@@ -23,7 +23,9 @@ class CommonSettings(BaseSettings):
     bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
     home: Path = Field(default=Path(".driftline"), description="all local state lives here")
     usecases_dir: Path = Field(default=Path("usecases"), description="the use-case YAML files")
-    usecases: list[str] | None = Field(default=None, description="serve only these use cases")
+    usecases: Annotated[list[str] | None, NoDecode] = Field(
+        default=None, description="serve only these use cases (comma-separated)"
+    )
     log_level: str = "INFO"
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
@@ -33,6 +35,13 @@ class CommonSettings(BaseSettings):
         default="assign",
         description="assign: one process a service, starts at once; group: N replicas share",
     )
+
+    @field_validator("usecases", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     def load_usecases(self) -> dict[str, UseCase]:
         """The configured use cases, all of them unless ``usecases`` narrows the set."""

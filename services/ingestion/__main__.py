@@ -1,0 +1,3 @@
+from services.ingestion.service import main
+
+main()
