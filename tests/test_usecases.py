@@ -45,15 +45,28 @@ def broken_copy(tmp_path: Path, change: Any) -> Path:
         (lambda d: d["fields"]["age"].update(type="integer"), "fields.age"),
         (lambda d: d["fields"]["salary"].update(minimum=0), "fields.salary"),
         (lambda d: d["features"].append({"kind": "log1p", "field": "wealth"}), "'wealth'"),
-        (lambda d: d["features"].append({"kind": "standardize", "field": "car", "mean": 0,
-                                         "std": 1}), "'car'"),
-        (lambda d: d["features"].append({"kind": "bin", "field": "age", "edges": [60, 40]}),
-         "features.11.bin"),
+        (
+            lambda d: d["features"].append(
+                {"kind": "standardize", "field": "car", "mean": 0, "std": 1}
+            ),
+            "'car'",
+        ),
+        (
+            lambda d: d["features"].append({"kind": "bin", "field": "age", "edges": [60, 40]}),
+            "features.11.bin",
+        ),
         (lambda d: d.update(surprise=True), "surprise"),
         (lambda d: d["promotion"].update(canary_share=2), "promotion.canary_share"),
     ],
-    ids=["wrong-type", "unknown-key", "unknown-field", "type-mismatch", "bad-edges",
-         "unknown-top-level", "out-of-range"],
+    ids=[
+        "wrong-type",
+        "unknown-key",
+        "unknown-field",
+        "type-mismatch",
+        "bad-edges",
+        "unknown-top-level",
+        "out-of-range",
+    ],
 )
 def test_a_broken_use_case_names_the_file_and_the_field(
     tmp_path: Path, change: Any, named: str

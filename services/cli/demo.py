@@ -366,7 +366,9 @@ def register(app: typer.Typer) -> None:
         path = settings.usecases_dir / f"{name}.yaml"
         if not path.exists():
             known = sorted(p.stem for p in settings.usecases_dir.glob("*.yaml"))
-            console.print(f"[red]no use case {name!r} in {settings.usecases_dir}[/]; known: {known}")
+            console.print(
+                f"[red]no use case {name!r} in {settings.usecases_dir}[/]; known: {known}"
+            )
             raise typer.Exit(2)
         try:
             spec = load_usecase(path)

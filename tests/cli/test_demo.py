@@ -141,7 +141,7 @@ def test_unknown_sources_and_missing_demo_sections_are_explained() -> None:
     spec = spec_named("credit")
     assert {"agrawal", "river_dataset", "friedman"} <= set(SOURCES)
     broken = spec.model_copy(update={"demo": spec.demo.model_copy(update={"source": "nope"})})
-    with pytest.raises(DemoError, match="unknown demo.source 'nope'"):
+    with pytest.raises(DemoError, match=r"unknown demo\.source 'nope'"):
         next(demo_events(broken, events=1))
     with pytest.raises(DemoError, match="has no demo section"):
         next(demo_events(spec.model_copy(update={"demo": None}), events=1))
@@ -171,8 +171,15 @@ def test_stream_demo_publishes_events_and_late_labels(
 
     async def publish_and_read() -> tuple[Any, list[Any], list[Any]]:
         summary = await stream_demo(
-            bootstrap, spec, events=50, rate=0, seed=9, drift_at=25, label_delay=0.2,
-            progress=seen.append, start=START,
+            bootstrap,
+            spec,
+            events=50,
+            rate=0,
+            seed=9,
+            drift_at=25,
+            label_delay=0.2,
+            progress=seen.append,
+            start=START,
         )
         raw, labels = await asyncio.gather(
             read_all(bootstrap, topics.raw(unique), 50),
@@ -186,3 +193,34 @@ def test_stream_demo_publishes_events_and_late_labels(
     assert [json.loads(r.value) for r in raw] == [e.event for e in expected]
     assert [r.key.decode() for r in raw] == [e.event["entity_id"] for e in expected]
     assert [json.loads(r.value) for r in labels] == [e.label for e in expected]
+
+
+@pytest.mark.integration
+def test_the_demo_command_streams_a_use_case_that_is_only_a_yaml_file(
+    bootstrap: str, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from services.cli.demo import register
+
+    text = (USECASES / "credit.yaml").read_text()
+    (tmp_path / f"{unique}.yaml").write_text(text)
+    monkeypatch.setenv("DRIFTLINE_BOOTSTRAP", bootstrap)
+    monkeypatch.setenv("DRIFTLINE_USECASES_DIR", str(tmp_path))
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def noop() -> None:  # a second command keeps typer from flattening "demo"
+        """Nothing."""
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["demo", "nope"])
+    assert missing.exit_code == 2 and "no use case 'nope'" in missing.output
+    result = runner.invoke(
+        app, ["demo", unique, "--events", "20", "--rate", "0", "--label-delay", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"published 20 events to {unique}.raw and 20 labels" in result.output
+    assert len(asyncio.run(read_all(bootstrap, topics.raw(unique), 20))) == 20

@@ -96,10 +96,16 @@ def test_a_clean_event_gives_every_feature() -> None:
     [
         (b"{nope", "not valid JSON"),
         (b"[1, 2]", "expected a JSON object, got a list"),
-        ({k: v for k, v in event().items() if k != "event_id"}, "missing required field 'event_id'"),
+        (
+            {k: v for k, v in event().items() if k != "event_id"},
+            "missing required field 'event_id'",
+        ),
         (event(entity_id=None), "missing required field 'entity_id'"),
         (event(entity_id={"a": 1}), "field 'entity_id': expected a text or integer id"),
-        ({k: v for k, v in event().items() if k != "timestamp"}, "missing required field 'timestamp'"),
+        (
+            {k: v for k, v in event().items() if k != "timestamp"},
+            "missing required field 'timestamp'",
+        ),
         (event(timestamp="yesterday"), "timestamp 'yesterday' is not ISO-8601 or epoch seconds"),
         (event(timestamp=True), "is not ISO-8601"),
         (event(age="old"), "field 'age': expected an integer in [18, 100], got 'old'"),

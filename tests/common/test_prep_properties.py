@@ -24,11 +24,15 @@ scalars = (
     | st.integers(min_value=-(10**30), max_value=10**30)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12)
-    | st.sampled_from(["", " 3 ", "gold", "Premium", "yes", "NaN", "1e400", "2026-01-01", "x" * 300])
+    | st.sampled_from(
+        ["", " 3 ", "gold", "Premium", "yes", "NaN", "1e400", "2026-01-01", "x" * 300]
+    )
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 timestamps = st.one_of(
@@ -61,7 +65,7 @@ def plausible(spec: Any) -> st.SearchStrategy[dict[str, Any]]:
         if field.type in ("float", "int"):
             low = field.min if field.min is not None else -1e6
             high = field.max if field.max is not None else 1e6
-            numbers = st.integers(int(math.ceil(low)), int(math.floor(high)))
+            numbers = st.integers(math.ceil(low), math.floor(high))
             return numbers if field.type == "int" else numbers | st.floats(low, high)
         if field.type == "bool":
             return st.sampled_from([True, False, 0, 1, "yes", "no"])

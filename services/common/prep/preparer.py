@@ -92,7 +92,9 @@ class Preparer:
         Secret mixed into pseudonyms; services pass it from their settings.
     """
 
-    def __init__(self, spec: UseCase, state: dict[str, Any] | None = None, *, salt: str = "") -> None:
+    def __init__(
+        self, spec: UseCase, state: dict[str, Any] | None = None, *, salt: str = ""
+    ) -> None:
         self.spec = spec
         self.salt = salt
         self.feature_names = spec.feature_names()
