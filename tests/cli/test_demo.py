@@ -224,3 +224,12 @@ def test_the_demo_command_streams_a_use_case_that_is_only_a_yaml_file(
     assert result.exit_code == 0, result.output
     assert f"published 20 events to {unique}.raw and 20 labels" in result.output
     assert len(asyncio.run(read_all(bootstrap, topics.raw(unique), 20))) == 20
+
+
+def test_the_examples_in_the_docstrings_hold() -> None:
+    import doctest
+
+    import services.cli.demo
+
+    found = doctest.testmod(services.cli.demo)
+    assert found.attempted > 0 and found.failed == 0

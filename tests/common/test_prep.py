@@ -232,3 +232,12 @@ def test_learn_false_leaves_statistics_alone() -> None:
 
 def test_feature_row_ids_are_stable_for_replays() -> None:
     assert Preparer(SPEC).prepare(event()).event_id == Preparer(SPEC).prepare(event()).event_id
+
+
+@pytest.mark.parametrize("module", ["values", "stats", "transforms", "preparer"])
+def test_the_examples_in_the_docstrings_hold(module: str) -> None:
+    import doctest
+    import importlib
+
+    found = doctest.testmod(importlib.import_module(f"services.common.prep.{module}"))
+    assert found.attempted > 0 and found.failed == 0
