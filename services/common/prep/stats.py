@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -131,7 +132,7 @@ def new_statistic(kind: str) -> Statistic | None:
 
 def restore_statistic(kind: str, state: dict[str, Any]) -> Statistic:
     """A statistic rebuilt from :meth:`Statistic.state`."""
-    restorers = {
+    restorers: dict[str, Callable[[dict[str, Any]], Statistic]] = {
         "mean": RunningMean.from_state,
         "median": RollingMedian.from_state,
         "most_frequent": MostFrequent.from_state,
