@@ -19,6 +19,9 @@ Binary classifiers are evaluated on booleans (``True`` is the positive class).
 [[1, 0], [1, 1]]
 """
 
+# river's metric classes are untyped.
+# mypy: disable-error-code="no-untyped-call"
+
 from __future__ import annotations
 
 import collections
@@ -68,7 +71,7 @@ class PrequentialMetrics:
     # ---- updates -----------------------------------------------------------------
 
     def update(self, y_true: Any, y_pred: Any, proba: dict[Any, float] | None = None) -> None:
-        """Score one prediction: ``y_pred`` a label (or number), ``proba`` the class probabilities."""
+        """Score one prediction: a label (or number), and the class probabilities."""
         self.rows += 1
         self._apply(self.cumulative, y_true, y_pred, proba, revert=False)
         self._apply(self.rolling, y_true, y_pred, proba, revert=False)

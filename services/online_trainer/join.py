@@ -113,7 +113,12 @@ class LabelJoin:
         return now - arrived <= self.ttl
 
     def _joined(
-        self, event_id: str, features: dict[str, float], event_timestamp: Any, label: Any, now: float
+        self,
+        event_id: str,
+        features: dict[str, float],
+        event_timestamp: Any,
+        label: Any,
+        now: float,
     ) -> JoinedRow:
         self.counts["joined"] += 1
         self.learned[event_id] = now

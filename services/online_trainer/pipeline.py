@@ -75,7 +75,8 @@ def build_detector(spec: UseCase) -> Any | None:
     online = spec.models.online
     if online.drift_detector == "none":
         return None
+    detector: Any = DETECTORS[online.drift_detector]
     try:
-        return DETECTORS[online.drift_detector](**online.drift_params)
+        return detector(**online.drift_params)
     except TypeError as exc:
         raise SpecError(f"{spec.name}: models.online.drift_params: {exc}") from exc

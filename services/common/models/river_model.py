@@ -43,9 +43,9 @@ class RiverModel:
         self.estimator = estimator
         self.task = task
         self.classes = list(classes) if classes is not None else None
-        self.binary = task == "classification" and self.classes is not None and len(self.classes) == 2
-        if self.binary and positive is None:
-            positive = self.classes[-1]  # type: ignore[index]
+        self.binary = task == "classification" and len(self.classes or []) == 2
+        if self.binary and positive is None and self.classes:
+            positive = self.classes[-1]
         self.positive = positive
         self.negative = (
             next(c for c in self.classes if c != positive) if self.binary and self.classes else None
