@@ -2,8 +2,9 @@
 
 The error is 0/1 (misclassified) for classifiers and the absolute error for
 regressors. When the detector fires, the detection carries the mean error
-before and after the change point: for ADWIN the "after" part is the window
-it kept (its ``width``), for other detectors the most recent ``tail`` rows.
+before and after the change point: for ADWIN exactly the part of its window
+it dropped and the part it kept; for other detectors the history before the
+most recent ``tail`` rows, and those rows.
 
 >>> from river import drift
 >>> monitor = ConceptDriftMonitor(drift.ADWIN(), "adwin", history=2000)
@@ -40,24 +41,39 @@ class ConceptDriftMonitor:
         self.tail = tail
         self.detections = 0
         self._history: collections.deque[float] = collections.deque(maxlen=max(history, 2))
+        self._adwin = hasattr(detector, "width") and hasattr(detector, "total")
 
     def update(self, error: float, rows_learned: int) -> ConceptDrift | None:
         """Add one error; return the detection if the detector fired on it."""
         self._history.append(error)
-        self.detector.update(error)
-        if not self.detector.drift_detected:
+        detector = self.detector
+        if self._adwin:
+            width, total = detector.width, detector.total
+        detector.update(error)
+        if not detector.drift_detected:
             return None
         self.detections += 1
+        if self._adwin:
+            # ADWIN drops the old part of its window: what it dropped is "before".
+            kept, kept_total = detector.width, detector.total
+            dropped = width + 1 - kept
+            dropped_total = total + error - kept_total
+            before = dropped_total / dropped if dropped > 0 else kept_total / max(kept, 1)
+            return ConceptDrift(
+                detector=self.name,
+                rows_learned=rows_learned,
+                window_rows=int(width + 1),
+                error_before=float(before),
+                error_after=float(kept_total / max(kept, 1)),
+            )
         recent = list(self._history)
-        width = getattr(self.detector, "width", None)
-        after_rows = int(width) if width else min(self.tail, len(recent) // 2)
-        after_rows = max(1, min(after_rows, len(recent) - 1)) if len(recent) > 1 else 1
+        after_rows = max(1, min(self.tail, len(recent) // 2))
         after = recent[-after_rows:]
-        before = recent[:-after_rows] or after
+        before_rows = recent[:-after_rows] or after
         return ConceptDrift(
             detector=self.name,
             rows_learned=rows_learned,
-            window_rows=len(before) + len(after),
-            error_before=sum(before) / len(before),
+            window_rows=len(before_rows) + len(after),
+            error_before=sum(before_rows) / len(before_rows),
             error_after=sum(after) / len(after),
         )

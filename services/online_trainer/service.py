@@ -148,7 +148,8 @@ class UseCaseTrainer:
             alert_id=alert_id,
             usecase=self.spec.name,
             kind="concept",
-            severity="warning",
+            # The detector fires on any change; a falling error is news, not trouble.
+            severity="warning" if detection.error_after > detection.error_before else "info",
             method=detection.detector,
             features={
                 "error": FeatureDrift(
