@@ -153,7 +153,8 @@ async def test_snapshot_registers_a_model_version_that_loads_back(
     )
     rows, labels = as_events(agrawal_rows(200, seed=4))
     await publish(bootstrap, topics.features(unique), named(spec, rows))
-    await publish(bootstrap, topics.labels(unique), labels)
+    bad = [{"event_id": "e0", "label": "maybe", "timestamp": "2026-01-01T00:00:00Z"}, {"x": 1}]
+    await publish(bootstrap, topics.labels(unique), bad + labels)
 
     service = OnlineTrainer(settings_for(bootstrap, home, unique), {unique: spec})
     stop = asyncio.Event()
@@ -168,6 +169,12 @@ async def test_snapshot_registers_a_model_version_that_loads_back(
         if isinstance(c, ModelCandidate)
     ]
     assert len(candidates) == 1
+    dead = await read_all(bootstrap, topics.deadletter(unique), unique)
+    assert sorted(d.reason.split(":")[0] for d in dead) == [
+        "label 'maybe' is not one of the classes [0, 1]",
+        "not a label",
+    ]
+    assert service.trainers[unique].rows_learned == 200
     candidate = candidates[0]
     assert (candidate.model_name, candidate.trainer, candidate.flavor) == (
         f"{unique}-online",
