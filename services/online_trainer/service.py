@@ -1,0 +1,353 @@
+"""The online trainer service: consume, join, learn, checkpoint, then commit.
+
+Why the aiokafka :class:`ConsumeLoop` and not a faust agent: the restart
+guarantee (no row learned twice, none skipped) needs the model and the
+consumed offsets to change together. faust keeps table state in changelog
+topics and commits source offsets on its own schedule; without transactions
+(the embedded broker has none, so no ``exactly_once``) a crash between the two
+replays rows into a model that already learned them. Here one checkpoint file
+per use case holds the model, the pending join, the metrics and the next
+offset of every partition; it is written atomically *before* the offsets are
+committed, and a start seeks every partition to the checkpoint's offsets.
+The trainer reads every partition itself (``assign`` mode): a use case has one
+model, which cannot be split across replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.events import DriftAlert, FeatureDrift, FeatureRow, ModelCandidate, Window
+from schemas.inputs import Label
+from schemas.usecase import UseCase
+from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.consume import ConsumeLoop
+from services.common.deadletter import DeadLetterPolicy
+from services.common.errors import InvalidInput
+from services.common.health import HealthServer
+from services.common.serde import decode_object, encode
+from services.online_trainer import telemetry
+from services.online_trainer.checkpoint import (
+    TrainerState,
+    load_checkpoint,
+    offset_key,
+    save_checkpoint,
+)
+from services.online_trainer.drift import ConceptDrift
+from services.online_trainer.join import JoinedRow, LabelJoin
+from services.online_trainer.learner import OnlineLearner, normalize_label, numeric_features
+from services.online_trainer.settings import OnlineTrainerSettings
+from services.online_trainer.snapshot import register_snapshot, registered_name
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "online_trainer"
+
+
+def fresh_state(spec: UseCase) -> TrainerState:
+    online = spec.models.online
+    return TrainerState(
+        spec_hash=spec.spec_hash(),
+        learner=OnlineLearner(spec),
+        join=LabelJoin(online.label_ttl_seconds, online.max_pending),
+    )
+
+
+class UseCaseTrainer:
+    """One use case: parse, join and learn its records; keep its checkpoint."""
+
+    def __init__(self, spec: UseCase, checkpoint_path: Path) -> None:
+        self.spec = spec
+        self.path = checkpoint_path
+        self.features_topic = topics.features(spec.name)
+        self.labels_topic = topics.labels(spec.name)
+        self.state = self._restore()
+        self.alerts: list[DriftAlert] = []
+        self.dirty = False
+        self.snapshot_clock = time.monotonic()
+
+    def _restore(self) -> TrainerState:
+        state: TrainerState | None = load_checkpoint(self.path)
+        if state is None:
+            return fresh_state(self.spec)
+        if state.spec_hash != self.spec.spec_hash():
+            # A changed spec may name another model: start a new one, but from the
+            # checkpoint's offsets, so that rows already learned are not replayed.
+            logger.warning(
+                "spec changed usecase=%s checkpoint_spec=%s: new model from offsets %s",
+                self.spec.name,
+                state.spec_hash[:12],
+                state.offsets,
+            )
+            renewed = fresh_state(self.spec)
+            renewed.offsets = dict(state.offsets)
+            return renewed
+        logger.info(
+            "resumed usecase=%s rows_learned=%d offsets=%s",
+            self.spec.name,
+            state.learner.rows_learned,
+            state.offsets,
+        )
+        return state
+
+    @property
+    def rows_learned(self) -> int:
+        return self.state.learner.rows_learned
+
+    def handle(self, record: ConsumerRecord[Any, Any]) -> None:
+        """Parse one record, offer it to the join, learn what it completes."""
+        state = self.state
+        # The offset advances first: a record that is dead-lettered is consumed too.
+        state.offsets[offset_key(record.topic, record.partition)] = record.offset + 1
+        state.clock = max(state.clock, record.timestamp / 1000.0)
+        self.dirty = True
+        if record.topic == self.features_topic:
+            row = parse_feature_row(record.value)
+            joined = state.join.offer_features(
+                row.source_event_id,
+                numeric_features(row.features),
+                row.event_timestamp,
+                state.clock,
+            )
+        else:
+            label = parse_label(record.value)
+            value = normalize_label(self.spec, label.label)
+            joined = state.join.offer_label(label.event_id, value, state.clock)
+        if joined is not None:
+            self.learn(joined)
+
+    def learn(self, joined: JoinedRow) -> None:
+        state = self.state
+        detection = state.learner.learn_one(joined.features, joined.label)
+        when = joined.event_timestamp
+        if when is not None:
+            if state.first_event is None or when < state.first_event:
+                state.first_event = when
+            if state.last_event is None or when > state.last_event:
+                state.last_event = when
+        if detection is not None:
+            state.drift_alerts += 1
+            self.alerts.append(self.drift_alert(detection, joined))
+
+    def drift_alert(self, detection: ConceptDrift, joined: JoinedRow) -> DriftAlert:
+        """The ``drift.alerts`` event of a detection (its id is stable under replay)."""
+        key = f"{self.spec.name}:concept:{self.state.spec_hash}:{detection.rows_learned}"
+        alert_id = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return DriftAlert(
+            event_id=alert_id,
+            alert_id=alert_id,
+            usecase=self.spec.name,
+            kind="concept",
+            # The detector fires on any change; a falling error is news, not trouble.
+            severity="warning" if detection.error_after > detection.error_before else "info",
+            method=detection.detector,
+            features={
+                "error": FeatureDrift(
+                    score=detection.error_after,
+                    method=detection.detector,
+                    threshold=detection.error_before,
+                    drifted=True,
+                )
+            },
+            window=Window(end=joined.event_timestamp, rows=detection.window_rows),
+            details={
+                "detector": detection.detector,
+                "error_before": detection.error_before,
+                "error_after": detection.error_after,
+                "rows_learned": float(detection.rows_learned),
+                "source_event_id": joined.event_id,
+                "model_name": registered_name(self.spec),
+            },
+        )
+
+    def snapshot_due(self) -> bool:
+        online = self.spec.models.online
+        new_rows = self.rows_learned - self.state.rows_at_snapshot
+        if new_rows <= 0:
+            return False
+        elapsed = time.monotonic() - self.snapshot_clock
+        return new_rows >= online.snapshot_every_rows or elapsed >= online.snapshot_every_seconds
+
+    def save(self) -> None:
+        save_checkpoint(self.path, self.state)
+        self.dirty = False
+
+
+def parse_feature_row(raw: bytes | None) -> FeatureRow:
+    try:
+        return FeatureRow.model_validate(decode_object(raw))
+    except ValidationError as exc:
+        raise InvalidInput(f"not a feature row: {_first_error(exc)}") from exc
+
+
+def parse_label(raw: bytes | None) -> Label:
+    value = decode_object(raw)
+    try:
+        return Label.model_validate(value)
+    except ValidationError as exc:
+        event_id = value.get("event_id") if isinstance(value.get("event_id"), str) else None
+        raise InvalidInput(f"not a label: {_first_error(exc)}", event_id=event_id) from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    problem = exc.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+    return f"{where}: {problem['msg']}"
+
+
+class OnlineTrainerProcessor:
+    """The consume loop's processor: routes records to use cases; makes a batch durable."""
+
+    def __init__(
+        self,
+        trainers: dict[str, UseCaseTrainer],
+        producer: AIOKafkaProducer,
+        home: Path,
+        workdir: Path,
+        mlflow_uri: str | None = None,
+    ) -> None:
+        self.trainers = trainers
+        self.by_topic = {
+            topic: trainer
+            for trainer in trainers.values()
+            for topic in (trainer.features_topic, trainer.labels_topic)
+        }
+        self.producer = producer
+        self.home = home
+        self.workdir = workdir
+        self.mlflow_uri = mlflow_uri
+
+    async def process(self, record: ConsumerRecord[Any, Any]) -> None:
+        self.by_topic[record.topic].handle(record)
+
+    async def flush(self) -> None:
+        """Alerts and snapshots out, then the checkpoint; the loop commits after this."""
+        for trainer in self.trainers.values():
+            if trainer.dirty:
+                trainer.state.join.expire(trainer.state.clock)
+                await self._publish_alerts(trainer)
+                if trainer.snapshot_due():
+                    await self.snapshot(trainer)
+                trainer.save()
+                telemetry.export_state(trainer.spec.name, trainer.state)
+
+    async def tick(self) -> None:
+        """Time-based snapshots while no new records arrive."""
+        for trainer in self.trainers.values():
+            if not trainer.dirty and trainer.snapshot_due():
+                await self.snapshot(trainer)
+                trainer.save()
+
+    async def _publish_alerts(self, trainer: UseCaseTrainer) -> None:
+        for alert in trainer.alerts:
+            await self.producer.send_and_wait(
+                topics.DRIFT_ALERTS, encode(alert), key=trainer.spec.name.encode()
+            )
+            telemetry.DRIFT_ALERTS.labels(trainer.spec.name).inc()
+            logger.warning(
+                "concept drift usecase=%s detector=%s rows_learned=%s error_before=%.4f "
+                "error_after=%.4f",
+                trainer.spec.name,
+                alert.method,
+                alert.details.get("rows_learned"),
+                alert.details.get("error_before"),
+                alert.details.get("error_after"),
+            )
+        trainer.alerts.clear()
+
+    async def snapshot(self, trainer: UseCaseTrainer) -> ModelCandidate:
+        """Register the current model in MLflow and publish it on ``models.candidates``."""
+        state = trainer.state
+        candidate = await asyncio.to_thread(
+            register_snapshot, self.home, trainer.spec, state, self.workdir, self.mlflow_uri
+        )
+        await self.producer.send_and_wait(
+            topics.MODELS_CANDIDATES, encode(candidate), key=trainer.spec.name.encode()
+        )
+        state.rows_at_snapshot = state.learner.rows_learned
+        state.snapshots += 1
+        trainer.snapshot_clock = time.monotonic()
+        telemetry.SNAPSHOTS.labels(trainer.spec.name).inc()
+        logger.info(
+            "snapshot usecase=%s version=%s rows_learned=%d sha256=%s",
+            trainer.spec.name,
+            candidate.model_version,
+            state.rows_at_snapshot,
+            candidate.artifact_sha256[:12],
+        )
+        return candidate
+
+
+def seek_to_checkpoints(consumer: AIOKafkaConsumer, trainers: dict[str, UseCaseTrainer]) -> None:
+    """Start every partition where its use case's checkpoint says the next row is."""
+    offsets = {k: v for trainer in trainers.values() for k, v in trainer.state.offsets.items()}
+    for partition in consumer.assignment():
+        key = offset_key(partition.topic, partition.partition)
+        if key in offsets:
+            consumer.seek(TopicPartition(partition.topic, partition.partition), offsets[key])
+
+
+class OnlineTrainer:
+    """The service: every configured use case in one consume loop."""
+
+    def __init__(self, settings: OnlineTrainerSettings, specs: dict[str, UseCase]) -> None:
+        self.settings = settings
+        self.specs = specs
+        state_dir = settings.service_home(SERVICE)
+        self.trainers = {
+            name: UseCaseTrainer(spec, state_dir / "checkpoints" / f"{name}.ckpt")
+            for name, spec in specs.items()
+        }
+        self.workdir = state_dir / "snapshots"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.processor: OnlineTrainerProcessor | None = None
+
+    def topics(self) -> list[str]:
+        return [t for name in self.specs for t in (topics.features(name), topics.labels(name))]
+
+    async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
+        settings = self.settings
+        needed = [
+            *self.topics(),
+            *(topics.deadletter(name) for name in self.specs),
+            topics.MODELS_CANDIDATES,
+            topics.DRIFT_ALERTS,
+        ]
+        await ensure_topics(settings.bootstrap, needed, settings.partitions)
+        producer = await start_producer(settings.bootstrap)
+        consumer: AIOKafkaConsumer | None = None
+        try:
+            consumer = await start_consumer(
+                settings.bootstrap, self.topics(), settings.group_id, mode="assign"
+            )
+            seek_to_checkpoints(consumer, self.trainers)
+            self.processor = OnlineTrainerProcessor(
+                self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri
+            )
+            loop = ConsumeLoop(
+                consumer,
+                self.processor,
+                DeadLetterPolicy(SERVICE, producer),
+                max_records=settings.max_records,
+                poll_timeout_ms=settings.poll_timeout_ms,
+            )
+            if health is not None:
+                health.ready = lambda: True
+            logger.info("online trainer running usecases=%s", sorted(self.specs))
+            while not stop.is_set():
+                await loop.run_once()
+                await self.processor.tick()
+        finally:
+            if consumer is not None:
+                await consumer.stop()
+            await producer.stop()

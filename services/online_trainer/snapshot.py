@@ -1,0 +1,107 @@
+"""Model snapshots: a registered MLflow model version and its ``models.candidates`` event.
+
+mlflow is imported (through :mod:`services.common.tracking`) only when the
+first snapshot is taken. :func:`register_snapshot` blocks; the service runs it
+in a worker thread while the consume loop waits, so the model does not change
+under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+from schemas.events import ModelCandidate, Window
+from schemas.usecase import UseCase
+from services.common import tracking
+from services.online_trainer.checkpoint import TrainerState
+from services.online_trainer.pipeline import model_name
+
+TRAINER = "online"
+
+
+def registered_name(spec: UseCase) -> str:
+    """The MLflow registered-model name of a use case's online model."""
+    return f"{spec.name}-online"
+
+
+def snapshot_metrics(state: TrainerState) -> dict[str, float]:
+    """Cumulative metrics by name, rolling ones as ``rolling_<name>``."""
+    learner = state.learner
+    metrics = dict(learner.metrics.values())
+    metrics.update({f"rolling_{k}": v for k, v in learner.metrics.rolling_values().items()})
+    return metrics
+
+
+def register_snapshot(
+    home: Path, spec: UseCase, state: TrainerState, workdir: Path, mlflow_uri: str | None = None
+) -> ModelCandidate:
+    """Log a run, register the model as a new version, and describe it as a candidate."""
+    from mlflow.entities import Metric, Param
+
+    client = tracking.client(home, mlflow_uri)
+    experiment = tracking.experiment_id(home, spec.name, mlflow_uri)
+    learner = state.learner
+    rows = learner.rows_learned
+    online = spec.models.online
+    run = client.create_run(
+        experiment,
+        run_name=f"{registered_name(spec)}-{rows}",
+        tags={"trainer": TRAINER, "flavor": "river", "usecase": spec.name},
+    )
+    run_id = run.info.run_id
+    metrics = snapshot_metrics(state)
+    params = {
+        "model": model_name(spec),
+        "params": json.dumps(online.params, sort_keys=True, default=str),
+        "scale": str(online.scale),
+        "rolling_window": str(online.rolling_window),
+        "drift_detector": online.drift_detector,
+        "spec_hash": state.spec_hash,
+        "rows_learned": str(rows),
+    }
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, 0, rows) for k, v in metrics.items()],
+        params=[Param(k, v) for k, v in params.items()],
+    )
+    offsets = json.dumps(state.offsets, sort_keys=True)
+    client.log_text(run_id, offsets, "offsets.json")
+    with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+        model_dir = Path(scratch) / "model"
+        model_file = learner.model.save(model_dir)
+        version, artifact_uri, sha256 = tracking.register_model_dir(
+            client,
+            run_id,
+            registered_name(spec),
+            model_dir,
+            model_file,
+            tags={"trainer": TRAINER, "spec_hash": state.spec_hash, "rows_learned": rows},
+        )
+    client.set_terminated(run_id)
+    return ModelCandidate(
+        event_id=_candidate_id(spec.name, version, sha256),
+        usecase=spec.name,
+        model_name=registered_name(spec),
+        model_version=version,
+        trainer=TRAINER,
+        flavor="river",
+        metrics=metrics,
+        confusion_matrix=learner.metrics.confusion_matrix(),
+        data_window=Window(start=state.first_event, end=state.last_event, rows=rows),
+        artifact_uri=artifact_uri,
+        artifact_sha256=sha256,
+        run_id=run_id,
+        lineage={
+            "spec_hash": state.spec_hash,
+            "offsets": offsets,
+            "rows_learned": str(rows),
+            "model": model_name(spec),
+        },
+    )
+
+
+def _candidate_id(usecase: str, version: str, sha256: str) -> str:
+    return hashlib.sha256(f"{usecase}:online:{version}:{sha256}".encode()).hexdigest()[:32]
