@@ -112,7 +112,7 @@ def class_key(value: Any) -> str:
 
 
 def prepare(spec: UseCase, frame: pd.DataFrame, window: Window) -> PreparedData:
-    """Check, filter to ``window``, order by time and profile the frame; refuse what cannot train."""
+    """Check, filter to ``window``, order by time and profile the frame; refuse bad columns."""
     names = spec.feature_names()
     missing_columns = [c for c in [*names, LABEL, TIMESTAMP] if c not in frame.columns]
     if missing_columns:
@@ -120,7 +120,7 @@ def prepare(spec: UseCase, frame: pd.DataFrame, window: Window) -> PreparedData:
     frame = _in_window(frame, window)
     labelled = frame[frame[LABEL].notna()]
     dropped_unlabelled = len(frame) - len(labelled)
-    classes = list(spec.label.classes) if spec.task == "classification" else None
+    classes = list(spec.label.classes or []) if spec.task == "classification" else None
     if classes is not None:
         index = {class_key(c): i for i, c in enumerate(classes)}
         codes = labelled[LABEL].map(lambda v: index.get(class_key(v), -1))
@@ -138,8 +138,10 @@ def prepare(spec: UseCase, frame: pd.DataFrame, window: Window) -> PreparedData:
         dropped_unlabelled=dropped_unlabelled,
         dropped_unknown_label=dropped_unknown,
         label_distribution=_label_distribution(target, classes),
-        missing_share={n: float(np.isnan(features[:, j]).mean()) if len(known) else 0.0
-                       for j, n in enumerate(names)},
+        missing_share={
+            n: float(np.isnan(features[:, j]).mean()) if len(known) else 0.0
+            for j, n in enumerate(names)
+        },
         first_timestamp=timestamps.min().isoformat() if len(known) else None,
         last_timestamp=timestamps.max().isoformat() if len(known) else None,
     )
@@ -204,7 +206,9 @@ def _in_window(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
     return selected.reset_index(drop=True)
 
 
-def _label_distribution(target: npt.NDArray[Any], classes: Sequence[Any] | None) -> dict[str, float]:
+def _label_distribution(
+    target: npt.NDArray[Any], classes: Sequence[Any] | None
+) -> dict[str, float]:
     if not len(target):
         return {}
     if classes is not None:

@@ -156,7 +156,9 @@ def train_candidate(
         feature_names=data.feature_names,
         classes=data.classes,
         feature_views=data.feature_views,
-        cv=cross_validate(spec, data, split, tuned.params, torch_device) if batch.cv_folds else None,
+        cv=cross_validate(spec, data, split, tuned.params, torch_device)
+        if batch.cv_folds
+        else None,
         seconds=time.monotonic() - started,
     )
     logger.info(

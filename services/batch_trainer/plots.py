@@ -19,7 +19,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def roc_curve(truth: Sequence[bool], score: Sequence[float]) -> tuple[list[float], list[float]]:
+def roc_curve(
+    truth: Sequence[bool], score: Sequence[float] | npt.NDArray[np.float64]
+) -> tuple[list[float], list[float]]:
     """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1).
 
     >>> roc_curve([False, False, True, True], [0.1, 0.4, 0.35, 0.8])
@@ -37,7 +39,9 @@ def roc_curve(truth: Sequence[bool], score: Sequence[float]) -> tuple[list[float
     return [float(v) for v in fpr], [float(v) for v in tpr]
 
 
-def loss_curves(train_loss: list[float], val_loss: list[float], best_epoch: int, path: Path) -> Path:
+def loss_curves(
+    train_loss: list[float], val_loss: list[float], best_epoch: int, path: Path
+) -> Path:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     epochs = range(1, len(train_loss) + 1)
@@ -71,7 +75,10 @@ def confusion_matrix(matrix: list[list[int]], classes: Sequence[Any], path: Path
 
 
 def roc(
-    truth: Sequence[Any], proba: npt.NDArray[np.float64], classes: Sequence[Any], positive: Any,
+    truth: Sequence[Any],
+    proba: npt.NDArray[np.float64],
+    classes: Sequence[Any],
+    positive: Any,
     path: Path,
 ) -> Path:
     """The positive class's ROC curve (binary) or one one-vs-rest curve per class."""

@@ -41,9 +41,7 @@ def experiment_name(spec: UseCase) -> str:
     return spec.name
 
 
-def find_candidate(
-    client: MlflowClient, experiment: str, request_id: str
-) -> ModelCandidate | None:
+def find_candidate(client: MlflowClient, experiment: str, request_id: str) -> ModelCandidate | None:
     """The candidate an earlier run already registered for ``request_id``, if any."""
     runs = client.search_runs(
         [experiment], filter_string=f"tags.{REQUEST_TAG} = '{request_id}'", max_results=5
@@ -52,7 +50,7 @@ def find_candidate(
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 path = client.download_artifacts(run.info.run_id, CANDIDATE_ARTIFACT, scratch)
-            except Exception:  # noqa: BLE001 - a run that died before registering has none
+            except Exception:
                 continue
             return ModelCandidate.model_validate_json(Path(path).read_text())
     return None
@@ -100,11 +98,13 @@ def record_run(
             (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2, default=str))
             client.log_artifact(run_id, str(folder / "report.json"))
             model_file = outcome.model.save(folder / "model")
+            version_tags = {"trainer": "batch", "flavor": "torch", "usecase": spec.name,
+                            "spec_hash": report.spec_hash}  # fmt: skip
+            if request_id:
+                version_tags[REQUEST_TAG] = request_id
             version, artifact_uri, sha256 = tracking.register_model_dir(
-                client, run_id, model_name(spec), folder / "model", model_file,
-                tags={"trainer": "batch", "flavor": "torch", "usecase": spec.name,
-                      "spec_hash": report.spec_hash, **({REQUEST_TAG: request_id} if request_id else {})},
-            )  # fmt: skip
+                client, run_id, model_name(spec), folder / "model", model_file, tags=version_tags
+            )
             candidate = ModelCandidate(
                 usecase=spec.name,
                 model_name=model_name(spec),
@@ -190,9 +190,13 @@ def _lineage(report: Any, run_id: str) -> dict[str, str]:
 def _write_artifacts(folder: Path, spec: UseCase, outcome: TrainingOutcome) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     report = outcome.report
-    plots.loss_curves(report.train_loss, report.val_loss, report.best_epoch, folder / "loss_curves.png")
+    plots.loss_curves(
+        report.train_loss, report.val_loss, report.best_epoch, folder / "loss_curves.png"
+    )
     if report.confusion_matrix is not None and report.classes is not None:
-        plots.confusion_matrix(report.confusion_matrix, report.classes, folder / "confusion_matrix.png")
+        plots.confusion_matrix(
+            report.confusion_matrix, report.classes, folder / "confusion_matrix.png"
+        )
     if outcome.test_proba is not None and report.classes is not None:
         plots.roc(outcome.test_truth, outcome.test_proba, report.classes, spec.positive_class,
                   folder / "roc_curve.png")  # fmt: skip

@@ -24,8 +24,7 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if torch.backends.cudnn.is_available():
-        torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.benchmark = False  # autotuning picks kernels by timing
 
 
 def pick_device(requested: str | None = None) -> torch.device:

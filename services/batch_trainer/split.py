@@ -28,7 +28,11 @@ class Split:
     test: Indices
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
 
 
 def temporal_split(timestamps: npt.NDArray[Any], shares: SplitSpec) -> Split:
@@ -40,15 +44,17 @@ def temporal_split(timestamps: npt.NDArray[Any], shares: SplitSpec) -> Split:
     >>> t = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     >>> temporal_split(t, SplitSpec()).sizes()
     {'train': 7, 'validation': 2, 'test': 1}
-    >>> temporal_split(np.array([1, 1, 1, 2, 2, 3, 4, 5, 6, 7]), SplitSpec(train=0.2, validation=0.3,
-    ...                test=0.5)).sizes()
+    >>> ties = np.array([1, 1, 1, 2, 2, 3, 4, 5, 6, 7])
+    >>> temporal_split(ties, SplitSpec(train=0.2, validation=0.3, test=0.5)).sizes()
     {'train': 3, 'validation': 2, 'test': 5}
     """
     if np.any(np.diff(timestamps) < 0):
         raise ValueError("temporal_split needs rows in time order")
     n = len(timestamps)
     first = _advance_past_ties(timestamps, round(n * shares.train))
-    second = _advance_past_ties(timestamps, max(first, round(n * (shares.train + shares.validation))))
+    second = _advance_past_ties(
+        timestamps, max(first, round(n * (shares.train + shares.validation)))
+    )
     positions = np.arange(n, dtype=np.int64)
     return Split(positions[:first], positions[first:second], positions[second:])
 
@@ -59,7 +65,9 @@ def _advance_past_ties(timestamps: npt.NDArray[Any], cut: int) -> int:
     return cut
 
 
-def stratified_split(classes: npt.NDArray[Any] | None, n: int, shares: SplitSpec, seed: int) -> Split:
+def stratified_split(
+    classes: npt.NDArray[Any] | None, n: int, shares: SplitSpec, seed: int
+) -> Split:
     """A seeded random split that keeps each class's share in every part (``classes`` per row).
 
     Without classes (regression) it is a plain seeded shuffle.
@@ -70,8 +78,11 @@ def stratified_split(classes: npt.NDArray[Any] | None, n: int, shares: SplitSpec
     ({'train': 70, 'validation': 20, 'test': 10}, 2, 4)
     """
     rng = np.random.default_rng(seed)
-    groups = [np.arange(n)] if classes is None else [np.flatnonzero(classes == c)
-                                                      for c in np.unique(classes)]
+    groups = (
+        [np.arange(n)]
+        if classes is None
+        else [np.flatnonzero(classes == c) for c in np.unique(classes)]
+    )
     parts: list[list[npt.NDArray[np.int64]]] = [[], [], []]
     for group in groups:
         shuffled = rng.permutation(group)
@@ -102,7 +113,9 @@ def cv_folds(
         chunks = np.array_split(positions, k + 1)
         return [(np.concatenate(chunks[: i + 1]), chunks[i + 1]) for i in range(k)]
     rng = np.random.default_rng(seed)
-    groups = [positions] if classes is None else [positions[classes == c] for c in np.unique(classes)]
+    groups = (
+        [positions] if classes is None else [positions[classes == c] for c in np.unique(classes)]
+    )
     fold_of = np.empty(n, dtype=np.int64)
     for group in groups:
         shuffled = rng.permutation(group)

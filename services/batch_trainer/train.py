@@ -69,7 +69,9 @@ class FitResult:
         return len(self.train_loss)
 
 
-def balanced_class_weights(target: npt.NDArray[np.int64], n_classes: int) -> npt.NDArray[np.float64]:
+def balanced_class_weights(
+    target: npt.NDArray[np.int64], n_classes: int
+) -> npt.NDArray[np.float64]:
     """``n / (k * count_c)`` per class (scikit-learn's 'balanced'); an absent class weighs 0.
 
     >>> balanced_class_weights(np.array([0, 0, 0, 1]), 2).tolist()

@@ -1,4 +1,4 @@
-"""Hyperparameter search with Optuna: learning rate, batch size, width, depth, dropout, weight decay.
+"""Hyperparameter search with Optuna: learning rate, batch size, width, depth, dropout, decay.
 
 The spec's own configuration is always the first trial, so tuning can only
 improve on it; the rest are drawn by a seeded TPE sampler and cut short by

@@ -76,11 +76,16 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 
 
 
 async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
-    """An idempotent producer, started, that waits for every write to be acknowledged."""
+    """A producer, started, that waits for every write to be acknowledged by the broker.
+
+    Not idempotent: the embedded broker (tansu 0.6, memory storage) answers
+    InitProducerId with UnknownError. A retried send may therefore duplicate a
+    message; every consumer is idempotent by ``event_id``, so that is harmless.
+    """
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=False,
         linger_ms=options.pop("linger_ms", 5),
         max_request_size=options.pop("max_request_size", 4 * 1024 * 1024),
         **options,

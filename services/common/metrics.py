@@ -45,7 +45,9 @@ def confusion_matrix(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequ
     return matrix
 
 
-def roc_auc_binary(y_true: Sequence[bool] | npt.NDArray[Any], score: Sequence[float]) -> float:
+def roc_auc_binary(
+    y_true: Sequence[bool] | npt.NDArray[Any], score: Sequence[float] | FloatArray
+) -> float:
     """Area under the ROC curve: the chance a positive scores above a negative (ties count half).
 
     Returns NaN when only one class is present.
@@ -81,7 +83,7 @@ def _average_ranks(values: FloatArray) -> FloatArray:
 
 
 def _safe_ratio(numerator: float, denominator: float) -> float:
-    """``numerator / denominator``, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    """``numerator / denominator``, 0 where the denominator is 0 (``zero_division=0``)."""
     return numerator / denominator if denominator else 0.0
 
 
