@@ -6,6 +6,7 @@ import asyncio
 import importlib
 
 from services.batch_trainer.data import TrainingData
+from services.batch_trainer.errors import BatchTrainerError
 from services.batch_trainer.service import SERVICE, run
 from services.batch_trainer.settings import BatchTrainerSettings
 from services.common.health import HealthServer
@@ -17,7 +18,10 @@ def load_training_data(reference: str) -> TrainingData:
     module_name, _, function_name = reference.partition(":")
     if not function_name:
         raise ValueError(f"DRIFTLINE_TRAINING_DATA {reference!r}: expected module:function")
-    source: TrainingData = getattr(importlib.import_module(module_name), function_name)
+    try:
+        source: TrainingData = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise BatchTrainerError(f"DRIFTLINE_TRAINING_DATA {reference!r}: {exc}") from exc
     return source
 
 

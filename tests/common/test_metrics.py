@@ -1,4 +1,4 @@
-"""The shared metrics agree with scikit-learn's, binary and multi-class, and skip what is undefined."""
+"""The shared metrics agree with scikit-learn's, binary and multi-class, undefined ones left out."""
 
 from __future__ import annotations
 
