@@ -17,7 +17,7 @@ def load_training_data(reference: str) -> TrainingData:
     """The data source named ``module:function`` (the Feast offline store's by default)."""
     module_name, _, function_name = reference.partition(":")
     if not function_name:
-        raise ValueError(f"DRIFTLINE_TRAINING_DATA {reference!r}: expected module:function")
+        raise BatchTrainerError(f"DRIFTLINE_TRAINING_DATA {reference!r}: expected module:function")
     try:
         source: TrainingData = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:
