@@ -1,0 +1,8 @@
+"""The batch trainer: trains a torch MLP (and a linear baseline) when a training request arrives.
+
+``pipeline.train_candidate`` is the pure part (data frame to split, tuning,
+fit, test evaluation, model and report); ``tracking`` logs it to MLflow and
+registers the model; ``service`` consumes ``training.requests`` and
+publishes ``models.candidates``. torch, optuna, scikit-learn and mlflow are
+imported by the modules that use them, never by this package's ``__init__``.
+"""

@@ -1,0 +1,202 @@
+"""Recording a training run in MLflow and registering its model as a candidate.
+
+One run per training request: parameters (the chosen hyperparameters, the
+data window, the feature views, the seed), test and baseline metrics, the
+per-epoch loss curves, plots and the report as artifacts, and the model
+directory registered as a new version whose ``artifact_sha256`` tag is the
+model file's. The candidate event is stored with the run (``candidate.json``)
+so a redelivered request republishes it instead of training again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from schemas.events import ModelCandidate, TrainingRequest
+from schemas.usecase import UseCase
+from services.batch_trainer import plots
+from services.batch_trainer.pipeline import TrainingOutcome
+from services.common import tracking
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_ARTIFACT = "candidate.json"
+REQUEST_TAG = "training_request_id"
+
+
+def model_name(spec: UseCase) -> str:
+    """The registered model a use case's versions live under (shared with the online trainer)."""
+    return spec.name
+
+
+def experiment_name(spec: UseCase) -> str:
+    return spec.name
+
+
+def find_candidate(client: MlflowClient, experiment: str, request_id: str) -> ModelCandidate | None:
+    """The candidate an earlier run already registered for ``request_id``, if any."""
+    runs = client.search_runs(
+        [experiment], filter_string=f"tags.{REQUEST_TAG} = '{request_id}'", max_results=5
+    )
+    for run in runs:
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                path = client.download_artifacts(run.info.run_id, CANDIDATE_ARTIFACT, scratch)
+            except Exception:
+                continue
+            return ModelCandidate.model_validate_json(Path(path).read_text())
+    return None
+
+
+def record_run(
+    home: Path,
+    spec: UseCase,
+    outcome: TrainingOutcome,
+    *,
+    request: TrainingRequest | None = None,
+    mlflow_uri: str | None = None,
+) -> ModelCandidate:
+    """Log ``outcome`` as an MLflow run, register its model, and return the candidate event."""
+    from mlflow.entities import Metric, Param
+
+    client = tracking.client(home, mlflow_uri)
+    experiment = tracking.experiment_id(home, experiment_name(spec), mlflow_uri)
+    report = outcome.report
+    request_id = request.request_id if request is not None else None
+    tags = {
+        "driftline.usecase": spec.name,
+        "driftline.trainer": "batch",
+        "driftline.flavor": "torch",
+        "spec_hash": report.spec_hash,
+        **({REQUEST_TAG: request_id} if request_id else {}),
+    }
+    run = client.create_run(experiment, run_name=f"batch-{spec.name}", tags=tags)
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        params = [Param(k, str(v)[:6000]) for k, v in _params(report, request).items()]
+        metrics = [Metric(k, v, now, 0) for k, v in _metrics(report).items()]
+        for epoch, (train, val) in enumerate(zip(report.train_loss, report.val_loss, strict=True)):
+            metrics += [Metric("train_loss", train, now, epoch + 1),
+                        Metric("val_loss", val, now, epoch + 1)]  # fmt: skip
+        for start in range(0, len(params), 90):  # MLflow caps a batch at 100 params
+            client.log_batch(run_id, params=params[start : start + 90])
+        for start in range(0, len(metrics), 900):  # and at 1000 metrics
+            client.log_batch(run_id, metrics=metrics[start : start + 900])
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch)
+            _write_artifacts(folder / "plots", spec, outcome)
+            client.log_artifacts(run_id, str(folder / "plots"), artifact_path="plots")
+            (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2, default=str))
+            client.log_artifact(run_id, str(folder / "report.json"))
+            model_file = outcome.model.save(folder / "model")
+            version_tags = {"trainer": "batch", "flavor": "torch", "usecase": spec.name,
+                            "spec_hash": report.spec_hash}  # fmt: skip
+            if request_id:
+                version_tags[REQUEST_TAG] = request_id
+            version, artifact_uri, sha256 = tracking.register_model_dir(
+                client, run_id, model_name(spec), folder / "model", model_file, tags=version_tags
+            )
+            candidate = ModelCandidate(
+                usecase=spec.name,
+                model_name=model_name(spec),
+                model_version=version,
+                trainer="batch",
+                flavor="torch",
+                metrics=report.metrics,
+                baseline_metrics=report.baseline_metrics,
+                confusion_matrix=report.confusion_matrix,
+                data_window=report.window,
+                artifact_uri=artifact_uri,
+                artifact_sha256=sha256,
+                run_id=run_id,
+                training_request_id=request_id,
+                lineage=_lineage(report, run_id),
+            )
+            (folder / CANDIDATE_ARTIFACT).write_text(candidate.model_dump_json(indent=2))
+            client.log_artifact(run_id, str(folder / CANDIDATE_ARTIFACT))
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    logger.info(
+        "registered usecase=%s model=%s version=%s run_id=%s sha256=%s",
+        spec.name, candidate.model_name, version, run_id, sha256[:12],
+    )  # fmt: skip
+    return candidate
+
+
+def _params(report: Any, request: TrainingRequest | None) -> dict[str, Any]:
+    params: dict[str, Any] = {f"param.{k}": v for k, v in report.params.items()}
+    params.update(
+        {
+            "seed": report.seed,
+            "device": report.device,
+            "window_start": report.window.start,
+            "window_end": report.window.end,
+            "window_rows": report.window.rows,
+            "rows": report.profile.rows,
+            "feature_views": ",".join(report.feature_views) or "(none named)",
+            "feature_names": ",".join(report.feature_names),
+            "split_temporal": report.split["temporal"],
+            **{f"split_{k}": v for k, v in report.split["sizes"].items()},
+            "baseline": report.baseline_name,
+            "best_epoch": report.best_epoch,
+            "tuning_trials": len(report.trials),
+            "spec_hash": report.spec_hash,
+        }
+    )
+    if request is not None:
+        params.update({"request_reason": request.reason, "request_alert_id": request.alert_id})
+    return params
+
+
+def _metrics(report: Any) -> dict[str, float]:
+    metrics = {f"test_{k}": v for k, v in report.metrics.items()}
+    metrics.update({f"baseline_{k}": v for k, v in report.baseline_metrics.items()})
+    metrics["best_val_loss"] = min(report.val_loss) if report.val_loss else float("nan")
+    metrics["train_seconds"] = report.seconds
+    if report.cv:
+        metrics.update({f"cv_mean_{k}": v for k, v in report.cv["mean"].items()})
+        metrics.update({f"cv_std_{k}": v for k, v in report.cv["std"].items()})
+    for name, share in report.profile.missing_share.items():
+        metrics[f"missing_share.{name}"] = share
+    return metrics
+
+
+def _lineage(report: Any, run_id: str) -> dict[str, str]:
+    import torch
+
+    return {
+        "spec_hash": report.spec_hash,
+        "feature_views": ",".join(report.feature_views),
+        "seed": str(report.seed),
+        "device": report.device,
+        "rows": str(report.profile.rows),
+        "baseline": report.baseline_name,
+        "torch": torch.__version__,
+        "run_id": run_id,
+    }
+
+
+def _write_artifacts(folder: Path, spec: UseCase, outcome: TrainingOutcome) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    report = outcome.report
+    plots.loss_curves(
+        report.train_loss, report.val_loss, report.best_epoch, folder / "loss_curves.png"
+    )
+    if report.confusion_matrix is not None and report.classes is not None:
+        plots.confusion_matrix(
+            report.confusion_matrix, report.classes, folder / "confusion_matrix.png"
+        )
+    if outcome.test_proba is not None and report.classes is not None:
+        plots.roc(outcome.test_truth, outcome.test_proba, report.classes, spec.positive_class,
+                  folder / "roc_curve.png")  # fmt: skip

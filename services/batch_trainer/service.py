@@ -1,0 +1,162 @@
+"""The service: consume ``training.requests``, train, register, publish ``models.candidates``.
+
+Requests are handled one at a time, training in a worker thread so the
+health endpoint stays live. A request for an unknown use case or with too
+little data is bad input: it goes to ``<uc>.deadletter`` with the reason. A
+redelivered request (at-least-once) finds its run in MLflow and republishes
+the same candidate instead of training again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.events import ModelCandidate, TrainingRequest
+from schemas.usecase import UseCase
+from services.batch_trainer.data import TrainingData, resolve_window
+from services.batch_trainer.errors import UnknownUseCase
+from services.batch_trainer.settings import BatchTrainerSettings
+from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.consume import ConsumeLoop
+from services.common.deadletter import DeadLetterPolicy
+from services.common.errors import InvalidInput
+from services.common.health import HealthServer
+from services.common.serde import decode_object, encode
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "batch_trainer"
+
+
+def parse_request(raw: bytes | None) -> TrainingRequest:
+    """A training request from a message value; anything else is invalid input."""
+    document = decode_object(raw)
+    try:
+        return TrainingRequest.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"not a training request: {exc.errors()[0]['msg']} at "
+            f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
+            event_id=document.get("event_id")
+            if isinstance(document.get("event_id"), str)
+            else None,
+        ) from exc
+
+
+class TrainingRequestHandler:
+    """Turns each training request into a registered model and a ``models.candidates`` event.
+
+    ``served`` are the use cases this instance trains; a request naming one of
+    ``known`` that is not served belongs to another instance and is skipped;
+    any other use case is dead-lettered.
+    """
+
+    def __init__(
+        self,
+        settings: BatchTrainerSettings,
+        served: Mapping[str, UseCase],
+        data_source: TrainingData,
+        producer: AIOKafkaProducer,
+        known: Collection[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.served = dict(served)
+        self.known = set(known) | set(served)
+        self.data_source = data_source
+        self.producer = producer
+        self.candidates = 0
+
+    async def process(self, record: ConsumerRecord[Any, Any]) -> None:
+        request = parse_request(record.value)
+        spec = self.served.get(request.usecase)
+        if spec is None:
+            if request.usecase in self.known:
+                logger.debug("skipping request for usecase=%s (not served here)", request.usecase)
+                return
+            raise UnknownUseCase(
+                f"training request for unknown use case {request.usecase!r}; "
+                f"this trainer serves {sorted(self.served)}",
+                event_id=request.event_id,
+            )
+        logger.info(
+            "training request usecase=%s request_id=%s reason=%s partition=%s offset=%s",
+            spec.name, request.request_id, request.reason, record.partition, record.offset,
+        )  # fmt: skip
+        candidate = await asyncio.to_thread(self.train_and_register, spec, request)
+        await self.producer.send_and_wait(topics.MODELS_CANDIDATES, encode(candidate))
+        self.candidates += 1
+
+    async def flush(self) -> None:
+        """Nothing buffered: each candidate is acknowledged by the broker before the next."""
+
+    def train_and_register(self, spec: UseCase, request: TrainingRequest) -> ModelCandidate:
+        """The blocking part: train (or find the earlier run) and register in MLflow."""
+        from services.batch_trainer import registry
+        from services.batch_trainer.pipeline import train_candidate
+        from services.common import tracking
+
+        home, uri = self.settings.home, self.settings.mlflow_uri
+        experiment = tracking.experiment_id(home, registry.experiment_name(spec), uri)
+        earlier = registry.find_candidate(
+            tracking.client(home, uri), experiment, request.request_id
+        )
+        if earlier is not None:
+            logger.info("request_id=%s already trained: republishing", request.request_id)
+            return earlier
+        window = resolve_window(spec, request.window, request.occurred_at)
+        try:
+            frame = self.data_source(spec, window)
+            outcome = train_candidate(spec, frame, window, device=self.settings.device)
+        except InvalidInput as exc:  # too little data, bad columns: name the request
+            exc.event_id = exc.event_id or request.event_id
+            raise
+        return registry.record_run(home, spec, outcome, request=request, mlflow_uri=uri)
+
+
+async def run(
+    settings: BatchTrainerSettings,
+    data_source: TrainingData,
+    stop: asyncio.Event,
+    health: HealthServer,
+    *,
+    served: Mapping[str, UseCase] | None = None,
+    known: Collection[str] = (),
+) -> None:
+    """The service body: serve ``served`` (the configured use cases unless given) until ``stop``."""
+    if served is None:
+        served = settings.load_usecases()
+        known = set(settings.model_copy(update={"usecases": None}).load_usecases())
+    await ensure_topics(
+        settings.bootstrap,
+        [topics.TRAINING_REQUESTS, topics.MODELS_CANDIDATES,
+         *(topics.deadletter(name) for name in served)],
+        settings.partitions,
+    )  # fmt: skip
+    producer = await start_producer(settings.bootstrap)
+    consumer = None
+    try:
+        consumer = await start_consumer(
+            settings.bootstrap,
+            [topics.TRAINING_REQUESTS],
+            settings.group_id,
+            mode=settings.consumer_mode,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+        )
+        handler = TrainingRequestHandler(settings, served, data_source, producer, known)
+        loop = ConsumeLoop(consumer, handler, DeadLetterPolicy(SERVICE, producer), max_records=1)
+        health.ready = lambda: True
+        logger.info("batch trainer ready usecases=%s", sorted(served))
+        await loop.run(stop)
+    finally:
+        health.ready = lambda: False
+        if consumer is not None:
+            await consumer.stop()
+        await producer.stop()

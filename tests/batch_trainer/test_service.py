@@ -1,0 +1,109 @@
+"""The service on the real broker: a training request in, a candidate or a dead letter out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from schemas import topics
+from schemas.events import DeadLetter, ModelCandidate, TrainingRequest, Window
+from schemas.usecase import UseCase
+from services.batch_trainer.service import run
+from services.batch_trainer.settings import BatchTrainerSettings
+from services.common.bus import ensure_topics, start_producer
+from services.common.health import HealthServer
+from services.common.serde import encode
+from tests.batch_trainer.conftest import agrawal_frame, binary_spec
+
+pytestmark = pytest.mark.integration
+
+
+async def _read(
+    bootstrap: str, topic: str, keep: Callable[[dict[str, Any]], bool], count: int, timeout: float
+) -> list[dict[str, Any]]:
+    """The first ``count`` messages of ``topic`` that ``keep`` accepts (topics are shared)."""
+    import json
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    value = json.loads(record.value)
+                    if keep(value):
+                        found.append(value)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_requests_become_candidates_or_dead_letters(
+    bootstrap: str, home: Path, unique: str
+) -> None:
+    small = f"{unique}_small"
+    stranger = f"{unique}_unknown"
+    served: dict[str, UseCase] = {
+        unique: binary_spec(unique),
+        small: binary_spec(small, min_rows=1000),
+    }
+    await ensure_topics(
+        bootstrap,
+        [topics.TRAINING_REQUESTS, topics.MODELS_CANDIDATES, topics.deadletter(small),
+         topics.deadletter(stranger)],
+    )  # fmt: skip
+    windows: list[Window] = []
+
+    def data_source(spec: UseCase, window: Window) -> pd.DataFrame:
+        windows.append(window)
+        return agrawal_frame(240)
+
+    settings = BatchTrainerSettings(bootstrap=bootstrap, home=home, group_id=f"{unique}-trainer")
+    stop = asyncio.Event()
+    health = HealthServer("batch_trainer", "127.0.0.1", 0)
+    service = asyncio.create_task(run(settings, data_source, stop, health, served=served))
+    good = TrainingRequest(usecase=unique, reason="manual")
+    producer = await start_producer(bootstrap)
+    try:
+        for request in (
+            good,
+            TrainingRequest(usecase=small, reason="schedule"),
+            TrainingRequest(usecase=stranger, reason="drift", alert_id="a1"),
+            good,  # redelivered: the same candidate again, no second training
+        ):
+            await producer.send_and_wait(topics.TRAINING_REQUESTS, encode(request))
+        candidates = await _read(
+            bootstrap, topics.MODELS_CANDIDATES, lambda v: v.get("usecase") == unique, 2, 90
+        )
+        dead_small = await _read(bootstrap, topics.deadletter(small), lambda v: True, 1, 30)
+        dead_stranger = await _read(bootstrap, topics.deadletter(stranger), lambda v: True, 1, 30)
+    finally:
+        await producer.stop()
+        stop.set()
+        await asyncio.wait_for(service, 30)
+
+    assert len(candidates) == 2
+    first, again = (ModelCandidate.model_validate(c) for c in candidates)
+    assert first == again  # republished from MLflow, same event id and version
+    assert first.training_request_id == good.request_id
+    assert first.trainer == "batch" and first.flavor == "torch"
+    assert "roc_auc" in first.metrics and first.baseline_metrics
+    assert first.data_window.end == good.occurred_at
+    assert len(windows) == 2  # the good request once, the small one once; not the repeat
+
+    refused = DeadLetter.model_validate(dead_small[0])
+    assert refused.service == "batch_trainer"
+    assert "240 labelled rows in the window, 1000 needed" in refused.reason
+    unknown = DeadLetter.model_validate(dead_stranger[0])
+    assert f"unknown use case {stranger!r}" in unknown.reason
+    assert unknown.error_type == "UnknownUseCase"
