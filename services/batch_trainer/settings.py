@@ -20,7 +20,7 @@ class BatchTrainerSettings(CommonSettings):
         default=None, description="torch device; CUDA when available, else the CPU, when unset"
     )
     training_data: str = Field(
-        default="services.common.feature_store:training_frame",
+        default="services.common.featurestore:training_data",
         description="module:function returning the training frame for (use case, window)",
     )
     max_poll_interval_ms: int = Field(

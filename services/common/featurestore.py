@@ -269,3 +269,21 @@ def training_frame(
 
 def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_STORES: dict[tuple[str, str], FeatureStore] = {}
+
+
+def training_data(spec: UseCase, window: Window | None) -> pd.DataFrame:
+    """The batch trainer's data source: ``training_frame`` on this stack's store.
+
+    The store is configured from ``DRIFTLINE_*`` settings and opened once per
+    home; the feature view used is named in ``frame.attrs["feature_views"]``.
+    """
+    settings = FeatureStoreSettings()
+    key = (str(settings.home.resolve()), settings.feast_profile)
+    if key not in _STORES:
+        _STORES[key] = open_store(settings, [spec])
+    frame = training_frame(_STORES[key], settings.home, spec, window)
+    frame.attrs["feature_views"] = [view_name(spec.name)]
+    return frame

@@ -17,8 +17,8 @@ class SeenIds:
     """A durable set of (use case, kind, event id).
 
     >>> seen = SeenIds(":memory:")
-    >>> seen.unseen("credit", "features", ["a", "b"])
-    {'a', 'b'}
+    >>> sorted(seen.unseen("credit", "features", ["a", "b"]))
+    ['a', 'b']
     >>> seen.add("credit", "features", ["a"])
     >>> seen.unseen("credit", "features", ["a", "b"])
     {'b'}
