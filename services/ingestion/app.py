@@ -98,10 +98,12 @@ class Ingestion:
                 event_timestamp=record.timestamp,
                 features=dict(preparer.featurize(record)),
             )
+            # Mark first: if the table write fails the event is dead-lettered with
+            # no row sent; the changelog write and the row are flushed before commit.
+            self.seen[seen_key] = 1
             await self.outputs[usecase].send(
                 key=row.entity_id.encode(), value=row.model_dump_json().encode()
             )
-            self.seen[seen_key] = 1
             self.since_saved[usecase] += 1
             EVENTS.labels(usecase, "featurized").inc()
         except Exception as exc:
