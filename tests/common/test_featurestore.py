@@ -1,0 +1,113 @@
+"""The Feast feature store: point-in-time training sets and both online stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from schemas.events import FeatureRow, Window
+from schemas.inputs import Label
+from schemas.usecase import UseCase
+from services.common import featurestore as fs
+
+SPEC = UseCase.model_validate(
+    {
+        "name": "toy",
+        "task": "classification",
+        "label": {"classes": [0, 1]},
+        "fields": {"x": {"type": "float"}, "c": {"type": "category", "values": [1, 2]}},
+        "features": [{"kind": "passthrough", "field": "x"}, {"kind": "onehot", "field": "c"}],
+    }
+)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def row(event_id: str, entity: str, minutes: float, x: float) -> FeatureRow:
+    return FeatureRow(
+        usecase="toy",
+        source_event_id=event_id,
+        entity_id=entity,
+        event_timestamp=T0 + timedelta(minutes=minutes),
+        features={"x": x, "c=1": 1.0, "c=2": 0.0},
+    )
+
+
+def label(event_id: str, minutes: float, value: int) -> Label:
+    return Label(event_id=event_id, label=value, timestamp=T0 + timedelta(minutes=minutes))
+
+
+@pytest.fixture
+def store(home: Path):  # type: ignore[no-untyped-def]
+    return fs.open_store(fs.FeatureStoreSettings(home=home), [SPEC])
+
+
+def test_a_feature_changed_after_the_label_does_not_leak(store, home: Path) -> None:  # type: ignore[no-untyped-def]
+    # e1 at minute 0 (x=1), labelled at minute 5; the same entity's x changes to 99
+    # at minute 10, after the label. e2 at minute 20 sees the new value.
+    fs.write_features(store, home, SPEC, [row("e1", "alice", 0, 1.0)], "part-a")
+    fs.write_features(store, home, SPEC, [row("e2", "alice", 10, 99.0)], "part-b")
+    fs.write_labels(home, SPEC, [label("e1", 5, 1), label("e2", 20, 0)], "labels-a")
+
+    frame = fs.training_frame(store, home, SPEC)
+    assert list(frame["event_id"]) == ["e1", "e2"]
+    assert list(frame["x"]) == [1.0, 99.0]
+    assert list(frame["label"]) == ["1", "0"]
+    assert set(frame.columns) >= {"x", "c=1", "c=2", "label", "entity_id", "event_timestamp"}
+
+
+def test_a_window_keeps_only_labels_known_by_its_end(store, home: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [row(f"e{i}", f"u{i % 3}", i, float(i)) for i in range(10)]
+    fs.write_features(store, home, SPEC, rows, "part-a")
+    fs.write_labels(home, SPEC, [label(f"e{i}", i + 0.5, i % 2) for i in range(10)], "l")
+    window = Window(start=T0 + timedelta(minutes=2), end=T0 + timedelta(minutes=6))
+    frame = fs.training_frame(store, home, SPEC, window)
+    assert list(frame["event_id"]) == ["e2", "e3", "e4", "e5"]
+
+
+def test_rewriting_a_part_replaces_it(store, home: Path) -> None:  # type: ignore[no-untyped-def]
+    fs.write_features(store, home, SPEC, [row("e1", "alice", 0, 1.0)], "same-part")
+    fs.write_features(store, home, SPEC, [row("e1", "alice", 0, 1.0)], "same-part")
+    assert len(fs.read_dataset(fs.features_dir(home, "toy"))) == 1
+
+
+def test_no_data_gives_an_empty_frame_with_the_columns(store, home: Path) -> None:  # type: ignore[no-untyped-def]
+    frame = fs.training_frame(store, home, SPEC)
+    assert frame.empty
+    assert "label" in frame.columns
+
+
+def test_online_read_returns_the_latest_row(store, home: Path) -> None:  # type: ignore[no-untyped-def]
+    fs.write_features(
+        store, home, SPEC, [row("e1", "alice", 0, 1.0), row("e2", "bob", 1, 2.0)], "p"
+    )
+    fs.write_features(store, home, SPEC, [row("e3", "alice", 2, 3.0)], "q")
+    alice, nobody = fs.online_features(store, SPEC, ["alice", "nobody"])
+    assert alice["source_event_id"] == "e3" and alice["x"] == 3.0
+    assert nobody["x"] is None
+
+
+def redis_available() -> bool:
+    from services.common.broker import port_open
+
+    return port_open("127.0.0.1", 6379)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    not redis_available(), reason="no Redis at 127.0.0.1:6379 for the production profile"
+)
+def test_production_profile_serves_online_features_from_redis(home: Path, unique: str) -> None:
+    import redis
+
+    spec = SPEC.model_copy(update={"name": unique})
+    settings = fs.FeatureStoreSettings(
+        home=home, feast_profile="production", redis_url="127.0.0.1:6379"
+    )
+    store = fs.open_store(settings, [spec])
+    fs.write_features(store, home, spec, [row("e1", "carol", 0, 7.0)], "p")
+    (carol,) = fs.online_features(store, spec, ["carol"])
+    assert carol["x"] == 7.0 and carol["source_event_id"] == "e1"
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    assert any(client.scan_iter(count=1000)), "nothing was written to Redis"
