@@ -73,7 +73,9 @@ class Supervisor:
     def _pump(self, name: str, color: str, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            self.console.print(f"[{color}]{name:>15}[/] | {line.rstrip()}", highlight=False)
+            self.console.print(
+                f"[{color}]{name:>15}[/] | {line.rstrip()}", highlight=False, soft_wrap=True
+            )
 
     def failed(self) -> list[tuple[str, int]]:
         """Children that have exited with a non-zero status (a finished demo is no failure)."""
