@@ -20,6 +20,7 @@ Nothing in a service is specific to one use case.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -414,13 +415,22 @@ def _output_names(transform: Transform, spec: UseCase) -> list[str]:
         values = list(spec.fields[transform.field].values or [])
         if spec.fields[transform.field].unknown == "other":
             values.append("other")
-        return [f"{base}={v}" for v in values]
+        return [f"{base}_{_slug(v)}" for v in values]
     if isinstance(transform, DatePart):
         return [f"{base}_{part}" for part in transform.parts]
     if isinstance(transform, Passthrough):
         return [base]
     suffix = {"standardize": "z", "minmax": "scaled", "bin": "bin", "log1p": "log1p"}
     return [transform.name or f"{transform.field}_{suffix[transform.kind]}"]
+
+
+def _slug(value: Scalar) -> str:
+    """A category as part of a feature name that every store accepts (MLflow refuses ``=``).
+
+    >>> _slug("Gold Plus"), _slug(3)
+    ('Gold_Plus', '3')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(value))
 
 
 def _format_error(path: Path | str, error: ValidationError) -> str:

@@ -24,7 +24,7 @@ def test_the_use_case_example_is_a_valid_use_case(tmp_path: Path) -> None:
     path.write_text(match.group(2))
     spec = load_usecase(path)
     assert spec.task == "classification"
-    assert "plan=other" in spec.feature_names()
+    assert "plan_other" in spec.feature_names()
 
 
 def test_ci_runs_make_test_and_nothing_else() -> None:

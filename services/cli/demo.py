@@ -279,7 +279,13 @@ async def stream_demo(
     ``label_delay`` real seconds after its event (None: the use case's
     ``demo.label_delay_seconds``). ``progress`` gets the number of events
     published so far. The two topics are created if missing.
+
+    Without ``start`` the stream is live: each event is stamped with the wall
+    clock when it is sent and each label when it is sent, so training windows
+    that end "now" see what has arrived. With ``start`` the generator's
+    simulated clock is kept (a backfill).
     """
+    live = start is None
     raw_topic, labels_topic = topics.raw(spec.name), topics.labels(spec.name)
     delay = spec.demo.label_delay_seconds if label_delay is None and spec.demo else label_delay
     delay = float(delay or 0.0)
@@ -287,7 +293,7 @@ async def stream_demo(
     await wait_for_broker(bootstrap)
     await ensure_topics(bootstrap, [raw_topic, labels_topic], partitions)
     producer = await start_producer(bootstrap)
-    pending_labels: deque[tuple[float, bytes | None, bytes]] = deque()
+    pending_labels: deque[tuple[float, bytes | None, dict[str, Any]]] = deque()
     in_flight: list[asyncio.Future[Any]] = []
     sent = labels = 0
     began = time.monotonic()
@@ -301,8 +307,10 @@ async def stream_demo(
     async def send_due_labels(now: float) -> None:
         nonlocal labels
         while pending_labels and pending_labels[0][0] <= now:
-            _, key, value = pending_labels.popleft()
-            await send(labels_topic, key, value)
+            _, key, label = pending_labels.popleft()
+            if live:
+                label["timestamp"] = datetime.now(UTC).isoformat()
+            await send(labels_topic, key, _json(label))
             labels += 1
 
     try:
@@ -312,8 +320,10 @@ async def stream_demo(
                 if wait > 0:
                     await asyncio.sleep(wait)
             key = str(item.event[spec.entity_key]).encode()
+            if live:
+                _stamp_now(item.event, spec.timestamp_field)
             await send(raw_topic, key, _json(item.event))
-            pending_labels.append((time.monotonic() + delay, key, _json(item.label)))
+            pending_labels.append((time.monotonic() + delay, key, dict(item.label)))
             sent += 1
             await send_due_labels(time.monotonic())
             if progress is not None:
@@ -335,6 +345,17 @@ async def stream_demo(
         raw_topic=raw_topic,
         labels_topic=labels_topic,
     )
+
+
+def _stamp_now(event: dict[str, Any], field: str) -> None:
+    """Replace a well-formed timestamp by the wall clock; a deliberately mangled one stays."""
+    value = event.get(field)
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return
+        event[field] = datetime.now(UTC).isoformat()
 
 
 def _json(message: dict[str, Any]) -> bytes:

@@ -30,7 +30,7 @@ def row(event_id: str, entity: str, minutes: float, x: float) -> FeatureRow:
         source_event_id=event_id,
         entity_id=entity,
         event_timestamp=T0 + timedelta(minutes=minutes),
-        features={"x": x, "c=1": 1.0, "c=2": 0.0},
+        features={"x": x, "c_1": 1.0, "c_2": 0.0},
     )
 
 
@@ -54,7 +54,7 @@ def test_a_feature_changed_after_the_label_does_not_leak(store, home: Path) -> N
     assert list(frame["event_id"]) == ["e1", "e2"]
     assert list(frame["x"]) == [1.0, 99.0]
     assert list(frame["label"]) == ["1", "0"]
-    assert set(frame.columns) >= {"x", "c=1", "c=2", "label", "entity_id", "event_timestamp"}
+    assert set(frame.columns) >= {"x", "c_1", "c_2", "label", "entity_id", "event_timestamp"}
 
 
 def test_a_window_keeps_only_labels_known_by_its_end(store, home: Path) -> None:  # type: ignore[no-untyped-def]

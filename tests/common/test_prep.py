@@ -83,8 +83,8 @@ def test_a_clean_event_gives_every_feature() -> None:
     f = row.features
     assert f["age_z"] == 1.0
     assert f["debt_per_income"] == 0.2
-    assert f["plan=gold"] == 1.0 and f["plan=other"] == 0.0
-    assert f["tier=2"] == 1.0 and f["age_bin"] == 1.0
+    assert f["plan_gold"] == 1.0 and f["plan_other"] == 0.0
+    assert f["tier_2"] == 1.0 and f["age_bin"] == 1.0
     assert f["income_scaled"] == 0.5 and f["active"] == 1.0
     assert (f["timestamp_hour"], f["timestamp_is_weekend"], f["opened_month"]) == (14.0, 1.0, 11.0)
     assert row.source_event_id == "e1" and row.entity_id == "c1"
@@ -160,11 +160,11 @@ def test_imputation_before_any_statistic_falls_back_to_mid_range() -> None:
 
 def test_categories_are_normalized_aliased_and_unknowns_mapped_to_other() -> None:
     preparer = Preparer(SPEC)
-    assert preparer.prepare(event(plan="  GOLD ")).features["plan=gold"] == 1.0
-    assert preparer.prepare(event(plan="Premium")).features["plan=gold"] == 1.0
-    assert preparer.prepare(event(plan="3.0")).features["plan=3"] == 1.0
-    assert preparer.prepare(event(tier="2")).features["tier=2"] == 1.0
-    assert preparer.prepare(event(plan="platinum")).features["plan=other"] == 1.0
+    assert preparer.prepare(event(plan="  GOLD ")).features["plan_gold"] == 1.0
+    assert preparer.prepare(event(plan="Premium")).features["plan_gold"] == 1.0
+    assert preparer.prepare(event(plan="3.0")).features["plan_3"] == 1.0
+    assert preparer.prepare(event(tier="2")).features["tier_2"] == 1.0
+    assert preparer.prepare(event(plan="platinum")).features["plan_other"] == 1.0
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(True, 1.0), (0, 0.0), ("No", 0.0), ("1", 1.0)])

@@ -41,10 +41,10 @@ def test_a_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
     assert spec.models.batch.split.train == 0.7
     assert spec.feature_names() == [
         "salary_z",
-        "car=1",
-        "car=2",
-        "car=3",
-        "car=other",
+        "car_1",
+        "car_2",
+        "car_3",
+        "car_other",
         "opened_hour",
         "opened_is_weekend",
         "one",

@@ -21,9 +21,9 @@ with a reason naming the field, what was expected and what came.
 >>> event = {"event_id": "e1", "entity_id": "c1", "timestamp": "2026-01-01T00:00:00Z",
 ...          "age": 50, "plan": " Premium"}
 >>> preparer.prepare(event).features
-{'age_z': 1.0, 'plan=basic': 0.0, 'plan=gold': 1.0, 'plan=other': 0.0}
+{'age_z': 1.0, 'plan_basic': 0.0, 'plan_gold': 1.0, 'plan_other': 0.0}
 >>> preparer.prepare({**event, "event_id": "e2", "age": None, "plan": "silver"}).features
-{'age_z': 1.0, 'plan=basic': 0.0, 'plan=gold': 0.0, 'plan=other': 1.0}
+{'age_z': 1.0, 'plan_basic': 0.0, 'plan_gold': 0.0, 'plan_other': 1.0}
 >>> preparer.prepare({**event, "age": "old"})
 Traceback (most recent call last):
 ...
