@@ -39,7 +39,6 @@ from schemas.events import FeatureDrift
 from schemas.usecase import LOWER_IS_BETTER, DriftSpec, UseCase
 from services.common.metrics import classification_metrics, regression_metrics
 
-
 PREDICTION = "prediction"
 
 
@@ -184,7 +183,9 @@ def check_data(profile: ReferenceProfile, current: pd.DataFrame, spec: DriftSpec
     """Per-column drift of ``current`` against the reference, and the share of drifted columns."""
     rows = len(current)
     if rows < spec.min_rows:
-        return DriftCheck({}, None, rows, skipped=f"too few rows: {rows} < min_rows {spec.min_rows}")
+        return DriftCheck(
+            {}, None, rows, skipped=f"too few rows: {rows} < min_rows {spec.min_rows}"
+        )
     verdicts: dict[str, FeatureDrift] = {}
     unchecked = {name: "not in the reference" for name in profile.missing}
     for name, feature in profile.features.items():

@@ -31,7 +31,7 @@ class DriftDetectorSettings(FeatureStoreSettings):
     )
     bootstrap_reference: bool = Field(
         default=True,
-        description="until a champion exists, the first reference_rows feature rows are the reference",
+        description="without a champion, the first reference_rows feature rows are the reference",
     )
     max_pending: int = Field(
         default=100_000, gt=0, description="predictions or labels waiting for their partner"
