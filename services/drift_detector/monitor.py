@@ -290,9 +290,10 @@ class UseCaseMonitor:
         if profile is None:
             return
         window = bounds_of(rows)
-        current = pd.DataFrame([row.values for row in rows], columns=self.features)
         drift = self.spec.drift
-        data, quality = await asyncio.to_thread(_data_and_quality, profile, current, drift)
+        current, data, quality = await asyncio.to_thread(
+            _data_and_quality, profile, rows, self.features, drift
+        )
         await self._after_data(data, window, profile, current, reports_dir)
         await self._after_quality(quality, window, profile, current, reports_dir)
 
@@ -518,9 +519,12 @@ class UseCaseMonitor:
 
 
 def _data_and_quality(
-    profile: ReferenceProfile, current: pd.DataFrame, drift: Any
-) -> tuple[DriftCheck, QualityCheck]:
-    return check_data(profile, current, drift), check_quality(profile, current, drift)
+    profile: ReferenceProfile, rows: list[WindowRow], features: list[str], drift: Any
+) -> tuple[pd.DataFrame, DriftCheck, QualityCheck]:
+    """The window as a numeric frame (absent values NaN) and both checks on it."""
+    frame = pd.DataFrame([row.values for row in rows], columns=features)
+    current = frame.apply(pd.to_numeric, errors="coerce").astype(float)
+    return current, check_data(profile, current, drift), check_quality(profile, current, drift)
 
 
 def _end(window: Window) -> float:
