@@ -1,0 +1,8 @@
+"""The drift detector: data, prediction, performance and quality drift of each use case.
+
+It watches ``<uc>.features`` (data drift, data quality) and ``<uc>.predictions``
+joined with ``<uc>.labels`` (prediction drift, performance decay), compares a
+sliding window of recent rows with the reference (the training data of the
+current champion) using evidently's statistical tests, and publishes
+``drift.alerts`` with an evidently HTML report per alert.
+"""

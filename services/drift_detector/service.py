@@ -1,0 +1,308 @@
+"""The drift detector service: consume, window, check, alert, checkpoint, then commit.
+
+Why the aiokafka :class:`ConsumeLoop` with a checkpoint and not a faust app
+with windows in changelog-backed tables: the windows, the alert gates
+(hysteresis, cooldown) and the consumed offsets must change together, or a
+restart replays rows into windows that already hold them and re-decides
+alerts differently. Without transactions (the embedded broker has none, so
+no faust ``exactly_once``) faust cannot give that. A sliding window of 10,000
+rows in a faust table would also write every row to a changelog topic. Here
+one checkpoint file holds every use case's monitor and the next offset of
+each partition; it is written atomically before the offsets are committed,
+and a start seeks each partition to the checkpoint's offsets. Alert ids are
+derived from the use case, kind, reference and window position, so an alert
+re-published after a crash has the same id and consumers drop it.
+
+At start the detector replays ``models.candidates`` and ``models.promotions``
+from the beginning to find each use case's champion (its lineage), loads the
+champion's training data as the reference once, and then follows both
+topics live: a ``promote`` or ``rollback`` switches the reference.
+
+Checks and report rendering run in worker threads (``asyncio.to_thread``):
+the consumer and the health endpoint stay responsive while evidently works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.events import FeatureRow, ModelCandidate, Prediction, Promotion
+from schemas.inputs import Label
+from schemas.usecase import UseCase
+from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.consume import ConsumeLoop
+from services.common.deadletter import DeadLetterPolicy
+from services.common.errors import InvalidInput
+from services.common.health import HealthServer
+from services.common.serde import decode_object, encode
+from services.drift_detector.checkpoint import load_checkpoint, offset_key, save_checkpoint
+from services.drift_detector.errors import ReferenceUnavailable
+from services.drift_detector.monitor import UseCaseMonitor
+from services.drift_detector.reference import (
+    Lineage,
+    ReferenceSource,
+    feast_reference,
+    reference_frame,
+)
+from services.drift_detector.settings import DriftDetectorSettings
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "drift_detector"
+MODEL_TOPICS = (topics.MODELS_CANDIDATES, topics.MODELS_PROMOTIONS)
+
+
+def _parse(model: Any, raw: bytes | None, what: str) -> Any:
+    value = decode_object(raw)
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        event_id = value.get("event_id") if isinstance(value.get("event_id"), str) else None
+        raise InvalidInput(f"not {what}: {where}: {problem['msg']}", event_id=event_id) from exc
+
+
+class DriftDetectorProcessor:
+    """Routes records to use-case monitors; publishes alerts and checkpoints in ``flush``."""
+
+    def __init__(
+        self,
+        detector: DriftDetector,
+        producer: AIOKafkaProducer,
+    ) -> None:
+        self.detector = detector
+        self.producer = producer
+        self.last_checkpoint = time.monotonic()
+        self.dirty = False
+        self.published = 0
+
+    async def process(self, record: ConsumerRecord[Any, Any]) -> None:
+        detector = self.detector
+        if record.topic in MODEL_TOPICS:
+            await detector.offer_model_event(record)
+            return
+        monitor, kind = detector.by_topic[record.topic]
+        # The offset advances first: a record that is dead-lettered is consumed too.
+        monitor.offsets[offset_key(record.topic, record.partition)] = record.offset + 1
+        self.dirty = True
+        reports_dir = detector.reports_dir
+        if kind == "features":
+            row = _parse(FeatureRow, record.value, "a feature row")
+            await monitor.offer_features(row, reports_dir)
+        elif kind == "predictions":
+            prediction = _parse(Prediction, record.value, "a prediction")
+            await monitor.offer_prediction(prediction, reports_dir)
+        else:
+            label = _parse(Label, record.value, "a label")
+            await monitor.offer_label(label, reports_dir)
+
+    async def flush(self) -> None:
+        """Alerts out, then the checkpoint (when due); the loop commits after this."""
+        alerts = False
+        for monitor in self.detector.monitors.values():
+            for alert in monitor.alerts:
+                await self.producer.send_and_wait(
+                    topics.DRIFT_ALERTS, encode(alert), key=monitor.name.encode()
+                )
+                self.published += 1
+                alerts = True
+                logger.warning(
+                    "drift alert usecase=%s kind=%s severity=%s share=%s window_rows=%s "
+                    "champion=%s report=%s",
+                    monitor.name,
+                    alert.kind,
+                    alert.severity,
+                    alert.drift_share,
+                    alert.window.rows,
+                    alert.champion_version,
+                    alert.report_path,
+                )
+            monitor.alerts.clear()
+        interval = self.detector.settings.checkpoint_seconds
+        due = time.monotonic() - self.last_checkpoint >= interval
+        if self.dirty and (alerts or due):
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        detector = self.detector
+        await asyncio.to_thread(save_checkpoint, detector.checkpoint_path, detector.monitors)
+        self.last_checkpoint = time.monotonic()
+        self.dirty = False
+
+
+class DriftDetector:
+    """The service: every configured use case in one consume loop."""
+
+    def __init__(
+        self,
+        settings: DriftDetectorSettings,
+        specs: dict[str, UseCase],
+        reference_source: ReferenceSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.specs = specs
+        self.reference_source: ReferenceSource = reference_source or feast_reference
+        state_dir = settings.service_home(SERVICE)
+        self.reports_dir = (state_dir / "reports").resolve()
+        self.checkpoint_path = state_dir / "checkpoint.pkl"
+        self.monitors = self._restore()
+        self.lineage = Lineage()
+        self.by_topic: dict[str, tuple[UseCaseMonitor, str]] = {}
+        for monitor in self.monitors.values():
+            name = monitor.name
+            self.by_topic[topics.features(name)] = (monitor, "features")
+            self.by_topic[topics.predictions(name)] = (monitor, "predictions")
+            self.by_topic[topics.labels(name)] = (monitor, "labels")
+        self.processor: DriftDetectorProcessor | None = None
+
+    def _new_monitor(self, spec: UseCase) -> UseCaseMonitor:
+        settings = self.settings
+        return UseCaseMonitor(
+            spec,
+            exit_ratio=settings.hysteresis_exit_ratio,
+            tolerance=settings.performance_tolerance,
+            bootstrap=settings.bootstrap_reference,
+            max_pending=settings.max_pending,
+        )
+
+    def _restore(self) -> dict[str, UseCaseMonitor]:
+        saved: dict[str, UseCaseMonitor] = load_checkpoint(self.checkpoint_path) or {}
+        monitors = {}
+        for name, spec in self.specs.items():
+            monitor = saved.get(name)
+            if monitor is not None and monitor.spec.spec_hash() == spec.spec_hash():
+                monitors[name] = monitor
+                logger.info("resumed usecase=%s offsets=%s", name, monitor.offsets)
+            else:
+                fresh = self._new_monitor(spec)
+                if monitor is not None:  # a changed spec: new windows, same offsets
+                    fresh.offsets = dict(monitor.offsets)
+                monitors[name] = fresh
+        return monitors
+
+    def topics(self) -> list[str]:
+        return [*self.by_topic, *MODEL_TOPICS]
+
+    # ---- the champion's lineage -------------------------------------------------
+
+    async def offer_model_event(self, record: ConsumerRecord[Any, Any]) -> None:
+        """A candidate is remembered; a promotion may switch a reference."""
+        if record.topic == topics.MODELS_CANDIDATES:
+            self.lineage.offer_candidate(_parse(ModelCandidate, record.value, "a model candidate"))
+            return
+        promotion = _parse(Promotion, record.value, "a promotion")
+        if self.lineage.offer_promotion(promotion) and promotion.usecase in self.monitors:
+            await self.switch_reference(promotion.usecase)
+
+    async def switch_reference(self, usecase: str) -> None:
+        """Load the champion's training data as the reference; keep the old one on failure."""
+        monitor = self.monitors[usecase]
+        champion = self.lineage.champion(usecase)
+        if champion is None or champion == monitor.champion:
+            return
+        candidate = self.lineage.champion_candidate(usecase)
+        reference_id = f"{champion[0]}:{champion[1]}"
+        try:
+            if candidate is None:
+                raise ReferenceUnavailable(usecase, f"no candidate event for {reference_id}")
+            spec = monitor.spec
+            raw = await asyncio.to_thread(self.reference_source, spec, candidate)
+            frame = reference_frame(
+                raw, monitor.features, spec.drift.reference_rows, spec.drift.min_rows, usecase
+            )
+        except Exception as exc:
+            logger.error(
+                "reference kept usecase=%s champion=%s reason=%s", usecase, reference_id, exc
+            )
+            monitor.set_champion(candidate, champion)
+            return
+        monitor.set_reference(frame, reference_id, candidate)
+        if self.processor is not None:
+            self.processor.dirty = True
+
+    async def replay_lineage(self) -> dict[TopicPartition, int]:
+        """Read both model topics from the beginning; return where each partition ended."""
+        consumer = await start_consumer(self.settings.bootstrap, MODEL_TOPICS, None)
+        try:
+            partitions = list(consumer.assignment())
+            await consumer.seek_to_beginning(*partitions)
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            if record.topic == topics.MODELS_CANDIDATES:
+                                candidate = _parse(ModelCandidate, record.value, "a candidate")
+                                self.lineage.offer_candidate(candidate)
+                            else:
+                                promotion = _parse(Promotion, record.value, "a promotion")
+                                self.lineage.offer_promotion(promotion)
+                        except InvalidInput as exc:
+                            logger.info("skipped model event offset=%s: %s", record.offset, exc)
+            return ends
+        finally:
+            await consumer.stop()
+
+    # ---- running ----------------------------------------------------------------
+
+    def seek(self, consumer: AIOKafkaConsumer, model_ends: dict[TopicPartition, int]) -> None:
+        offsets = {k: v for m in self.monitors.values() for k, v in m.offsets.items()}
+        for partition in consumer.assignment():
+            if partition in model_ends:
+                consumer.seek(partition, model_ends[partition])
+                continue
+            # The checkpoint, not the group's commits, says what the windows hold.
+            key = offset_key(partition.topic, partition.partition)
+            consumer.seek(partition, offsets.get(key, 0))
+
+    async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
+        settings = self.settings
+        needed = [
+            *self.topics(),
+            *(topics.deadletter(name) for name in self.specs),
+            topics.DRIFT_ALERTS,
+        ]
+        await ensure_topics(settings.bootstrap, needed, settings.partitions)
+        model_ends = await self.replay_lineage()
+        for usecase in self.monitors:
+            await self.switch_reference(usecase)
+        producer = await start_producer(settings.bootstrap)
+        consumer: AIOKafkaConsumer | None = None
+        try:
+            consumer = await start_consumer(
+                settings.bootstrap, self.topics(), settings.group_id, mode="assign"
+            )
+            self.seek(consumer, model_ends)
+            self.processor = DriftDetectorProcessor(self, producer)
+            loop = ConsumeLoop(
+                consumer,
+                self.processor,
+                DeadLetterPolicy(SERVICE, producer),
+                max_records=settings.max_records,
+                poll_timeout_ms=settings.poll_timeout_ms,
+            )
+            if health is not None:
+                health.ready = lambda: True
+            logger.info(
+                "drift detector running usecases=%s reports=%s",
+                sorted(self.specs),
+                self.reports_dir,
+            )
+            while not stop.is_set():
+                await loop.run_once()
+            if self.processor.dirty:
+                await self.processor.checkpoint()
+        finally:
+            if consumer is not None:
+                await consumer.stop()
+            await producer.stop()

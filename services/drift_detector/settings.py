@@ -1,0 +1,38 @@
+"""The drift detector's settings (``DRIFTLINE_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.featurestore import FeatureStoreSettings
+
+
+class DriftDetectorSettings(FeatureStoreSettings):
+    """What the drift detector reads besides the common and feature-store settings."""
+
+    group_id: str = Field(
+        default="driftline-drift-detector", description="consumer group its offsets are kept in"
+    )
+    max_records: int = Field(default=1000, gt=0, description="records per consumed batch")
+    poll_timeout_ms: int = Field(default=200, gt=0)
+    checkpoint_seconds: float = Field(
+        default=5.0, ge=0, description="the longest a checkpoint waits while rows arrive"
+    )
+    hysteresis_exit_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="a drift episode ends when the score falls below this share of its threshold",
+    )
+    performance_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        description="alert when the window's primary metric is worse than the champion's by more",
+    )
+    bootstrap_reference: bool = Field(
+        default=True,
+        description="without a champion, the first reference_rows feature rows are the reference",
+    )
+    max_pending: int = Field(
+        default=100_000, gt=0, description="predictions or labels waiting for their partner"
+    )
