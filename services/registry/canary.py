@@ -15,7 +15,8 @@ per side, and is :meth:`~LiveTrial.ready` once the challenger has
 ...     "promotion": {"mode": "shadow", "canary_min_count": 2},
 ... })
 >>> start = datetime(2026, 1, 1, tzinfo=UTC)
->>> trial = LiveTrial(spec, ModelRef("toy", "1"), Trial("shadow", ModelRef("toy", "2"), 0.0, start, "p"))
+>>> shadow = Trial("shadow", ModelRef("toy", "2"), 0.0, start, "p")
+>>> trial = LiveTrial(spec, ModelRef("toy", "1"), shadow)
 >>> def answer(event, variant, version, value):
 ...     return Prediction(usecase="toy", source_event_id=event, entity_id="c", model_name="toy",
 ...                       model_version=version, variant=variant, prediction=value, latency_ms=1,

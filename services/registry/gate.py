@@ -84,10 +84,8 @@ def gate_candidate(
             f"{metric} {_fmt(candidate)} {basis} does not reach min_quality {policy.min_quality}",
         )
     if champion is None:
-        floor = f"min_quality {policy.min_quality}" if policy.min_quality is not None else "no floor"
-        return Verdict(
-            "promote", f"first model: {metric} {_fmt(candidate)} {basis} passes {floor}"
-        )
+        floor = "no floor" if policy.min_quality is None else f"min_quality {policy.min_quality}"
+        return Verdict("promote", f"first model: {metric} {_fmt(candidate)} {basis} passes {floor}")
     gain = improvement(metric, candidate, champion)
     comparison = (
         f"{metric} {_fmt(candidate)} vs champion {_fmt(champion)} {basis} "
