@@ -355,8 +355,12 @@ async def run(
     served: Mapping[str, UseCase] | None = None,
     known: Collection[str] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    on_ready: Callable[[Registry], None] | None = None,
 ) -> None:
-    """The service body: serve ``served`` (the configured use cases unless given) until ``stop``."""
+    """The service body: serve ``served`` (the configured use cases unless given) until ``stop``.
+
+    ``on_ready`` is called with the registry once the history is replayed (tests look in).
+    """
     if served is None:
         served = settings.load_usecases()
         known = set(settings.model_copy(update={"usecases": None}).load_usecases())
@@ -390,6 +394,8 @@ async def run(
             max_records=100, poll_timeout_ms=settings.poll_timeout_ms,
         )  # fmt: skip
         health.ready = lambda: True
+        if on_ready is not None:
+            on_ready(registry)
         logger.info("registry ready usecases=%s", sorted(served))
         while not stop.is_set():
             await log.poll()
