@@ -118,7 +118,9 @@ def register(app: typer.Typer) -> None:
                 elif challenger is not None and (
                     challenger.model.name, challenger.model.version,
                 ) == (name, str(version.version)):  # fmt: skip
-                    share = f" {challenger.traffic_share:.0%}" if challenger.mode == "canary" else ""
+                    share = ""
+                    if challenger.mode == "canary":
+                        share = f" {challenger.traffic_share:.0%}"
                     role = f"[yellow]challenger ({challenger.mode}{share})[/]"
                 table.add_row(
                     name, str(version.version), trainer, tags.get("flavor", "?"),

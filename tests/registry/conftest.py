@@ -40,9 +40,7 @@ TRAIN_ROWS = 600
 
 def agrawal_rows(n: int, seed: int = 7) -> list[tuple[dict[str, float], int]]:
     stream = synth.Agrawal(classification_function=1, seed=seed)
-    return [
-        ({k: float(x[k]) for k in FEATURES}, int(y)) for x, y in itertools.islice(stream, n)
-    ]
+    return [({k: float(x[k]) for k in FEATURES}, int(y)) for x, y in itertools.islice(stream, n)]
 
 
 ROWS = agrawal_rows(1200)
@@ -165,8 +163,15 @@ async def running_registry(
     stop = asyncio.Event()
     health = HealthServer("registry", "127.0.0.1", 0)
     task = asyncio.create_task(
-        run(settings, data_source, stop, health, served={spec.name: spec}, clock=clock,
-            on_ready=ready.set_result)  # fmt: skip
+        run(
+            settings,
+            data_source,
+            stop,
+            health,
+            served={spec.name: spec},
+            clock=clock,
+            on_ready=ready.set_result,
+        )
     )
     try:
         registry = await asyncio.wait_for(asyncio.shield(ready), 60)

@@ -11,7 +11,14 @@ from schemas import topics
 from schemas.events import Promotion
 from services.common.bus import start_producer
 from services.common.serde import encode
-from tests.registry.conftest import START, aliases, make_spec, read_topic, register, running_registry
+from tests.registry.conftest import (
+    START,
+    aliases,
+    make_spec,
+    read_topic,
+    register,
+    running_registry,
+)
 
 pytestmark = pytest.mark.integration
 
