@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Literal
 
 from schemas.events import DriftAlert, TrainingRequest
@@ -45,6 +45,11 @@ class RetrainPolicy:
         self.remember = remember
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last_request: dict[str, float] = {}
+
+    @property
+    def seen(self) -> Collection[str]:
+        """The alert ids considered lately (a bounded memory)."""
+        return self._seen.keys()
 
     def consider(self, alert: DriftAlert, *, cooldown: float) -> Outcome:
         """The outcome of one alert; ``request`` means publish a training request now."""

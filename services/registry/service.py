@@ -125,7 +125,8 @@ class Registry:
 
     async def _follow(self, usecase: str) -> None:
         state = self.history.get(usecase)
-        await asyncio.to_thread(self._mirror, usecase)
+        if state.recent:  # with no history there is no alias of ours to set or clear
+            await asyncio.to_thread(self._mirror, usecase)
         trial = self.trials.get(usecase)
         if state.challenger is None or state.champion is None:
             if trial is not None:
