@@ -181,6 +181,14 @@ async def running_registry(
         await asyncio.wait_for(task, 30)
 
 
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` holds (a state that follows events asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
 async def read_topic(
     bootstrap: str, topic: str, keep: Callable[[dict[str, Any]], bool], count: int,
     timeout: float = 60.0,

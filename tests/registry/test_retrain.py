@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ from schemas import topics
 from schemas.events import DriftAlert, FeatureDrift, TrainingRequest, Window
 from services.common.bus import start_producer
 from services.common.serde import encode
-from tests.registry.conftest import make_spec, read_topic, running_registry
+from tests.registry.conftest import eventually, make_spec, read_topic, running_registry
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +46,7 @@ async def test_alert_storm_gives_one_training_request(
                 await producer.send(topics.DRIFT_ALERTS, encode(event))
             await producer.flush()
             seen = service.registry.retrain.seen
-            await wait_for(lambda: all(a.alert_id in seen for a in storm))
+            await eventually(lambda: all(a.alert_id in seen for a in storm))
             now[0] += 301  # the cooldown is over: the next actionable alert asks again
             for event in (quiet, after_cooldown):
                 await producer.send_and_wait(topics.DRIFT_ALERTS, encode(event))
@@ -62,10 +59,3 @@ async def test_alert_storm_gives_one_training_request(
     assert first.reason == "drift" and first.alert_id == storm[0].alert_id
     assert second.alert_id == after_cooldown.alert_id
     assert first.request_id != second.request_id
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
