@@ -1,0 +1,45 @@
+"""``python -m services.registry``: the registry / promoter as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+from services.common.health import HealthServer
+from services.common.runtime import run_service
+from services.registry.errors import RegistryError
+from services.registry.evaluation import GateData
+from services.registry.service import SERVICE, run
+from services.registry.settings import RegistrySettings
+
+
+def load_gate_data(reference: str) -> GateData:
+    """The gate's data source named ``module:function`` (the Feast offline store's by default).
+
+    >>> load_gate_data("nowhere")
+    Traceback (most recent call last):
+    ...
+    services.registry.errors.RegistryError: DRIFTLINE_GATE_DATA 'nowhere': expected module:function
+    """
+    module_name, _, function_name = reference.partition(":")
+    if not function_name:
+        raise RegistryError(f"DRIFTLINE_GATE_DATA {reference!r}: expected module:function")
+    try:
+        source: GateData = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise RegistryError(f"DRIFTLINE_GATE_DATA {reference!r}: {exc}") from exc
+    return source
+
+
+def main() -> None:
+    settings = RegistrySettings()
+    data_source = load_gate_data(settings.gate_data)
+
+    async def body(stop: asyncio.Event, health: HealthServer) -> None:
+        await run(settings, data_source, stop, health)
+
+    run_service(SERVICE, settings, body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The evaluation gate's data and scores: candidate and champion on the same held-out rows.
+
+The rows are the most recent labeled rows (``eval_rows`` of them) whose
+events come after the candidate's training window, from the injected data
+source (:data:`GateData`, the Feast offline store's point-in-time join by
+default). With fewer than ``min_rows`` such rows (the first model, an online
+snapshot of the latest events) the gate falls back to the metrics the
+trainers reported, and the reason says so. Models are fetched from MLflow by
+artifact URI and checked against their sha256 before they are unpickled.
+Blocking: the service calls :meth:`Evaluator.evaluate` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from schemas.events import ModelCandidate, Window
+from schemas.usecase import UseCase
+from services.common.models import Model, load_model
+from services.registry.errors import ModelUnavailable
+from services.registry.history import ModelRef
+from services.registry.scoring import score
+
+logger = logging.getLogger(__name__)
+
+GateData = Callable[[UseCase, Window | None], pd.DataFrame]
+LABEL = "label"
+TIMESTAMP = "event_timestamp"
+
+
+@dataclass(frozen=True)
+class GateScores:
+    """Both models' primary metric, where it came from, and on how many rows."""
+
+    candidate: float | None
+    champion: float | None
+    rows: int
+    basis: str  # goes into the promotion's reason
+
+
+def held_out(frame: pd.DataFrame, after: datetime | None, limit: int) -> pd.DataFrame:
+    """The latest ``limit`` labeled rows whose event time is strictly after ``after``.
+
+    >>> from datetime import UTC
+    >>> frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "label": [0, 1, None, 1],
+    ...     "event_timestamp": pd.date_range("2026-01-01", periods=4, freq="h", tz="UTC")})
+    >>> held_out(frame, datetime(2026, 1, 1, 0, tzinfo=UTC), limit=5)["x"].tolist()
+    [2.0, 4.0]
+    >>> held_out(frame, None, limit=1)["x"].tolist()
+    [4.0]
+    """
+    if frame.empty or LABEL not in frame.columns or TIMESTAMP not in frame.columns:
+        return frame.iloc[0:0]
+    stamps = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    keep = frame[LABEL].notna()
+    if after is not None:
+        keep &= stamps > pd.Timestamp(after)
+    selected = frame[keep].assign(**{TIMESTAMP: stamps[keep]})
+    return selected.sort_values(TIMESTAMP, kind="stable").tail(limit).reset_index(drop=True)
+
+
+def score_model(spec: UseCase, model: Model, frame: pd.DataFrame) -> dict[str, float]:
+    """The spec's metrics of ``model`` on the frame's feature columns and labels."""
+    names = spec.feature_names()
+    rows = [
+        {name: float(value) for name, value in zip(names, values, strict=True)}
+        for values in frame[names].astype(float).itertuples(index=False, name=None)
+    ]
+    truth = frame[LABEL].tolist()
+    predicted = model.predict(rows)
+    proba: list[Any] | None = None
+    if spec.task == "classification":
+        proba = list(model.predict_proba(rows))
+    return score(spec, truth, predicted, proba)
+
+
+class ModelStore:
+    """Model versions fetched from MLflow into a scratch directory, loaded once each."""
+
+    def __init__(self, home: Path, mlflow_uri: str | None, workdir: Path) -> None:
+        self.home = home
+        self.mlflow_uri = mlflow_uri
+        self.workdir = workdir
+        self._loaded: dict[tuple[str, str], Model] = {}
+
+    def load(self, ref: ModelRef) -> Model:
+        key = (ref.name, ref.version)
+        if key in self._loaded:
+            return self._loaded[key]
+        if not ref.artifact_uri:
+            raise ModelUnavailable(f"{ref.label}: no artifact URI in its events")
+        from services.common import tracking
+
+        client = tracking.client(self.home, self.mlflow_uri)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=self.workdir))
+        try:
+            directory = tracking.download_model_dir(client, ref.artifact_uri, scratch)
+            model = load_model(directory, ref.artifact_sha256)
+        except Exception as exc:
+            raise ModelUnavailable(f"{ref.label}: cannot load {ref.artifact_uri}: {exc}") from exc
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if len(self._loaded) >= 8:  # champions change rarely; keep memory bounded
+            self._loaded.pop(next(iter(self._loaded)))
+        self._loaded[key] = model
+        return model
+
+
+def candidate_ref(candidate: ModelCandidate) -> ModelRef:
+    return ModelRef(
+        candidate.model_name,
+        candidate.model_version,
+        candidate.artifact_uri,
+        candidate.artifact_sha256,
+    )
+
+
+class Evaluator:
+    """Scores a candidate and the champion for the gate."""
+
+    def __init__(self, data_source: GateData, models: ModelStore, min_rows: int) -> None:
+        self.data_source = data_source
+        self.models = models
+        self.min_rows = min_rows
+
+    def evaluate(
+        self, spec: UseCase, candidate: ModelCandidate, champion: ModelRef | None
+    ) -> GateScores:
+        metric = spec.primary_metric
+        after = candidate.data_window.end
+        frame = self.data_source(spec, Window(start=after) if after else None)
+        rows = held_out(frame, after, spec.promotion.eval_rows)
+        if len(rows) >= self.min_rows:
+            candidate_model = self.models.load(candidate_ref(candidate))
+            candidate_score = score_model(spec, candidate_model, rows).get(metric)
+            champion_score = None
+            if champion is not None:
+                champion_score = score_model(spec, self.models.load(champion), rows).get(metric)
+            scorable = candidate_score is not None and (
+                champion is None or champion_score is not None
+            )
+            if scorable:
+                where = "after the candidate's training window" if after else "most recent"
+                return GateScores(
+                    candidate_score, champion_score, len(rows),
+                    f"on {len(rows)} held-out labeled rows ({where})",
+                )  # fmt: skip
+            logger.info("usecase=%s %s undefined on %d rows", spec.name, metric, len(rows))
+        reported = candidate.metrics.get(metric)
+        champion_reported = champion.score if champion is not None else None
+        basis = (
+            f"as reported by the {candidate.trainer} trainer (fallback: {len(rows)} held-out "
+            f"labeled rows, {self.min_rows} needed)"
+        )
+        if champion is not None:
+            basis += "; champion: its score when promoted"
+        return GateScores(reported, champion_reported, len(rows), basis)

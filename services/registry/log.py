@@ -1,0 +1,97 @@
+"""Reading ``models.promotions``: the replay at start, then following it live.
+
+The history consumer has no group and commits nothing: every start replays
+the topic from its beginning, which is what makes the history the source of
+truth. :func:`read_history` is the one-shot replay the command line uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.events import Promotion
+from services.common.bus import ensure_topics, start_consumer
+from services.registry.history import PromotionHistory
+
+logger = logging.getLogger(__name__)
+
+OnPromotion = Callable[[Promotion], Awaitable[None]]
+
+
+def parse_promotion(raw: bytes | None) -> Promotion | None:
+    """A promotion event, or None (logged) for anything else on the topic."""
+    try:
+        return Promotion.model_validate_json(raw or b"")
+    except ValidationError as exc:
+        logger.warning("skipping a message on %s that is not a promotion: %s",
+                       topics.MODELS_PROMOTIONS, exc.errors()[0]["msg"])  # fmt: skip
+        return None
+
+
+class PromotionLog:
+    """A consumer of the whole promotion history, handing each event to ``on_promotion``."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, on_promotion: OnPromotion) -> None:
+        self.consumer = consumer
+        self.on_promotion = on_promotion
+        self.read = 0
+
+    @classmethod
+    async def open(cls, bootstrap: str, on_promotion: OnPromotion) -> PromotionLog:
+        consumer = await start_consumer(bootstrap, [topics.MODELS_PROMOTIONS], None)
+        await consumer.seek_to_beginning(*consumer.assignment())
+        return cls(consumer, on_promotion)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> int:
+        count = 0
+        for records in batches.values():
+            for record in records:
+                event = parse_promotion(record.value)
+                if event is not None:
+                    await self.on_promotion(event)
+                count += 1
+        self.read += count
+        return count
+
+    async def poll(self, timeout_ms: int = 0) -> int:
+        """Apply whatever new events are there (the command line's, another instance's)."""
+        return await self._handle(await self.consumer.getmany(timeout_ms=timeout_ms))
+
+    async def catch_up(self, targets: dict[TopicPartition, int] | None = None) -> None:
+        """Read until each partition's position reaches ``targets`` (the end offsets if None)."""
+        partitions = list(self.consumer.assignment())
+        if targets is None:
+            targets = await self.consumer.end_offsets(partitions)
+        while await self._behind(targets):
+            await self._handle(await self.consumer.getmany(timeout_ms=200))
+
+    async def _behind(self, targets: dict[TopicPartition, int]) -> bool:
+        for partition, end in targets.items():
+            if await self.consumer.position(partition) < end:
+                return True
+        return False
+
+
+async def read_history(bootstrap: str) -> PromotionHistory:
+    """The whole promotion history, folded (one replay, for the command line)."""
+    history = PromotionHistory()
+    await ensure_topics(bootstrap, [topics.MODELS_PROMOTIONS])
+
+    async def apply(event: Promotion) -> None:
+        history.apply(event)
+
+    log = await PromotionLog.open(bootstrap, apply)
+    try:
+        await log.catch_up()
+    finally:
+        await log.stop()
+    return history

@@ -1,0 +1,81 @@
+"""Drift alerts to training requests: one request per use case per cooldown window.
+
+An alert storm (the drift detector and the online trainer both raising, for
+every window) must give one retraining, not one per alert. Alerts are
+de-duplicated by ``alert_id`` and, per use case, only the first actionable
+alert in ``retrain_cooldown_seconds`` becomes a request; the rest are counted
+as suppressed. The request id is derived from the alert id, so a request
+republished after a crash is the same request (the batch trainer is
+idempotent by request id).
+
+>>> from schemas.events import Window
+>>> clock = iter([0.0, 1.0, 400.0]).__next__
+>>> policy = RetrainPolicy(clock=clock)
+>>> def alert(alert_id, kind="data", severity="warning"):
+...     return DriftAlert(usecase="credit", alert_id=alert_id, kind=kind, severity=severity,
+...                       method="ks", window=Window(rows=500))
+>>> [policy.consider(alert(a), cooldown=300) for a in ("a1", "a2", "a1", "a3")]
+['request', 'cooldown', 'duplicate', 'request']
+>>> policy.consider(alert("a4", severity="info"), cooldown=300)
+'ignored'
+>>> training_request(alert("a1")).request_id == training_request(alert("a1")).request_id
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from typing import Literal
+
+from schemas.events import DriftAlert, TrainingRequest
+
+ACTIONABLE_KINDS = frozenset({"data", "prediction", "performance", "concept"})
+ACTIONABLE_SEVERITIES = frozenset({"warning", "critical"})
+Outcome = Literal["request", "duplicate", "cooldown", "ignored"]
+
+
+class RetrainPolicy:
+    """Decides which drift alerts become training requests (in memory, per process)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, remember: int = 10_000) -> None:
+        self.clock = clock
+        self.remember = remember
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._last_request: dict[str, float] = {}
+
+    @property
+    def seen(self) -> Collection[str]:
+        """The alert ids considered lately (a bounded memory)."""
+        return self._seen.keys()
+
+    def consider(self, alert: DriftAlert, *, cooldown: float) -> Outcome:
+        """The outcome of one alert; ``request`` means publish a training request now."""
+        if alert.alert_id in self._seen:
+            return "duplicate"
+        self._seen[alert.alert_id] = None
+        while len(self._seen) > self.remember:
+            self._seen.popitem(last=False)
+        if alert.kind not in ACTIONABLE_KINDS or alert.severity not in ACTIONABLE_SEVERITIES:
+            return "ignored"
+        now = self.clock()
+        last = self._last_request.get(alert.usecase)
+        if last is not None and now - last < cooldown:
+            return "cooldown"
+        self._last_request[alert.usecase] = now
+        return "request"
+
+
+def training_request(alert: DriftAlert) -> TrainingRequest:
+    """The training request an alert asks for; its ids are derived from the alert's."""
+    digest = hashlib.sha256(f"{alert.usecase}:retrain:{alert.alert_id}".encode()).hexdigest()
+    return TrainingRequest(
+        event_id=digest[:32],
+        request_id=digest[32:],
+        usecase=alert.usecase,
+        reason="drift",
+        alert_id=alert.alert_id,
+        requested_by="registry",
+    )
