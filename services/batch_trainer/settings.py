@@ -13,9 +13,6 @@ class BatchTrainerSettings(CommonSettings):
     group_id: str = Field(
         default="batch-trainer", description="consumer group of training.requests"
     )
-    mlflow_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; SQLite under DRIFTLINE_HOME when unset"
-    )
     device: str | None = Field(
         default=None, description="torch device; CUDA when available, else the CPU, when unset"
     )

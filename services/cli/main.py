@@ -243,9 +243,11 @@ def _register_commands() -> None:
     """Verbs that live in their own modules add themselves to the app."""
     from services.cli import demo as demo_commands
     from services.cli import features as features_commands
+    from services.cli import models as model_commands
 
     demo_commands.register(app)
     features_commands.register(app)
+    model_commands.register(app)
 
 
 _register_commands()

@@ -26,12 +26,12 @@ import typer
 
 from schemas import topics
 from schemas.events import Promotion, SystemEvent, TrainingRequest
-from services.registry.settings import RegistrySettings
+from services.common.settings import CommonSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from services.registry.history import UseCaseHistory
+    from services.common.promotions.history import UseCaseHistory
 
 
 def _console(stderr: bool = False) -> Console:
@@ -40,9 +40,9 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr)
 
 
-def _settings_for(usecase: str) -> RegistrySettings:
+def _settings_for(usecase: str) -> CommonSettings:
     """Settings, after checking that ``usecase`` is a use-case file (a typo is no event)."""
-    settings = RegistrySettings()
+    settings = CommonSettings()
     path = settings.usecases_dir / f"{usecase}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in settings.usecases_dir.glob("*.yaml"))
@@ -53,8 +53,8 @@ def _settings_for(usecase: str) -> RegistrySettings:
     return settings
 
 
-def _history(settings: RegistrySettings, usecase: str) -> UseCaseHistory:
-    from services.registry.log import read_history
+def _history(settings: CommonSettings, usecase: str) -> UseCaseHistory:
+    from services.common.promotions.log import read_history
 
     return asyncio.run(read_history(settings.bootstrap)).get(usecase)
 

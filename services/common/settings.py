@@ -29,6 +29,9 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    mlflow_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; SQLite under DRIFTLINE_HOME when unset"
+    )
     broker_wait_seconds: float = Field(default=60.0, gt=0)
     partitions: int = Field(default=1, gt=0, description="partitions of topics driftline creates")
     consumer_mode: Literal["assign", "group"] = Field(

@@ -15,6 +15,3 @@ class OnlineTrainerSettings(CommonSettings):
     )
     max_records: int = Field(default=1000, gt=0, description="records per batch (one checkpoint)")
     poll_timeout_ms: int = Field(default=200, gt=0)
-    mlflow_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; SQLite under DRIFTLINE_HOME when unset"
-    )

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from services.common.promotions.history import UseCaseHistory
 from services.common.tracking import CHALLENGER, CHAMPION
-from services.registry.history import UseCaseHistory
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

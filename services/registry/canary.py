@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from schemas.events import Prediction
 from schemas.usecase import UseCase
-from services.registry.history import ModelRef, Trial
+from services.common.promotions.history import ModelRef, Trial
 from services.registry.scoring import score
 
 logger = logging.getLogger(__name__)

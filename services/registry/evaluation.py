@@ -26,8 +26,8 @@ import pandas as pd
 from schemas.events import ModelCandidate, Window
 from schemas.usecase import UseCase
 from services.common.models import Model, load_model
+from services.common.promotions.history import ModelRef
 from services.registry.errors import ModelUnavailable
-from services.registry.history import ModelRef
 from services.registry.scoring import score
 
 logger = logging.getLogger(__name__)

@@ -36,15 +36,15 @@ from services.common.bus import ensure_topics, start_consumer, start_producer
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
 from services.common.health import HealthServer
+from services.common.promotions.history import PromotionHistory
+from services.common.promotions.log import PromotionLog
 from services.common.serde import decode_object, encode
 from services.registry import telemetry
 from services.registry.canary import LiveTrial
 from services.registry.errors import InvalidEvent, ModelUnavailable, UnknownUseCase
 from services.registry.evaluation import Evaluator, GateData, GateScores, ModelStore
 from services.registry.gate import Verdict, gate_candidate, judge_trial
-from services.registry.history import PromotionHistory
 from services.registry.live import LiveFeed
-from services.registry.log import PromotionLog
 from services.registry.retrain import RetrainPolicy, training_request
 from services.registry.settings import RegistrySettings
 

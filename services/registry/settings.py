@@ -13,9 +13,6 @@ class RegistrySettings(CommonSettings):
     group_id: str = Field(
         default="driftline-registry", description="consumer group of candidates and drift alerts"
     )
-    mlflow_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; SQLite under DRIFTLINE_HOME when unset"
-    )
     gate_data: str = Field(
         default="services.common.featurestore:training_data",
         description="module:function returning labeled feature rows for (use case, window)",

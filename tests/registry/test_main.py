@@ -21,7 +21,6 @@ from services.registry import (
     errors,
     evaluation,
     gate,
-    history,
     retrain,
     scoring,
     service,
@@ -34,7 +33,7 @@ from tests.registry.conftest import gate_frame, make_spec
 
 
 @pytest.mark.parametrize(
-    "module", [canary, errors, evaluation, gate, history, retrain, scoring, service]
+    "module", [canary, errors, evaluation, gate, retrain, scoring, service]
 )
 def test_doctests(module: ModuleType) -> None:
     result = doctest.testmod(module)

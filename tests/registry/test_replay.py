@@ -8,8 +8,8 @@ import pytest
 
 from schemas import topics
 from services.common.bus import start_producer
+from services.common.promotions.log import read_history
 from services.common.serde import encode
-from services.registry.log import read_history
 from tests.registry.conftest import aliases, make_spec, read_topic, register, running_registry
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from schemas import topics
 from schemas.events import Promotion
 from services.common.bus import ensure_topics, start_consumer
-from services.registry.history import PromotionHistory
+from services.common.promotions.history import PromotionHistory
 
 logger = logging.getLogger(__name__)
 
