@@ -175,7 +175,7 @@ def _metrics(report: Any) -> dict[str, float]:
 def _lineage(report: Any, run_id: str) -> dict[str, str]:
     import torch
 
-    return {
+    lineage = {
         "spec_hash": report.spec_hash,
         "feature_views": ",".join(report.feature_views),
         "seed": str(report.seed),
@@ -185,6 +185,11 @@ def _lineage(report: Any, run_id: str) -> dict[str, str]:
         "torch": torch.__version__,
         "run_id": run_id,
     }
+    if report.split.get("temporal"):
+        # Rows after the validation part were never trained or selected on:
+        # the promoter's gate scores candidate and champion there.
+        lineage["holdout_after"] = report.split["validation_time"][1]
+    return lineage
 
 
 def _write_artifacts(folder: Path, spec: UseCase, outcome: TrainingOutcome) -> None:

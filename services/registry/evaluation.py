@@ -47,6 +47,24 @@ class GateScores:
     basis: str  # goes into the promotion's reason
 
 
+def holdout_after(candidate: ModelCandidate) -> datetime | None:
+    """The time after which no row was trained or selected on: the trainer's own
+    test part when its lineage says where it starts, else the end of its window.
+
+    >>> from schemas.events import Window
+    >>> c = ModelCandidate(usecase="u", model_name="u", model_version="1", trainer="batch",
+    ...     flavor="torch", metrics={}, data_window=Window(end="2026-01-02T00:00:00Z"),
+    ...     artifact_uri="file:///m", artifact_sha256="0" * 64,
+    ...     lineage={"holdout_after": "2026-01-01T12:00:00+00:00"})
+    >>> holdout_after(c).isoformat()
+    '2026-01-01T12:00:00+00:00'
+    """
+    marker = candidate.lineage.get("holdout_after")
+    if marker:
+        return datetime.fromisoformat(marker)
+    return candidate.data_window.end
+
+
 def held_out(frame: pd.DataFrame, after: datetime | None, limit: int) -> pd.DataFrame:
     """The latest ``limit`` labeled rows whose event time is strictly after ``after``.
 
@@ -137,7 +155,7 @@ class Evaluator:
         self, spec: UseCase, candidate: ModelCandidate, champion: ModelRef | None
     ) -> GateScores:
         metric = spec.primary_metric
-        after = candidate.data_window.end
+        after = holdout_after(candidate)
         frame = self.data_source(spec, Window(start=after) if after else None)
         rows = held_out(frame, after, spec.promotion.eval_rows)
         if len(rows) >= self.min_rows:
@@ -150,7 +168,7 @@ class Evaluator:
                 champion is None or champion_score is not None
             )
             if scorable:
-                where = "after the candidate's training window" if after else "most recent"
+                where = "held out from the candidate's training" if after else "most recent"
                 return GateScores(
                     candidate_score, champion_score, len(rows),
                     f"on {len(rows)} held-out labeled rows ({where})",
