@@ -21,7 +21,7 @@ import pandas as pd
 
 from schemas.events import Window
 from schemas.usecase import UseCase
-from services.batch_trainer.errors import TrainingRefused
+from services.batch_trainer.errors import NotEnoughData, TrainingRefused
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def check_enough(spec: UseCase, data: PreparedData) -> None:
     """Refuse, with a reason a person can act on, a window too small or too one-sided to learn."""
     needed = spec.models.batch.min_rows
     if data.profile.rows < needed:
-        raise TrainingRefused(
+        raise NotEnoughData(
             f"{spec.name}: {data.profile.rows} labelled rows in the window, "
             f"{needed} needed (models.batch.min_rows); widen the window or wait for labels"
         )

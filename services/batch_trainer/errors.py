@@ -20,3 +20,7 @@ class TrainingRefused(InvalidInput, BatchTrainerError):
 
 class UnknownUseCase(InvalidInput, BatchTrainerError):
     """A request naming a use case this trainer does not serve."""
+
+
+class NotEnoughData(TrainingRefused):
+    """Fewer labelled rows than ``models.batch.min_rows``: waiting for data may fix it."""

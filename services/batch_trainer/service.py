@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -22,7 +24,7 @@ from schemas import topics
 from schemas.events import ModelCandidate, TrainingRequest
 from schemas.usecase import UseCase
 from services.batch_trainer.data import TrainingData, resolve_window
-from services.batch_trainer.errors import UnknownUseCase
+from services.batch_trainer.errors import NotEnoughData, UnknownUseCase
 from services.batch_trainer.settings import BatchTrainerSettings
 from services.common.bus import ensure_topics, start_consumer, start_producer
 from services.common.consume import ConsumeLoop
@@ -111,14 +113,46 @@ class TrainingRequestHandler:
         if earlier is not None:
             logger.info("request_id=%s already trained: republishing", request.request_id)
             return earlier
-        window = resolve_window(spec, request.window, request.occurred_at)
-        try:
-            frame = self.data_source(spec, window)
-            outcome = train_candidate(spec, frame, window, device=self.settings.device)
-        except InvalidInput as exc:  # too little data, bad columns: name the request
-            exc.event_id = exc.event_id or request.event_id
-            raise
+        waiting = waits_for_data(request)
+        deadline = time.monotonic() + self.settings.data_wait_seconds
+        while True:
+            now = datetime.now(UTC) if waiting else request.occurred_at
+            window = resolve_window(spec, request.window, now)
+            try:
+                frame = self.data_source(spec, window)
+                outcome = train_candidate(spec, frame, window, device=self.settings.device)
+                break
+            except NotEnoughData as exc:
+                if waiting and time.monotonic() < deadline:
+                    logger.info("waiting for data request_id=%s: %s", request.request_id, exc)
+                    time.sleep(self.settings.data_wait_interval_seconds)
+                    continue
+                exc.event_id = exc.event_id or request.event_id
+                raise
+            except InvalidInput as exc:  # bad columns, one class: name the request
+                exc.event_id = exc.event_id or request.event_id
+                raise
         return registry.record_run(home, spec, outcome, request=request, mlflow_uri=uri)
+
+
+def waits_for_data(request: TrainingRequest) -> bool:
+    """A drift request whose window has a start and no end trains on data that is
+    still arriving: it waits (up to ``data_wait_seconds``) for ``min_rows`` of it.
+
+    >>> from schemas.events import Window
+    >>> waits_for_data(TrainingRequest(usecase="u", reason="drift",
+    ...                                window=Window(start="2026-01-01T00:00:00Z")))
+    True
+    >>> waits_for_data(TrainingRequest(usecase="u", reason="manual"))
+    False
+    """
+    window = request.window
+    return (
+        request.reason == "drift"
+        and window is not None
+        and window.start is not None
+        and window.end is None
+    )
 
 
 async def run(

@@ -20,6 +20,10 @@ class BatchTrainerSettings(CommonSettings):
         default="services.common.featurestore:training_data",
         description="module:function returning the training frame for (use case, window)",
     )
+    data_wait_seconds: float = Field(
+        default=180.0, ge=0, description="how long a drift request waits for min_rows of new data"
+    )
+    data_wait_interval_seconds: float = Field(default=5.0, gt=0)
     max_poll_interval_ms: int = Field(
         default=3_600_000, gt=0, description="a training run may take this long in group mode"
     )

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Literal
 
-from schemas.events import DriftAlert, TrainingRequest
+from schemas.events import DriftAlert, TrainingRequest, Window
 
 ACTIONABLE_KINDS = frozenset({"data", "prediction", "performance", "concept"})
 ACTIONABLE_SEVERITIES = frozenset({"warning", "critical"})
@@ -77,5 +77,20 @@ def training_request(alert: DriftAlert) -> TrainingRequest:
         usecase=alert.usecase,
         reason="drift",
         alert_id=alert.alert_id,
+        window=drift_window(alert),
         requested_by="registry",
     )
+
+
+def drift_window(alert: DriftAlert) -> Window | None:
+    """Train on what came after the drift was confirmed: from the alerting window's
+    end on, left open so the trainer waits for enough of the new data.
+
+    >>> from schemas.events import Window
+    >>> alert = DriftAlert(usecase="u", kind="data", severity="warning", method="ks",
+    ...     window=Window(start="2026-01-01T00:00:00Z", end="2026-01-01T00:05:00Z", rows=500))
+    >>> drift_window(alert).start.minute, drift_window(alert).end
+    (5, None)
+    """
+    start = alert.window.end or alert.window.start
+    return Window(start=start) if start is not None else None
