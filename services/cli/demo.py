@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,6 +78,7 @@ class DemoSummary:
     seconds: float
     raw_topic: str
     labels_topic: str
+    predictions: dict[str, int] = field(default_factory=dict)
 
 
 def source(name: str) -> Callable[[Source], Source]:
@@ -272,6 +274,8 @@ async def stream_demo(
     progress: Callable[[int], None] | None = None,
     start: datetime | None = None,
     partitions: int = 1,
+    predict_url: str | None = None,
+    api_key: str | None = None,
 ) -> DemoSummary:
     """Publish the demo: events to ``<uc>.raw`` (keyed by entity), labels late to ``<uc>.labels``.
 
@@ -286,6 +290,11 @@ async def stream_demo(
     simulated clock is kept (a backfill).
     """
     live = start is None
+    traffic = None
+    if predict_url:
+        from services.cli.demo_traffic import PredictionTraffic
+
+        traffic = PredictionTraffic(predict_url, spec, api_key=api_key)
     raw_topic, labels_topic = topics.raw(spec.name), topics.labels(spec.name)
     delay = spec.demo.label_delay_seconds if label_delay is None and spec.demo else label_delay
     delay = float(delay or 0.0)
@@ -323,6 +332,8 @@ async def stream_demo(
             if live:
                 _stamp_now(item.event, spec.timestamp_field)
             await send(raw_topic, key, _json(item.event))
+            if traffic is not None:
+                traffic.submit(item.event)
             pending_labels.append((time.monotonic() + delay, key, dict(item.label)))
             sent += 1
             await send_due_labels(time.monotonic())
@@ -336,6 +347,8 @@ async def stream_demo(
         await asyncio.gather(*in_flight)
     finally:
         await producer.stop()
+        if traffic is not None:
+            await traffic.close()
     return DemoSummary(
         usecase=spec.name,
         events=sent,
@@ -344,18 +357,19 @@ async def stream_demo(
         seconds=time.monotonic() - began,
         raw_topic=raw_topic,
         labels_topic=labels_topic,
+        predictions=dict(traffic.outcomes) if traffic is not None else {},
     )
 
 
-def _stamp_now(event: dict[str, Any], field: str) -> None:
+def _stamp_now(event: dict[str, Any], name: str) -> None:
     """Replace a well-formed timestamp by the wall clock; a deliberately mangled one stays."""
-    value = event.get(field)
+    value = event.get(name)
     if isinstance(value, str):
         try:
             datetime.fromisoformat(value)
         except ValueError:
             return
-        event[field] = datetime.now(UTC).isoformat()
+        event[name] = datetime.now(UTC).isoformat()
 
 
 def _json(message: dict[str, Any]) -> bytes:
@@ -376,6 +390,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(42, "--seed", help="same seed, same stream"),
         label_delay: float | None = typer.Option(
             None, "--label-delay", min=0, help="seconds before a label follows its event"
+        ),
+        predict_url: str | None = typer.Option(
+            None, "--predict-url", help="also ask this inference service about each event"
         ),
     ) -> None:
         """Stream a demo use case to <uc>.raw and, late, its labels to <uc>.labels."""
@@ -416,6 +433,8 @@ def register(app: typer.Typer) -> None:
                         label_delay=label_delay,
                         progress=lambda done: bar.update(task, completed=done),
                         partitions=settings.partitions,
+                        predict_url=predict_url,
+                        api_key=os.environ.get("DRIFTLINE_API_KEY"),
                     )
                 )
             except DriftlineError as exc:
@@ -425,4 +444,5 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"published {summary.events} events to {summary.raw_topic} and {summary.labels} "
             f"labels to {summary.labels_topic} in {summary.seconds:.1f}s{drift}"
+            + (f"; predictions: {summary.predictions}" if summary.predictions else "")
         )
