@@ -221,12 +221,12 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
         metrics.REQUESTS.labels(usecase, endpoint, str(status)).inc()
         return _json(content, status)
 
-    def refused(usecase: str, endpoint: str, exc: Exception) -> Response:
+    def refused(usecase: str, endpoint: str, exc: Exception, many: bool = True) -> Response:
         if isinstance(exc, BadRequest):
             return failed(usecase, endpoint, 422, {"detail": exc.errors})
         if isinstance(exc, InvalidFeatures):
             loc: list[Any] = ["body"]
-            if exc.index is not None and exc.index >= 0:
+            if many and exc.index is not None:
                 loc.append(exc.index)
             if endpoint == "predict":
                 loc.append("features")
@@ -264,6 +264,7 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
         },
     )
     async def predict(usecase: str, request: Request) -> Response:
+        many = False
         try:
             service.registry.champion(usecase)  # 404 / 503 before reading the body
             parsed = parse_body(await request.body(), _ONE_PREDICT, _MANY_PREDICT, limit)
@@ -272,7 +273,7 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
             items = [Item(r.entity_id, r.event_id, r.features) for r in requests]
             answers = await service.predict(usecase, items)
         except (BadRequest, InvalidFeatures, UnknownUseCase, NoChampion) as exc:
-            return refused(usecase, "predict", exc)
+            return refused(usecase, "predict", exc, many)
         metrics.REQUESTS.labels(usecase, "predict", "200").inc()
         return _json(answers if many else answers[0])
 
@@ -290,10 +291,12 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
         },
     )
     async def feedback(usecase: str, request: Request) -> Response:
+        many = False
         try:
             service.spec(usecase)
             parsed = parse_body(await request.body(), _ONE_FEEDBACK, _MANY_FEEDBACK, limit)
-            entries: list[FeedbackRequest] = parsed if isinstance(parsed, list) else [parsed]
+            many = isinstance(parsed, list)
+            entries: list[FeedbackRequest] = parsed if many else [parsed]
             now = datetime.now(UTC)
             labels = [
                 Label(event_id=e.event_id, label=e.label, timestamp=e.timestamp or now)
@@ -301,7 +304,7 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
             ]
             published = await service.feedback(usecase, labels)
         except (BadRequest, InvalidFeatures, UnknownUseCase) as exc:
-            return refused(usecase, "feedback", exc)
+            return refused(usecase, "feedback", exc, many)
         metrics.REQUESTS.labels(usecase, "feedback", "202").inc()
         return _json({"published": published}, 202)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -63,6 +64,7 @@ class MlflowLoader:
         self._client: Any = None
 
     def __call__(self, ref: ModelRef) -> Model:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from services.common import tracking
 
         if self._client is None:

@@ -100,6 +100,7 @@ class InferenceService:
         self.ready = False
         self._stop = asyncio.Event()
         self._listen_task: asyncio.Task[None] | None = None
+        self._exported: list[tuple[str, str, str, str]] = []
 
     # ---- life cycle --------------------------------------------------------------
 
@@ -293,7 +294,9 @@ class InferenceService:
         }
 
     def _export_serving(self) -> None:
-        metrics.SERVING.clear()
+        for labels in self._exported:
+            metrics.SERVING.remove(*labels)
+        self._exported = []
         for usecase in self.specs:
             serving: Serving = self.registry.serving(usecase)
             roles = (("champion", serving.champion), ("challenger", serving.challenger))
@@ -301,6 +304,7 @@ class InferenceService:
                 if loaded is not None:
                     labels = (usecase, role, loaded.ref.name, loaded.ref.version)
                     metrics.SERVING.labels(*labels).set(1)
+                    self._exported.append(labels)
 
     async def _on_refused(self, promotion: Promotion, refusal: ModelRefused) -> None:
         metrics.REFUSALS.labels(promotion.usecase).inc()
