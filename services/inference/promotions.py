@@ -50,7 +50,11 @@ class PromotionListener:
         self.applied = 0
 
     async def read_history(self) -> list[Promotion]:
-        """Every promotion on the topic now, oldest first."""
+        """Every promotion on the topic now, oldest first.
+
+        Several partitions have no order between them, so the history is sorted
+        (stably: one partition's order is kept for equal times) by ``occurred_at``.
+        """
         partitions = list(self.consumer.assignment())
         await self.consumer.seek_to_beginning(*partitions)
         end = await self.consumer.end_offsets(partitions)
@@ -58,7 +62,7 @@ class PromotionListener:
         while True:
             behind = [tp for tp in partitions if await self.consumer.position(tp) < end[tp]]
             if not behind:
-                return history
+                return sorted(history, key=lambda promotion: promotion.occurred_at)
             batches = await self.consumer.getmany(*behind, timeout_ms=self.poll_timeout_ms)
             for records in batches.values():
                 history.extend(p for r in records if (p := as_promotion(r)) is not None)

@@ -28,7 +28,7 @@ from schemas import topics
 from schemas.events import Promotion, parse_event
 from schemas.usecase import UseCase, load_usecase
 from services.common import tracking
-from services.common.bus import start_consumer, start_producer
+from services.common.bus import ensure_topics, start_consumer, start_producer
 from services.common.featurestore import FeatureStoreSettings, definitions, open_store
 from services.common.models.river_model import RiverModel
 from services.common.prep.preparer import Preparer
@@ -158,6 +158,7 @@ class Served:
 
 
 async def publish(bootstrap: str, topic: str, values: list[str]) -> None:
+    await ensure_topics(bootstrap, [topic])
     producer = await start_producer(bootstrap)
     try:
         for value in values:

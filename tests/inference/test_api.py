@@ -175,8 +175,8 @@ async def test_metrics_and_models_endpoint(serve, stack: Stack) -> None:
         f'usecase="{served.name}"}}' in text
     )
     assert (
-        f'driftline_inference_predictions_total{{model_version="{v1.version}",usecase="{served.name}",variant="champion"}} 1.0'
-        in text
+        f'driftline_inference_predictions_total{{model_version="{v1.version}",'
+        f'usecase="{served.name}",variant="champion"}} 1.0' in text
     )
     models = (await served.client.get(f"/v1/models/{served.name}")).json()
     assert models["champion"]["model_version"] == v1.version
