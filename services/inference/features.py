@@ -88,6 +88,23 @@ def field_of(reason: str) -> str | None:
     return match.group(1) if match else None
 
 
+def scalar(value: Any) -> Any:
+    """A scalar Feast ``Value`` proto as Python (None when unset or absent).
+
+    The views driftline defines hold scalars only (Float64 features, a String
+    event id), so the proto's one set field is the value; Feast's general
+    ``feast_value_type_to_python_type`` gives the same for scalars, slower.
+
+    >>> from feast.protos.feast.types.Value_pb2 import Value
+    >>> scalar(Value(double_val=1.5)), scalar(Value()), scalar(None)
+    (1.5, None, None)
+    """
+    if value is None:
+        return None
+    kind = value.WhichOneof("val")
+    return None if kind is None or kind == "null_val" else getattr(value, kind)
+
+
 class OnlineReader:
     """Reads entities' latest rows from the Feast online store, by either reader."""
 
@@ -127,7 +144,6 @@ class OnlineReader:
     def _read_direct(self, spec: UseCase, entity_ids: Sequence[str]) -> list[dict[str, Any] | None]:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
-        from feast.type_map import feast_value_type_to_python_type
 
         from services.common.featurestore import ENTITY_KEY
 
@@ -143,12 +159,7 @@ class OnlineReader:
             if not values:
                 rows.append(None)
                 continue
-            rows.append(
-                {
-                    name: feast_value_type_to_python_type(values[name]) if name in values else None
-                    for name in names
-                }
-            )
+            rows.append({name: scalar(values.get(name)) for name in names})
         return rows
 
 
