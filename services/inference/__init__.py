@@ -1,0 +1,8 @@
+"""The inference service: champion and challenger models behind an HTTP API.
+
+``POST /v1/predict/{uc}`` reads the entity's online features from Feast (or
+featurizes the request's own fields with the shared preparer), routes the
+request to the champion, a canary challenger or a shadow, and logs every
+answer to ``<uc>.predictions``. Models come from MLflow and change on every
+``models.promotions`` event without a restart.
+"""

@@ -1,0 +1,348 @@
+"""The HTTP API: FastAPI routes over :class:`~services.inference.service.InferenceService`.
+
+``POST /v1/predict/{uc}`` and ``POST /v1/feedback/{uc}`` take one JSON object
+or a list; ``GET /v1/models/{uc}`` shows the lineup; ``/healthz``,
+``/readyz`` and ``/metrics`` are served by the same server, OpenAPI at
+``/docs``. Statuses: 422 names the field at fault (``detail[].loc``), 404 an
+unknown use case, 503 a use case with no champion yet, 413 a body over
+``DRIFTLINE_MAX_BODY_BYTES``, 401 a missing or wrong ``X-API-Key`` when
+``DRIFTLINE_API_KEY`` is set (``/v1/*`` only: health, metrics and the docs
+stay open to probes and scrapers).
+
+Bodies are read and validated here with pydantic's JSON parser rather than
+FastAPI's body parameters: one pass, and a list's errors are located by
+index (``["body", 3, "entity_id"]``) instead of by union member.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from schemas.inputs import Label
+from services.inference import metrics
+from services.inference.errors import InvalidFeatures, NoChampion, UnknownUseCase
+from services.inference.features import Item
+from services.inference.service import InferenceService
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class PredictRequest(BaseModel):
+    """One item to score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity_id: str = Field(min_length=1, max_length=200, description="the entity's key")
+    event_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="joins the answer to labels"
+    )
+    features: dict[str, Any] = Field(
+        default_factory=dict,
+        description="request-time fields (raw, as on <uc>.raw); when incomplete, the "
+        "entity's online features are used",
+    )
+
+
+class PredictAnswer(BaseModel):
+    """One answer (a list of them for a list request)."""
+
+    prediction_id: str
+    event_id: str
+    entity_id: str
+    model_name: str
+    model_version: str
+    variant: str
+    prediction: Any
+    probabilities: dict[str, float] | None
+    feature_source: str
+
+
+class FeedbackRequest(BaseModel):
+    """Ground truth for an earlier event (``timestamp`` defaults to now)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=200)
+    label: int | float | str | bool
+    timestamp: datetime | None = None
+
+
+_ONE_PREDICT = TypeAdapter(PredictRequest)
+_MANY_PREDICT = TypeAdapter(list[PredictRequest])
+_ONE_FEEDBACK = TypeAdapter(FeedbackRequest)
+_MANY_FEEDBACK = TypeAdapter(list[FeedbackRequest])
+
+
+class BadRequest(Exception):
+    """A body that does not validate; carries FastAPI-shaped error details."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["msg"] if errors else "invalid body")
+        self.errors = errors
+
+
+def parse_body(body: bytes, one: TypeAdapter[Any], many: TypeAdapter[Any], limit: int) -> Any:
+    """One object or a list, validated; raises :class:`BadRequest` naming the field.
+
+    >>> parse_body(b'{"entity_id": "c1"}', _ONE_PREDICT, _MANY_PREDICT, 10).entity_id
+    'c1'
+    >>> try:
+    ...     parse_body(b'[{"entity_id": "c1"}, {}]', _ONE_PREDICT, _MANY_PREDICT, 10)
+    ... except BadRequest as exc:
+    ...     exc.errors[0]["loc"], exc.errors[0]["msg"]
+    (['body', 1, 'entity_id'], 'Field required')
+    """
+    is_list = body.lstrip()[:1] == b"["
+    try:
+        value = (many if is_list else one).validate_json(body)
+    except ValidationError as exc:
+        raise BadRequest(
+            [
+                {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]}
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+        ) from None
+    if is_list:
+        if not value:
+            raise BadRequest([{"loc": ["body"], "msg": "empty list", "type": "too_short"}])
+        if len(value) > limit:
+            raise BadRequest(
+                [{"loc": ["body"], "msg": f"{len(value)} items, over {limit}", "type": "too_long"}]
+            )
+    return value
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+class GuardMiddleware:
+    """API key and body-size checks, before any routing or parsing (plain ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.api_key is not None and scope["path"].startswith("/v1/"):
+            provided = headers.get(b"x-api-key", b"")
+            if not hmac.compare_digest(provided, self.api_key):
+                await _reply(send, 401, "missing or wrong X-API-Key header")
+                return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                await _reply(send, 413, f"body over the {self.max_body_bytes}-byte limit")
+                return
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    await _reply(send, 413, f"body over the {self.max_body_bytes}-byte limit")
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _reply(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
+    """The FastAPI app; with ``manage`` its lifespan starts and stops ``service``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage:
+            await service.start()
+        try:
+            yield
+        finally:
+            if manage:
+                await service.stop()
+
+    app = FastAPI(
+        title="driftline inference",
+        version="1",
+        description="Champion and challenger models of each use case, behind one API.",
+        lifespan=lifespan,
+    )
+    settings = service.settings
+    key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    app.add_middleware(GuardMiddleware, api_key=key, max_body_bytes=settings.max_body_bytes)
+    limit = settings.max_batch_items
+
+    def failed(usecase: str, endpoint: str, status: int, content: Any) -> Response:
+        metrics.REQUESTS.labels(usecase, endpoint, str(status)).inc()
+        return _json(content, status)
+
+    def refused(usecase: str, endpoint: str, exc: Exception, many: bool = True) -> Response:
+        if isinstance(exc, BadRequest):
+            return failed(usecase, endpoint, 422, {"detail": exc.errors})
+        if isinstance(exc, InvalidFeatures):
+            loc: list[Any] = ["body"]
+            if many and exc.index is not None:
+                loc.append(exc.index)
+            if endpoint == "predict":
+                loc.append("features")
+            if exc.field:
+                loc.append(exc.field)
+            detail = [{"loc": loc, "msg": exc.reason, "type": "invalid_features"}]
+            return failed(usecase, endpoint, 422, {"detail": detail})
+        if isinstance(exc, UnknownUseCase):
+            return failed(usecase, endpoint, 404, {"detail": str(exc)})
+        if isinstance(exc, NoChampion):
+            return failed(usecase, endpoint, 503, {"detail": str(exc)})
+        raise exc
+
+    @app.post(
+        "/v1/predict/{usecase}",
+        summary="Score one item or a list",
+        responses={200: {"model": PredictAnswer}, 422: {}, 503: {}, 413: {}, 401: {}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/PredictRequest"},
+                                {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/PredictRequest"},
+                                },
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def predict(usecase: str, request: Request) -> Response:
+        many = False
+        try:
+            service.registry.champion(usecase)  # 404 / 503 before reading the body
+            parsed = parse_body(await request.body(), _ONE_PREDICT, _MANY_PREDICT, limit)
+            many = isinstance(parsed, list)
+            requests: list[PredictRequest] = parsed if many else [parsed]
+            items = [Item(r.entity_id, r.event_id, r.features) for r in requests]
+            answers = await service.predict(usecase, items)
+        except (BadRequest, InvalidFeatures, UnknownUseCase, NoChampion) as exc:
+            return refused(usecase, "predict", exc, many)
+        metrics.REQUESTS.labels(usecase, "predict", "200").inc()
+        return _json(answers if many else answers[0])
+
+    @app.post(
+        "/v1/feedback/{usecase}",
+        summary="Publish ground truth (one label or a list) to <uc>.labels",
+        status_code=202,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackRequest"}}
+                },
+            }
+        },
+    )
+    async def feedback(usecase: str, request: Request) -> Response:
+        many = False
+        try:
+            service.spec(usecase)
+            parsed = parse_body(await request.body(), _ONE_FEEDBACK, _MANY_FEEDBACK, limit)
+            many = isinstance(parsed, list)
+            entries: list[FeedbackRequest] = parsed if many else [parsed]
+            now = datetime.now(UTC)
+            labels = [
+                Label(event_id=e.event_id, label=e.label, timestamp=e.timestamp or now)
+                for e in entries
+            ]
+            published = await service.feedback(usecase, labels)
+        except (BadRequest, InvalidFeatures, UnknownUseCase) as exc:
+            return refused(usecase, "feedback", exc, many)
+        metrics.REQUESTS.labels(usecase, "feedback", "202").inc()
+        return _json({"published": published}, 202)
+
+    @app.get("/v1/models/{usecase}", summary="The champion and challenger serving a use case")
+    async def models(usecase: str) -> Response:
+        try:
+            return _json(service.describe(usecase))
+        except UnknownUseCase as exc:
+            return _json({"detail": str(exc)}, 404)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": "inference"}
+
+    @app.get("/readyz", summary="Ready once the promotion history is replayed")
+    async def readyz() -> JSONResponse:
+        ready = service.ready
+        body = {"status": "ready" if ready else "starting", "service": "inference"}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    # the schemas referenced by openapi_extra above
+    app.openapi_schema = None
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (PredictRequest, FeedbackRequest):
+                components[model.__name__] = model.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

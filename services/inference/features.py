@@ -1,0 +1,220 @@
+"""The features a request is scored on: its own fields, or the entity's online row.
+
+The rule, per request item:
+
+1. When ``features`` carries every required field of the use case (a value
+   that is not null), those fields are validated, cleaned and featurized by
+   the shared :class:`~services.common.prep.Preparer` (``learn=False``: serving
+   never changes the cleaning statistics), exactly as ingestion does. A value
+   the preparer rejects is a 422 with its reason, naming the field.
+2. Otherwise the entity's latest row in the Feast online store is used as it
+   is (the ingestion already featurized it); request fields are then ignored.
+3. With neither, the answer is a 422 naming the required fields missing.
+
+Each answer says which source it used (``feature_source``).
+
+Two readers of the online store give the same values: ``sdk``
+(``FeatureStore.get_online_features``) and ``direct`` (the provider's
+``online_read`` with Feast's own entity-key serialization and value
+decoding, skipping the SDK's request planning; several times faster, see
+the benchmark notes in the report).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from schemas.usecase import UseCase
+from services.common.errors import InvalidInput
+from services.common.prep.preparer import Preparer
+from services.common.prep.values import pseudonymize
+from services.inference.errors import InvalidFeatures
+
+FeatureSource = Literal["request", "online"]
+_QUOTED = re.compile(r"'([^']+)'")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One request item, as the API validated it."""
+
+    entity_id: str
+    event_id: str | None
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The features an item is scored on and where they came from."""
+
+    entity_id: str
+    event_id: str
+    features: dict[str, Any]
+    source: FeatureSource
+
+
+def required_fields(spec: UseCase) -> list[str]:
+    """Fields a request must carry to be featurized on its own.
+
+    >>> from schemas.usecase import UseCase
+    >>> spec = UseCase.model_validate({"name": "t", "task": "regression",
+    ...     "fields": {"a": {"type": "float"}, "b": {"type": "float", "required": False}},
+    ...     "features": [{"kind": "passthrough", "field": "a"}]})
+    >>> required_fields(spec)
+    ['a']
+    """
+    return [name for name, field in spec.fields.items() if field.required]
+
+
+def missing_fields(spec: UseCase, fields: Mapping[str, Any]) -> list[str]:
+    """Required fields absent (or null) in ``fields``."""
+    return [name for name in required_fields(spec) if fields.get(name) is None]
+
+
+def field_of(reason: str) -> str | None:
+    """The field a preparer's reason names (its first quoted name).
+
+    >>> field_of("field 'age': expected an integer in [18, 100], got 'old'")
+    'age'
+    >>> field_of("event is 70000 bytes, over the 65536-byte limit") is None
+    True
+    """
+    match = _QUOTED.search(reason)
+    return match.group(1) if match else None
+
+
+def scalar(value: Any) -> Any:
+    """A scalar Feast ``Value`` proto as Python (None when unset or absent).
+
+    The views driftline defines hold scalars only (Float64 features, a String
+    event id), so the proto's one set field is the value; Feast's general
+    ``feast_value_type_to_python_type`` gives the same for scalars, slower.
+
+    >>> from feast.protos.feast.types.Value_pb2 import Value
+    >>> scalar(Value(double_val=1.5)), scalar(Value()), scalar(None)
+    (1.5, None, None)
+    """
+    if value is None:
+        return None
+    kind = value.WhichOneof("val")
+    return None if kind is None or kind == "null_val" else getattr(value, kind)
+
+
+class OnlineReader:
+    """Reads entities' latest rows from the Feast online store, by either reader."""
+
+    def __init__(self, store: Any, method: Literal["direct", "sdk"] = "direct") -> None:
+        self.store = store
+        self.method = method
+        self._views: dict[str, Any] = {}
+
+    def read(self, spec: UseCase, entity_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Each entity's features by name, or None when the entity has no row."""
+        if not entity_ids:
+            return []
+        if self.method == "sdk":
+            return self._read_sdk(spec, entity_ids)
+        return self._read_direct(spec, entity_ids)
+
+    def _read_sdk(self, spec: UseCase, entity_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        from services.common.featurestore import EVENT_ID, online_features
+
+        rows: list[dict[str, Any] | None] = []
+        for row in online_features(self.store, spec, entity_ids):
+            if row.get(EVENT_ID) is None:
+                rows.append(None)
+            else:
+                rows.append({name: row.get(name) for name in spec.feature_names()})
+        return rows
+
+    def _view(self, spec: UseCase) -> Any:
+        from services.common.featurestore import view_name
+
+        view = self._views.get(spec.name)
+        if view is None:
+            view = self.store.get_feature_view(view_name(spec.name))
+            self._views[spec.name] = view
+        return view
+
+    def _read_direct(self, spec: UseCase, entity_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        from services.common.featurestore import ENTITY_KEY
+
+        names = spec.feature_names()
+        keys = [
+            EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=entity_id)])
+            for entity_id in entity_ids
+        ]
+        provider = self.store._get_provider()  # the SDK's own store binding, no public getter
+        answers = provider.online_read(self.store.config, self._view(spec), keys, names)
+        rows: list[dict[str, Any] | None] = []
+        for _, values in answers:
+            if not values:
+                rows.append(None)
+                continue
+            rows.append({name: scalar(values.get(name)) for name in names})
+        return rows
+
+
+class FeatureResolver:
+    """Applies the module's rule to the items of one request."""
+
+    def __init__(self, spec: UseCase, reader: OnlineReader | None, salt: str = "") -> None:
+        self.spec = spec
+        self.reader = reader
+        self.salt = salt
+        self.preparer = Preparer(spec, salt=salt)
+        key_field = spec.fields.get(spec.entity_key)
+        self.pseudonymized_key = key_field is not None and key_field.pseudonymize
+
+    def resolve(self, items: Sequence[Item]) -> list[Resolved]:
+        """Features for every item; raises :class:`InvalidFeatures` for the first bad one."""
+        resolved: list[Resolved | None] = [None] * len(items)
+        lookups: list[int] = []
+        for index, item in enumerate(items):
+            if missing_fields(self.spec, item.fields):
+                lookups.append(index)
+            else:
+                resolved[index] = self._from_request(index, item)
+        if lookups:
+            rows = self._online([items[i].entity_id for i in lookups])
+            for index, row in zip(lookups, rows, strict=True):
+                item = items[index]
+                if row is None:
+                    missing = missing_fields(self.spec, item.fields)
+                    raise InvalidFeatures(
+                        f"entity {item.entity_id!r} has no online features and the request "
+                        f"lacks required fields {missing}",
+                        field=missing[0],
+                        index=index,
+                    )
+                event_id = item.event_id or uuid.uuid4().hex
+                resolved[index] = Resolved(item.entity_id, event_id, row, "online")
+        return [r for r in resolved if r is not None]
+
+    def _from_request(self, index: int, item: Item) -> Resolved:
+        event_id = item.event_id or uuid.uuid4().hex
+        payload = dict(item.fields)
+        payload["event_id"] = event_id
+        payload[self.spec.entity_key] = item.entity_id
+        if payload.get(self.spec.timestamp_field) is None:
+            payload[self.spec.timestamp_field] = datetime.now(UTC).isoformat()
+        try:
+            row = self.preparer.prepare(payload, learn=False)
+        except InvalidInput as exc:
+            raise InvalidFeatures(exc.reason, field=field_of(exc.reason), index=index) from exc
+        return Resolved(item.entity_id, event_id, dict(row.features), "request")
+
+    def _online(self, entity_ids: list[str]) -> list[dict[str, Any] | None]:
+        if self.reader is None:
+            return [None] * len(entity_ids)
+        if self.pseudonymized_key:
+            entity_ids = [pseudonymize(e, self.salt) for e in entity_ids]
+        return self.reader.read(self.spec, entity_ids)

@@ -1,0 +1,85 @@
+"""The promotion listener: replays ``models.promotions`` at start, then follows it.
+
+The topic's whole history is read at start (no consumer group, no committed
+offset: the history is the source of truth for who serves), folded into
+each use case's lineup and loaded; after that every new event is applied
+live by :meth:`ModelRegistry.apply`. A message that is not a promotion is
+logged and skipped: it is the writer's mistake, and it changes no lineup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from schemas.events import Promotion, parse_event
+from services.inference.registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+
+def as_promotion(record: ConsumerRecord[bytes, bytes]) -> Promotion | None:
+    """The promotion a record carries, or None (logged) for anything else."""
+    try:
+        event = parse_event(record.value or b"")
+    except (ValidationError, ValueError) as exc:
+        logger.warning(
+            "not a promotion, skipped topic=%s partition=%s offset=%s error=%s",
+            record.topic,
+            record.partition,
+            record.offset,
+            str(exc).splitlines()[0],
+        )
+        return None
+    return event if isinstance(event, Promotion) else None
+
+
+class PromotionListener:
+    """Feeds the registry from a consumer assigned to ``models.promotions``."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, registry: ModelRegistry, poll_timeout_ms: int = 500
+    ) -> None:
+        self.consumer = consumer
+        self.registry = registry
+        self.poll_timeout_ms = poll_timeout_ms
+        self.applied = 0
+
+    async def read_history(self) -> list[Promotion]:
+        """Every promotion on the topic now, oldest first.
+
+        Several partitions have no order between them, so the history is sorted
+        (stably: one partition's order is kept for equal times) by ``occurred_at``.
+        """
+        partitions = list(self.consumer.assignment())
+        await self.consumer.seek_to_beginning(*partitions)
+        end = await self.consumer.end_offsets(partitions)
+        history: list[Promotion] = []
+        while True:
+            behind = [tp for tp in partitions if await self.consumer.position(tp) < end[tp]]
+            if not behind:
+                return sorted(history, key=lambda promotion: promotion.occurred_at)
+            batches = await self.consumer.getmany(*behind, timeout_ms=self.poll_timeout_ms)
+            for records in batches.values():
+                history.extend(p for r in records if (p := as_promotion(r)) is not None)
+
+    async def replay(self) -> int:
+        """Rebuild and load every lineup from the history; return how many events it held."""
+        history = await self.read_history()
+        await self.registry.replay(history)
+        logger.info("promotions replayed events=%d", len(history))
+        return len(history)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Apply new promotions until ``stop`` is set."""
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms)
+            for records in batches.values():
+                for record in records:
+                    promotion = as_promotion(record)
+                    if promotion is not None and await self.registry.apply(promotion):
+                        self.applied += 1

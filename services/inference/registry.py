@@ -1,0 +1,241 @@
+"""The loaded champion and challenger of each use case, swapped atomically.
+
+A promotion is applied in two steps: every model of the new lineup that is
+not loaded yet is downloaded and loaded (its sha256 checked) in a worker
+thread, then one reference per use case is replaced. A request reads that
+reference once, so it finishes with the models it started with, and no
+request ever sees a half-loaded model. A model that fails to load (a sha256
+mismatch, a missing artifact) refuses the whole promotion: the old lineup
+keeps serving and ``on_refused`` is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.events import Promotion
+from schemas.usecase import UseCase
+from services.common.models import Model, load_model
+from services.common.models.protocol import ArtifactMismatch
+from services.inference.errors import ModelRefused, NoChampion, UnknownUseCase
+from services.inference.lineup import Lineup, ModelRef, apply_promotion
+
+logger = logging.getLogger(__name__)
+
+Loader = Callable[[ModelRef], Model]
+OnRefused = Callable[[Promotion, ModelRefused], Awaitable[None]]
+OnSwap = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in memory and the reference it was loaded from."""
+
+    ref: ModelRef
+    model: Model
+    loaded_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What answers a use case right now; replaced whole, never mutated."""
+
+    lineup: Lineup = field(default_factory=Lineup)
+    champion: LoadedModel | None = None
+    challenger: LoadedModel | None = None
+
+
+class MlflowLoader:
+    """Downloads a model's artifact from MLflow into a scratch directory and loads it."""
+
+    def __init__(self, home: Path, scratch: Path, mlflow_uri: str | None = None) -> None:
+        self.home = home
+        self.scratch = scratch
+        self.mlflow_uri = mlflow_uri
+        self._client: Any = None
+
+    def __call__(self, ref: ModelRef) -> Model:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        from services.common import tracking
+
+        if self._client is None:
+            self._client = tracking.client(self.home, self.mlflow_uri)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(prefix=f"{ref.name}-{ref.version}-", dir=self.scratch))
+        try:
+            path = tracking.download_model_dir(self._client, ref.artifact_uri, directory)
+            return load_model(path, expected_sha256=ref.sha256)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+class ModelRegistry:
+    """The serving state of every use case, and the one way it changes."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, UseCase],
+        loader: Loader,
+        on_refused: OnRefused | None = None,
+        on_swap: OnSwap | None = None,
+    ) -> None:
+        self.specs = dict(specs)
+        self.loader = loader
+        self.on_refused = on_refused
+        self.on_swap = on_swap
+        self._serving: dict[str, Serving] = {name: Serving() for name in self.specs}
+        self._lock = asyncio.Lock()
+        self.swaps = 0
+        self.refusals = 0
+
+    def serving(self, usecase: str) -> Serving:
+        """The current serving state of ``usecase`` (one read: a consistent snapshot)."""
+        try:
+            return self._serving[usecase]
+        except KeyError:
+            raise UnknownUseCase(usecase, sorted(self._serving)) from None
+
+    def champion(self, usecase: str) -> Serving:
+        """Like :meth:`serving`, but raises :class:`NoChampion` before the first promotion."""
+        serving = self.serving(usecase)
+        if serving.champion is None:
+            raise NoChampion(usecase)
+        return serving
+
+    def next_lineup(self, promotion: Promotion, lineup: Lineup) -> Lineup:
+        share = self.specs[promotion.usecase].promotion.canary_share
+        return apply_promotion(lineup, promotion, share)
+
+    async def apply(self, promotion: Promotion) -> bool:
+        """Apply one live promotion; False when it was refused or is for another service."""
+        if promotion.usecase not in self.specs:
+            return False
+        async with self._lock:
+            current = self._serving[promotion.usecase]
+            try:
+                lineup = self.next_lineup(promotion, current.lineup)
+                if lineup == current.lineup:
+                    return True
+                serving = await self._load(lineup, current)
+            except ModelRefused as refusal:
+                await self._refuse(promotion, refusal)
+                return False
+            self._swap(promotion.usecase, serving)
+            return True
+
+    async def replay(self, history: Sequence[Promotion]) -> None:
+        """Rebuild every use case's lineup from the whole promotion history, then load it.
+
+        Only the final lineup is loaded. When one of its models is refused, the
+        event that brought it is dropped from the history and the fold redone,
+        which is exactly what live application would have done.
+        """
+        async with self._lock:
+            for usecase in self.specs:
+                events = [p for p in history if p.usecase == usecase]
+                while True:
+                    lineup = self._fold(events)
+                    try:
+                        serving = await self._load(lineup, self._serving[usecase])
+                    except ModelRefused as refusal:
+                        index = _introduced_by(events, refusal)
+                        await self._refuse(events[index], refusal)
+                        events = events[:index] + events[index + 1 :]
+                        continue
+                    self._swap(usecase, serving)
+                    break
+
+    def _fold(self, events: Sequence[Promotion]) -> Lineup:
+        lineup = Lineup()
+        for promotion in events:
+            try:
+                lineup = self.next_lineup(promotion, lineup)
+            except ModelRefused as refusal:
+                logger.warning("promotion skipped on replay reason=%s", refusal.reason)
+        return lineup
+
+    async def _load(self, lineup: Lineup, current: Serving) -> Serving:
+        loaded = {m.ref.key: m for m in (current.champion, current.challenger) if m is not None}
+        for ref in lineup.refs():
+            if ref.key not in loaded:
+                loaded[ref.key] = LoadedModel(ref, await asyncio.to_thread(self._load_one, ref))
+
+        def pick(ref: ModelRef | None) -> LoadedModel | None:
+            return loaded[ref.key] if ref is not None else None
+
+        return Serving(lineup, pick(lineup.champion), pick(lineup.challenger))
+
+    def _load_one(self, ref: ModelRef) -> Model:
+        started = time.perf_counter()
+        try:
+            model = self.loader(ref)
+        except ArtifactMismatch as exc:
+            raise ModelRefused(
+                f"artifact sha256 mismatch: {exc}", model_name=ref.name, model_version=ref.version
+            ) from exc
+        except Exception as exc:  # a missing or unreadable artifact: refuse, keep serving
+            raise ModelRefused(
+                f"cannot load {ref.name} v{ref.version} from {ref.artifact_uri}: "
+                f"{type(exc).__name__}: {exc}",
+                model_name=ref.name,
+                model_version=ref.version,
+            ) from exc
+        logger.info(
+            "model loaded name=%s version=%s sha256=%s seconds=%.3f",
+            ref.name,
+            ref.version,
+            ref.sha256[:12],
+            time.perf_counter() - started,
+        )
+        return model
+
+    def _swap(self, usecase: str, serving: Serving) -> None:
+        previous = self._serving[usecase]
+        self._serving[usecase] = serving  # the swap: one reference, atomic for readers
+        if serving.lineup != previous.lineup:
+            self.swaps += 1
+            logger.info(
+                "serving usecase=%s champion=%s challenger=%s mode=%s share=%s",
+                usecase,
+                _label(serving.lineup.champion),
+                _label(serving.lineup.challenger),
+                serving.lineup.mode,
+                serving.lineup.share,
+            )
+            if self.on_swap is not None:
+                self.on_swap(usecase)
+
+    async def _refuse(self, promotion: Promotion, refusal: ModelRefused) -> None:
+        self.refusals += 1
+        logger.error(
+            "promotion refused usecase=%s action=%s model=%s version=%s reason=%s",
+            promotion.usecase,
+            promotion.action,
+            promotion.model_name,
+            promotion.model_version,
+            refusal.reason,
+        )
+        if self.on_refused is not None:
+            await self.on_refused(promotion, refusal)
+
+
+def _introduced_by(events: Sequence[Promotion], refusal: ModelRefused) -> int:
+    """The index of the last event that named the refused model."""
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if (event.model_name, event.model_version) == (refusal.model_name, refusal.model_version):
+            return index
+    return len(events) - 1
+
+
+def _label(ref: ModelRef | None) -> str:
+    return f"{ref.name}/v{ref.version}" if ref is not None else "-"

@@ -1,0 +1,368 @@
+"""The inference runtime: broker clients, feature store, models, and the scoring path.
+
+:class:`InferenceService` is what the HTTP layer (:mod:`.api`) calls. It owns
+one producer (prediction log, feedback, refusal alerts), one consumer on
+``models.promotions`` (the listener), the Feast store and the model
+registry. ``start()`` replays the promotions before the service says it is
+ready; ``stop()`` flushes the prediction log.
+
+A refused promotion (sha256 mismatch or unloadable artifact) publishes two
+events: a ``DriftAlert`` (``kind="quality"``, ``severity="critical"``,
+``method="artifact_sha256"``) on ``drift.alerts`` for the people watching
+the system, and a ``DeadLetter`` on ``<uc>.deadletter`` holding the refused
+promotion, so it can be inspected and replayed once the artifact is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas import topics
+from schemas.events import DeadLetter, DriftAlert, Promotion, Window
+from schemas.inputs import Label
+from schemas.usecase import UseCase
+from services.common.bus import ensure_topics, start_consumer, start_producer, wait_for_broker
+from services.common.serde import encode
+from services.inference import metrics
+from services.inference.errors import InvalidFeatures, ModelRefused, UnknownUseCase
+from services.inference.features import FeatureResolver, Item, OnlineReader, Resolved
+from services.inference.predlog import PredictionLog
+from services.inference.promotions import PromotionListener
+from services.inference.registry import LoadedModel, MlflowLoader, ModelRegistry, Serving
+from services.inference.routing import route
+from services.inference.settings import InferenceSettings
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "inference"
+
+
+def json_key(value: Any) -> str:
+    """A class value as a JSON object key (``1`` and ``"1"`` both become ``"1"``).
+
+    >>> json_key(1), json_key(True), json_key("yes")
+    ('1', 'true', 'yes')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def plain(value: Any) -> Any:
+    """A prediction as a JSON value: numpy scalars and the like become Python numbers.
+
+    >>> plain(1), plain(2.5), plain("a")
+    (1, 2.5, 'a')
+    """
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
+class InferenceService:
+    """Scores requests with the current lineup and keeps that lineup current."""
+
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        specs: Mapping[str, UseCase] | None = None,
+        *,
+        store: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.specs = dict(specs) if specs is not None else settings.load_usecases()
+        self.store = store
+        self.registry = ModelRegistry(
+            self.specs,
+            MlflowLoader(
+                settings.home,
+                settings.service_home(SERVICE) / "models",
+                settings.mlflow_uri,
+            ),
+            on_refused=self._on_refused,
+            on_swap=self._on_swap,
+        )
+        self.resolvers: dict[str, FeatureResolver] = {}
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.prediction_log: PredictionLog | None = None
+        self.listener: PromotionListener | None = None
+        self.ready = False
+        self._stop = asyncio.Event()
+        self._listen_task: asyncio.Task[None] | None = None
+        self._exported: list[tuple[str, str, str, str]] = []
+
+    # ---- life cycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, open the feature store, replay promotions, start the background tasks."""
+        settings = self.settings
+        await wait_for_broker(settings.bootstrap, settings.broker_wait_seconds)
+        names = [topics.MODELS_PROMOTIONS, topics.DRIFT_ALERTS]
+        for usecase in self.specs:
+            names += [topics.predictions(usecase), topics.labels(usecase)]
+            names.append(topics.deadletter(usecase))
+        await ensure_topics(settings.bootstrap, names, settings.partitions)
+        if self.store is None:
+            self.store = await asyncio.to_thread(self._open_store)
+        reader = OnlineReader(self.store, settings.feature_read)
+        salt = settings.pseudonym_salt.get_secret_value()
+        self.resolvers = {name: FeatureResolver(s, reader, salt) for name, s in self.specs.items()}
+        self.producer = await start_producer(settings.bootstrap)
+        self.prediction_log = PredictionLog(
+            self.producer,
+            settings.prediction_batch_size,
+            settings.prediction_linger_ms / 1000,
+            settings.prediction_queue_size,
+        )
+        self.prediction_log.start()
+        self.consumer = await start_consumer(
+            settings.bootstrap, [topics.MODELS_PROMOTIONS], None, mode="assign"
+        )
+        self.listener = PromotionListener(self.consumer, self.registry, settings.poll_timeout_ms)
+        await self.listener.replay()
+        self._listen_task = asyncio.create_task(self._listen(), name="promotion-listener")
+        self.ready = True
+        logger.info("inference ready usecases=%s", sorted(self.specs))
+
+    def _open_store(self) -> Any:
+        from services.common.featurestore import open_store
+
+        return open_store(self.settings, list(self.specs.values()))
+
+    async def _listen(self) -> None:
+        assert self.listener is not None
+        try:
+            await self.listener.run(self._stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("promotion listener stopped; lineups no longer follow promotions")
+            self.ready = False
+
+    async def stop(self) -> None:
+        """Stop listening, flush the prediction log, close the clients."""
+        self.ready = False
+        self._stop.set()
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listen_task
+        if self.prediction_log is not None:
+            await self.prediction_log.stop()
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    # ---- scoring --------------------------------------------------------------------
+
+    async def predict(self, usecase: str, items: Sequence[Item]) -> list[dict[str, Any]]:
+        """Answer every item with the lineup current when the request arrived."""
+        started = time.perf_counter()
+        serving = self.registry.champion(usecase)  # one read: the whole request uses it
+        spec = self.specs[usecase]
+        resolver = self.resolvers[usecase]
+        if any(resolver_needs_store(resolver, item) for item in items):
+            resolved = await asyncio.to_thread(resolver.resolve, items)
+        else:
+            resolved = resolver.resolve(items)
+        answers: list[dict[str, Any]] = [{} for _ in resolved]
+        groups: dict[str, list[int]] = {"champion": [], "challenger": [], "shadow": []}
+        for index, row in enumerate(resolved):
+            answering, extra = route(serving.lineup.mode, serving.lineup.share, row.entity_id)
+            if answering == "challenger" and serving.challenger is None:
+                answering = "champion"
+            groups[answering].append(index)
+            if extra == "shadow" and serving.challenger is not None:
+                groups["shadow"].append(index)
+        scored: dict[str, list[dict[str, Any]]] = {}
+        for variant, indices in groups.items():
+            if indices:
+                loaded = serving.champion if variant == "champion" else serving.challenger
+                assert loaded is not None
+                rows = [resolved[i] for i in indices]
+                scored[variant] = self._score(spec, loaded, variant, rows)
+        latency_ms = (time.perf_counter() - started) * 1000
+        versions: set[str] = set()
+        for variant, indices in groups.items():
+            for index, outcome in zip(indices, scored.get(variant, []), strict=True):
+                self._log(usecase, outcome, latency_ms)
+                if variant != "shadow":
+                    answers[index] = {**outcome, "feature_source": resolved[index].source}
+                    versions.add(outcome["model_version"])
+        seconds = time.perf_counter() - started
+        for version in versions:
+            metrics.REQUEST_SECONDS.labels(usecase, version).observe(seconds)
+        return answers
+
+    def _score(
+        self, spec: UseCase, loaded: LoadedModel, variant: str, rows: Sequence[Resolved]
+    ) -> list[dict[str, Any]]:
+        features = [row.features for row in rows]
+        predictions = loaded.model.predict(features)
+        probabilities: list[dict[str, float] | None] = [None] * len(rows)
+        if spec.task == "classification":
+            probabilities = [
+                {json_key(k): float(v) for k, v in p.items()}
+                for p in loaded.model.predict_proba(features)
+            ]
+        ref = loaded.ref
+        metrics.PREDICTIONS.labels(spec.name, variant, ref.version).inc(len(rows))
+        return [
+            {
+                "prediction_id": uuid.uuid4().hex,
+                "event_id": row.event_id,
+                "entity_id": row.entity_id,
+                "model_name": ref.name,
+                "model_version": ref.version,
+                "variant": variant,
+                "prediction": plain(prediction),
+                "probabilities": proba,
+            }
+            for row, prediction, proba in zip(rows, predictions, probabilities, strict=True)
+        ]
+
+    def _log(self, usecase: str, outcome: dict[str, Any], latency_ms: float) -> None:
+        if self.prediction_log is None:
+            return
+        self.prediction_log.submit(
+            {
+                "usecase": usecase,
+                "prediction_id": outcome["prediction_id"],
+                "source_event_id": outcome["event_id"],
+                "entity_id": outcome["entity_id"],
+                "model_name": outcome["model_name"],
+                "model_version": outcome["model_version"],
+                "variant": outcome["variant"],
+                "prediction": outcome["prediction"],
+                "probabilities": outcome["probabilities"],
+                "latency_ms": latency_ms,
+            }
+        )
+
+    # ---- feedback -------------------------------------------------------------------
+
+    async def feedback(self, usecase: str, labels: Sequence[Label]) -> int:
+        """Publish ground truth to ``<uc>.labels``; return how many were acknowledged."""
+        spec = self.spec(usecase)
+        classes = spec.label.classes
+        if spec.task == "classification" and classes:
+            known = {json_key(c) for c in classes}
+            for index, label in enumerate(labels):
+                if json_key(label.label) not in known:
+                    raise InvalidFeatures(
+                        f"label {label.label!r} is not one of the classes {classes}",
+                        field="label",
+                        index=index,
+                    )
+        assert self.producer is not None
+        futures = [
+            await self.producer.send(topics.labels(usecase), label.model_dump_json().encode())
+            for label in labels
+        ]
+        await asyncio.gather(*futures)
+        return len(futures)
+
+    # ---- state ----------------------------------------------------------------------
+
+    def spec(self, usecase: str) -> UseCase:
+        try:
+            return self.specs[usecase]
+        except KeyError:
+            raise UnknownUseCase(usecase, sorted(self.specs)) from None
+
+    def describe(self, usecase: str) -> dict[str, Any]:
+        """The lineup of ``usecase`` as ``GET /v1/models/{uc}`` shows it."""
+        serving = self.registry.serving(usecase)
+        return {
+            "usecase": usecase,
+            "champion": _describe_model(serving.champion),
+            "challenger": _describe_model(serving.challenger),
+            "mode": serving.lineup.mode,
+            "traffic_share": serving.lineup.share if serving.lineup.mode == "canary" else None,
+        }
+
+    def _export_serving(self) -> None:
+        for labels in self._exported:
+            metrics.SERVING.remove(*labels)
+        self._exported = []
+        for usecase in self.specs:
+            serving: Serving = self.registry.serving(usecase)
+            roles = (("champion", serving.champion), ("challenger", serving.challenger))
+            for role, loaded in roles:
+                if loaded is not None:
+                    labels = (usecase, role, loaded.ref.name, loaded.ref.version)
+                    metrics.SERVING.labels(*labels).set(1)
+                    self._exported.append(labels)
+
+    async def _on_refused(self, promotion: Promotion, refusal: ModelRefused) -> None:
+        metrics.REFUSALS.labels(promotion.usecase).inc()
+        if self.producer is None:
+            return
+        serving = self.registry.serving(promotion.usecase)
+        champion = serving.champion.ref.version if serving.champion is not None else None
+        alert = DriftAlert(
+            usecase=promotion.usecase,
+            kind="quality",
+            severity="critical",
+            method="artifact_sha256",
+            window=Window(end=datetime.now(UTC)),
+            champion_version=champion,
+            details={
+                "reason": refusal.reason[:2000],
+                "model_name": promotion.model_name,
+                "model_version": promotion.model_version,
+                "action": promotion.action,
+                "expected_sha256": promotion.artifact_sha256 or "",
+                "promotion_event_id": promotion.event_id,
+            },
+        )
+        dead = DeadLetter(
+            usecase=promotion.usecase,
+            service=SERVICE,
+            reason=f"promotion refused: {refusal.reason}",
+            payload=promotion.model_dump_json(),
+            topic=topics.MODELS_PROMOTIONS,
+            source_event_id=promotion.event_id,
+            error_type=type(refusal.__cause__ or refusal).__name__,
+        )
+        try:
+            await self.producer.send_and_wait(topics.DRIFT_ALERTS, encode(alert))
+            await self.producer.send_and_wait(topics.deadletter(promotion.usecase), encode(dead))
+        except Exception:
+            logger.exception("refusal alert not published usecase=%s", promotion.usecase)
+
+    def _on_swap(self, usecase: str) -> None:
+        metrics.SWAPS.labels(usecase).inc()
+        self._export_serving()
+
+
+def resolver_needs_store(resolver: FeatureResolver, item: Item) -> bool:
+    """Whether an item falls back to the online store (a blocking read, run off the loop)."""
+    from services.inference.features import missing_fields
+
+    return bool(missing_fields(resolver.spec, item.fields))
+
+
+def _describe_model(loaded: LoadedModel | None) -> dict[str, Any] | None:
+    if loaded is None:
+        return None
+    return {
+        "model_name": loaded.ref.name,
+        "model_version": loaded.ref.version,
+        "artifact_uri": loaded.ref.artifact_uri,
+        "artifact_sha256": loaded.ref.sha256,
+        "flavor": loaded.model.flavor,
+        "loaded_at": datetime.fromtimestamp(loaded.loaded_at, UTC).isoformat(),
+    }
