@@ -277,6 +277,7 @@ class LiveState:
     requests: deque[TrainingRequest] = field(init=False)
     promotions: deque[Promotion] = field(init=False)
     milestones: list[Milestone] = field(default_factory=list)
+    replaced: dict[str, str] = field(default_factory=dict)
     started_at: datetime | None = None
     last_at: datetime | None = None
     _seen: set[str] = field(default_factory=set)
@@ -427,6 +428,9 @@ class LiveState:
         action = promotion.action
         if action in ("promote", "rollback"):
             first = self.champion is None
+            if self.champion is not None:
+                # The event names the old champion's version only; its name may differ.
+                self.replaced[promotion.event_id] = self.champion.label
             self.champion = ModelRef(
                 promotion.model_name, promotion.model_version, "champion", moment
             )
@@ -442,7 +446,8 @@ class LiveState:
                 moment,
                 promotion.traffic_share,
             )
-        was = f" (was v{promotion.previous_version})" if promotion.previous_version else ""
+        was = self.replaced.get(promotion.event_id)
+        was = f" (was {was})" if was else ""
         self._milestone(moment, "promotion", f"{action} {model}{was}")
 
     def _observe_alert(self, alert: DriftAlert) -> None:
@@ -451,19 +456,19 @@ class LiveState:
         drifted = [name for name, verdict in top_features(alert, 3) if verdict.drifted]
         what = f": {', '.join(drifted)}" if drifted else ""
         text = f"{alert.severity} {alert.kind} drift{what}"
-        last = self.milestones[-1] if self.milestones else None
-        if last is not None and last.kind == "drift" and last.at <= alert.occurred_at:
-            # A storm of alerts is one step of the story.
-            self.milestones[-1] = replace(last, text=text, count=last.count + 1)
-            return
-        self._milestone(alert.occurred_at, "drift", text)
+        self._milestone(alert.occurred_at, "drift", text, merge=True)
 
-    def _milestone(self, moment: datetime, kind: Any, text: str) -> None:
-        milestone = Milestone(moment, kind, text)
+    def _milestone(self, moment: datetime, kind: Any, text: str, merge: bool = False) -> None:
+        """Insert a milestone in time order; ``merge`` folds it into a same-kind one just before."""
         index = len(self.milestones)
         while index and self.milestones[index - 1].at > moment:
             index -= 1
-        self.milestones.insert(index, milestone)
+        before = self.milestones[index - 1] if index else None
+        if merge and before is not None and before.kind == kind:
+            # A storm of alerts is one step of the story.
+            self.milestones[index - 1] = replace(before, text=text, count=before.count + 1)
+            return
+        self.milestones.insert(index, Milestone(moment, kind, text))
         if len(self.milestones) > 200:
             del self.milestones[1]  # keep the first champion, drop the oldest after it
 
