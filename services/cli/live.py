@@ -118,7 +118,9 @@ def throughput_panel(state: LiveState, now: float) -> Panel:
         body.append(Text(f"{sparkline([float(c) for c in series], 30)} 30 s", style="cyan"))
     if state.last_deadletter is not None:
         reason = f"{state.last_deadletter.service}: {state.last_deadletter.reason}"
-        body.append(Text(f"last rejected: {reason}", style="dim red", overflow="ellipsis"))
+        body.append(
+            Text(f"last rejected: {reason}", style="dim red", overflow="ellipsis", no_wrap=True)
+        )
     return Panel(Group(*body), title="throughput", border_style="cyan", box=box.ROUNDED)
 
 

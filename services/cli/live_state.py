@@ -47,6 +47,7 @@ from services.common.metrics import classification_metrics, regression_metrics
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 PREFERRED_METRICS = ("roc_auc", "accuracy", "f1", "r2", "mae", "rmse", "mse")
 Task = Literal["classification", "regression"]
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 def sparkline(values: Sequence[float], width: int = 30) -> str:
@@ -150,6 +151,7 @@ class Milestone:
     kind: Literal["champion", "online", "drift", "request", "candidate", "promotion"]
     text: str
     count: int = 1
+    rank: int = 0
 
 
 @dataclass
@@ -456,19 +458,28 @@ class LiveState:
         drifted = [name for name, verdict in top_features(alert, 3) if verdict.drifted]
         what = f": {', '.join(drifted)}" if drifted else ""
         text = f"{alert.severity} {alert.kind} drift{what}"
-        self._milestone(alert.occurred_at, "drift", text, merge=True)
+        rank = SEVERITY_RANK.get(alert.severity, 0)
+        self._milestone(alert.occurred_at, "drift", text, merge=True, rank=rank)
 
-    def _milestone(self, moment: datetime, kind: Any, text: str, merge: bool = False) -> None:
-        """Insert a milestone in time order; ``merge`` folds it into a same-kind one just before."""
+    def _milestone(
+        self, moment: datetime, kind: Any, text: str, merge: bool = False, rank: int = 0
+    ) -> None:
+        """Insert a milestone in time order.
+
+        With ``merge``, one of the same kind just before absorbs it (a storm of
+        alerts is one step of the story) and shows the more severe text.
+        """
         index = len(self.milestones)
         while index and self.milestones[index - 1].at > moment:
             index -= 1
         before = self.milestones[index - 1] if index else None
         if merge and before is not None and before.kind == kind:
-            # A storm of alerts is one step of the story.
-            self.milestones[index - 1] = replace(before, text=text, count=before.count + 1)
+            shown = (text, rank) if rank >= before.rank else (before.text, before.rank)
+            self.milestones[index - 1] = replace(
+                before, text=shown[0], rank=shown[1], count=before.count + 1
+            )
             return
-        self.milestones.insert(index, Milestone(moment, kind, text))
+        self.milestones.insert(index, Milestone(moment, kind, text, rank=rank))
         if len(self.milestones) > 200:
             del self.milestones[1]  # keep the first champion, drop the oldest after it
 

@@ -73,13 +73,15 @@ def promotion(uc: str, action: str, name: str, version: str, when: float, **kw: 
     )
 
 
-def alert(uc: str, when: float, alert_id: str = "alert-1") -> DriftAlert:
+def alert(
+    uc: str, when: float, alert_id: str = "alert-1", severity: str = "critical"
+) -> DriftAlert:
     return DriftAlert(
         usecase=uc,
         occurred_at=at(when),
         alert_id=alert_id,
         kind="data",
-        severity="critical",
+        severity=severity,  # type: ignore[arg-type]
         method="ks",
         features={
             "salary_z": FeatureDrift(score=0.0001, method="ks", threshold=0.05, drifted=True),
@@ -113,7 +115,7 @@ def story(uc: str) -> list[SystemEvent]:
         promotion(uc, "promote", f"{uc}-online", "1", 12, reason="first model", scores={}),
         candidate(uc, "2", "online", 40, roc_auc=0.79, rolling_roc_auc=0.64),
         alert(uc, 45),
-        alert(uc, 50, alert_id="alert-2"),
+        alert(uc, 50, alert_id="alert-2", severity="info"),
         TrainingRequest(usecase=uc, occurred_at=at(51), reason="drift", alert_id="alert-1"),
         candidate(uc, "1", "batch", 80, roc_auc=0.91),
         promotion(
@@ -166,6 +168,7 @@ def test_state_follows_the_story_in_time_order_whatever_the_reading_order() -> N
     assert kinds == ["online", "champion", "drift", "request", "candidate", "promotion"]
     drift = state.milestones[2]
     assert drift.count == 2 and "salary_z" in drift.text and "loan_z" not in drift.text
+    assert drift.text.startswith("critical")  # the storm shows its most severe alert
     assert [v for _, v in state.online_history] == [0.82, 0.64, 0.88]
     assert state.online is not None and state.online.model_version == "3"
     assert state.elapsed(state.milestones[-1].at) == 80.0  # from the first event at +10 s
@@ -321,3 +324,30 @@ def test_live_thread_starts_and_stops(bootstrap: str, unique: str) -> None:
     time.sleep(0.5)
     state = view.stop()
     assert view.error is None and state.usecase == unique and state.raw.total == 0
+
+
+def test_live_verb_runs_for_the_seconds_asked(bootstrap: str, unique: str) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from services.cli.live import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)  # a group, so that the verb keeps its name
+    register(app)
+    asyncio.run(ensure_topics(bootstrap, [topics.raw(unique)]))
+
+    async def publish() -> None:
+        producer = await start_producer(bootstrap)
+        try:
+            for i in range(3):
+                await producer.send_and_wait(topics.raw(unique), b'{"event_id": "%d"}' % i)
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    env = {"DRIFTLINE_BOOTSTRAP": bootstrap, "DRIFTLINE_USECASES_DIR": str(USECASES)}
+    result = CliRunner().invoke(app, ["live", unique, "--seconds", "1.5"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"driftline live   {unique}" in result.output
+    assert "3 total" in result.output
