@@ -248,9 +248,10 @@ def test_renderer_shows_champion_alert_and_promotion_reason() -> None:
 
 def test_renderer_handles_an_empty_state() -> None:
     console = Console(record=True, width=100, file=io.StringIO())
-    console.print(render(LiveState("credit"), now=0.0))
+    console.print(render(LiveState("credit"), now=0.0, footer=lambda: "services: 5 running"))
     text = console.export_text()
     assert "waiting for the first" in text and "no drift alerts yet" in text
+    assert text.rstrip().endswith("services: 5 running")  # what ``up`` adds under the view
 
 
 async def test_run_live_reads_every_topic_of_a_usecase_on_the_broker(
