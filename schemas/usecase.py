@@ -279,7 +279,11 @@ class PromotionSpec(_Strict):
     canary_share: float = Field(default=0.1, gt=0, lt=1)
     canary_min_count: int = Field(default=200, gt=0)
     retrain_cooldown_seconds: float = Field(default=300.0, ge=0)
-    accept_online_candidates: bool = False
+    accept_online_candidates: bool | Literal["until_champion"] = Field(
+        default=False,
+        description="gate online snapshots too: always (true), never (false), or only "
+        "while the use case has no champion yet (until_champion: a fast first model)",
+    )
 
 
 class DriftSpec(_Strict):

@@ -136,22 +136,29 @@ def up(
     external_broker: Annotated[
         bool, typer.Option(help="a broker already runs at DRIFTLINE_BOOTSTRAP; do not start one")
     ] = False,
-    events: Annotated[int, typer.Option(help="demo events to stream")] = 20_000,
-    rate: Annotated[float, typer.Option(help="demo events per second")] = 200.0,
+    events: Annotated[int, typer.Option(help="demo events to stream")] = 100_000,
+    rate: Annotated[float, typer.Option(help="demo events per second")] = 40.0,
     drift_at: Annotated[
-        int | None, typer.Option(help="demo event at which drift starts (default: a third in)")
+        int | None, typer.Option(help="demo event at which drift starts (default: 3,000)")
     ] = None,
     only: Annotated[
         str | None, typer.Option(help="comma-separated services to run (default: all)")
     ] = None,
+    view: Annotated[
+        bool,
+        typer.Option(
+            help="with --demo: the live view, logs to DRIFTLINE_HOME/logs (default on a "
+            "terminal); --no-view interleaves the services' logs instead"
+        ),
+    ] = sys.stdout.isatty(),
 ) -> None:
     """Start the broker, create the topics, run every service; Ctrl-C stops all."""
     from schemas import topics
     from services.cli.up import (
-        HEALTH_PORT_BASE,
         Supervisor,
         base_env,
         discover_services,
+        health_ports,
         run_until_stopped,
         service_argv,
     )
@@ -163,35 +170,55 @@ def up(
     if demo is not None and demo not in usecases:
         errors.print(f"[red]no use case {demo!r}; known: {sorted(usecases)}[/]")
         raise typer.Exit(2)
+    available = discover_services()
+    chosen = available if only is None else [s for s in only.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        errors.print(f"[red]unknown services {unknown}; known: {available}[/]")
+        raise typer.Exit(2)
+    live = view and demo is not None
+    log_dir = config.home / "logs"
     embedded = None
     if not external_broker:
         log = config.service_home("broker") / "tansu.log"
         embedded = EmbeddedBroker(config.bootstrap, log_path=log).start()
         console.print(f"embedded broker at [bold]{embedded.bootstrap}[/]")
-    supervisor = Supervisor(console, base_env())
+    supervisor = Supervisor(console, base_env(), log_dir=log_dir if live else None)
+    live_view = None
     try:
         asyncio.run(wait_for_broker(config.bootstrap, config.broker_wait_seconds))
         created = asyncio.run(
             ensure_topics(config.bootstrap, topics.all_topics(usecases), config.partitions)
         )
         console.print(f"topics ready ({len(created)} created) for use cases {sorted(usecases)}")
-        available = discover_services()
-        chosen = available if only is None else [s for s in only.split(",") if s.strip()]
-        unknown = sorted(set(chosen) - set(available))
-        if unknown:
-            errors.print(f"[red]unknown services {unknown}; known: {available}[/]")
-            raise typer.Exit(2)
-        for index, name in enumerate(chosen):
-            port = str(HEALTH_PORT_BASE + index)
-            supervisor.start(name, service_argv(name), {"DRIFTLINE_HEALTH_PORT": port})
-            console.print(f"started [bold]{name}[/] (health: http://127.0.0.1:{port}/healthz)")
+        for name, port in zip(chosen, health_ports(len(chosen)), strict=True):
+            supervisor.start(name, service_argv(name), {"DRIFTLINE_HEALTH_PORT": str(port)})
+            where = "http://127.0.0.1:8000/docs" if name == "inference" else f":{port}/healthz"
+            console.print(f"started [bold]{name}[/] ({where})")
         if demo is not None:
-            drift = drift_at if drift_at is not None else events // 3
+            drift = drift_at if drift_at is not None else 3000
             argv = [sys.executable, "-m", "services.cli", "demo", demo, "--events", str(events)]
             argv += ["--rate", str(rate), "--drift-at", str(drift)]
+            if "inference" in chosen:
+                argv += [
+                    "--predict-url",
+                    os.environ.get("DRIFTLINE_INFERENCE_URL", "http://127.0.0.1:8000"),
+                ]
             supervisor.start("demo", argv)
+        if live:
+            from services.cli.live import LiveThread
+
+            console.print(f"logs: {log_dir}/<service>.log; the live view starts now")
+            live_view = LiveThread(
+                config.bootstrap,
+                demo or "",
+                spec=usecases[demo or ""],
+                partitions=config.partitions,
+            ).start()
         status = run_until_stopped(supervisor)
     finally:
+        if live_view is not None:
+            live_view.stop()
         console.print("stopping…")
         supervisor.stop()
         if embedded is not None:
@@ -243,11 +270,15 @@ def _register_commands() -> None:
     """Verbs that live in their own modules add themselves to the app."""
     from services.cli import demo as demo_commands
     from services.cli import features as features_commands
+    from services.cli import live as live_commands
     from services.cli import models as model_commands
+    from services.cli import predict as predict_commands
 
     demo_commands.register(app)
     features_commands.register(app)
+    live_commands.register(app)
     model_commands.register(app)
+    predict_commands.register(app)
 
 
 _register_commands()

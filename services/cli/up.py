@@ -44,11 +44,16 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    """Starts service processes, streams their output with a prefix, stops them all."""
+    """Starts service processes, streams their output with a prefix, stops them all.
 
-    def __init__(self, console: Console, env: dict[str, str]) -> None:
+    With ``log_dir`` each child's output goes to ``<log_dir>/<name>.log`` instead
+    of the console (the live view owns the console then).
+    """
+
+    def __init__(self, console: Console, env: dict[str, str], log_dir: Path | None = None) -> None:
         self.console = console
         self.env = env
+        self.log_dir = log_dir
         self.children: dict[str, subprocess.Popen[str]] = {}
         self._threads: list[threading.Thread] = []
 
@@ -72,6 +77,13 @@ class Supervisor:
 
     def _pump(self, name: str, color: str, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with (self.log_dir / f"{name}.log").open("a") as log:
+                for line in process.stdout:
+                    log.write(line)
+                    log.flush()
+            return
         for line in process.stdout:
             self.console.print(
                 f"[{color}]{name:>15}[/] | {line.rstrip()}", highlight=False, soft_wrap=True
@@ -94,6 +106,19 @@ class Supervisor:
                 process.wait()
         for thread in self._threads:
             thread.join(timeout=2)
+
+
+def health_ports(count: int, base: int = HEALTH_PORT_BASE) -> list[int]:
+    """``count`` ports from ``base`` up that nothing listens on now."""
+    from services.common.broker import port_open
+
+    ports: list[int] = []
+    candidate = base
+    while len(ports) < count:
+        if not port_open("127.0.0.1", candidate, timeout=0.05):
+            ports.append(candidate)
+        candidate += 1
+    return ports
 
 
 def service_argv(name: str) -> list[str]:

@@ -48,7 +48,16 @@ class HealthServer:
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            if self.port == 0:
+                raise
+            # Never let a busy port stop a service: serve health on any free one.
+            logger.warning("health port %s busy (%s); using a free one", self.port, exc)
+            self.port = 0
+            site = web.TCPSite(self._runner, self.host, 0)
+            await site.start()
         server = site._server
         if server is not None and self.port == 0:
             sockets = getattr(server, "sockets", None) or []

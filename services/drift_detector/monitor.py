@@ -218,6 +218,12 @@ class UseCaseMonitor:
     async def offer_prediction(self, prediction: Prediction, reports_dir: Path) -> None:
         if prediction.variant != "champion":
             return
+        if self.champion is not None and (prediction.model_name, prediction.model_version) != (
+            self.champion
+        ):
+            # Answered by the previous champion (logged or labeled after the switch):
+            # it says nothing about the model that serves now.
+            return
         score = self._score(prediction)
         at = prediction.occurred_at.timestamp()
         if score is not None and self.reference is not None:

@@ -19,9 +19,6 @@ class InferenceSettings(FeatureStoreSettings):
     )
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="larger bodies get a 413")
     max_batch_items: int = Field(default=1000, gt=0, description="items in one list request")
-    mlflow_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; SQLite under DRIFTLINE_HOME when unset"
-    )
     feature_read: Literal["direct", "sdk"] = Field(
         default="direct",
         description="direct: the online store's own read and Feast's value decoding; "

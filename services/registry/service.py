@@ -189,7 +189,10 @@ class Registry:
         usecase = spec.name
         state = self.history.get(usecase)
         outcome = "gated"
-        if candidate.trainer == "online" and not spec.promotion.accept_online_candidates:
+        accepts_online = spec.promotion.accept_online_candidates
+        if candidate.trainer == "online" and (
+            accepts_online is False or (accepts_online == "until_champion" and state.champion)
+        ):
             outcome = "ignored_online"
         elif candidate.event_id in state.decided:
             outcome = "already_decided"
