@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from services.cli.bench.runner import REGISTRY, BenchmarkSpec
 
-MODULES = ("ingest", "learning")
+MODULES = ("ingest", "learning", "featureread", "drift", "pending")
 
 
 def load_benchmarks() -> dict[str, BenchmarkSpec]:
