@@ -104,8 +104,8 @@ def feature_read(context: BenchContext) -> Result:
             entity = entities[(index * 7919) % len(entities)]
             for side in order:
                 seconds[side].append(time_one(side, entity))
-        for side, values in seconds.items():
-            p99[side].append(percentile(values, 0.99) * 1000)
+        for name, values in seconds.items():
+            p99[name].append(percentile(values, 0.99) * 1000)
         context.progress.advance()
     return measured(
         spec_of("B4"),

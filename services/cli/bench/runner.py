@@ -227,7 +227,7 @@ class BenchContext:
     repetitions: int
     workdir: Any
     progress: Progress = field(default_factory=Progress)
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
     cleanup: ExitStack = field(default_factory=ExitStack)
 
     def size(self, full: int, quick: int) -> int:
