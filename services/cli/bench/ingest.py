@@ -227,7 +227,7 @@ def freshness(context: BenchContext) -> Result:
 class PeakRss:
     """Samples the summed RSS of some processes (and their children) in a thread."""
 
-    def __init__(self, pids: list[int], interval: float = 0.1) -> None:
+    def __init__(self, pids: dict[str, int], interval: float = 0.1) -> None:
         self.pids = pids
         self.interval = interval
         self.peak = 0
@@ -241,12 +241,11 @@ class PeakRss:
         while not self._stop.is_set():
             total = 0
             by_process: dict[str, int] = {}
-            for pid in self.pids:
+            for name, pid in self.pids.items():
                 try:
                     root = psutil.Process(pid)
                     family = [root, *root.children(recursive=True)]
                     rss = sum(p.memory_info().rss for p in family)
-                    name = " ".join(root.cmdline()[-1:]) or root.name()
                 except psutil.Error:
                     continue
                 by_process[name] = rss
@@ -285,8 +284,7 @@ def footprint(context: BenchContext) -> Result:
         context.progress.advance()
     peak_gb = sampler.peak / 1e9
     breakdown = ", ".join(
-        f"{name.split('.')[-1] if name.startswith('services.') else name}: {rss / 1e6:.0f} MB"
-        for name, rss in sorted(sampler.peak_by_process.items())
+        f"{name}: {rss / 1e6:.0f} MB" for name, rss in sorted(sampler.peak_by_process.items())
     )
     return measured(
         spec_of("B9"),

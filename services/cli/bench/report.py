@@ -4,7 +4,7 @@
 >>> line = Result("B3", "prequential fidelity", "measured", "exactly equal",
 ...               figure=0.8125, unit="roc_auc", baseline=0.8125, ratio=1.0, met=True)
 >>> markdown_row(line).split(" | ")[:7]
-['| B3', 'prequential fidelity', '0.8125 roc_auc', '0.8125', '1.00', 'exactly equal', 'yes']
+['| B3', 'prequential fidelity', '0.8125 roc_auc', '0.8125 roc_auc', '1.00', 'exactly equal', 'yes']
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def markdown_row(result: Result) -> str:
         result.id,
         result.name,
         number(result.figure, result.unit),
-        number(result.baseline),
+        number(result.baseline, result.unit if result.baseline is not None else ""),
         "-" if result.ratio is None else f"{result.ratio:.2f}",
         result.target,
         met_word(result),

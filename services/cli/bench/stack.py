@@ -176,11 +176,11 @@ class BenchStack:
             return 0.0
         return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
-    def pids(self) -> list[int]:
-        """The broker's and every service's process id."""
-        found = [p.pid for p in self.processes.values() if p.poll() is None]
+    def pids(self) -> dict[str, int]:
+        """The broker's and every running service's process id, by name."""
+        found = {name: p.pid for name, p in self.processes.items() if p.poll() is None}
         if self.broker.process is not None:
-            found.append(self.broker.process.pid)
+            found["broker"] = self.broker.process.pid
         return found
 
     def tail(self, service: str, chars: int = 2000) -> str:
