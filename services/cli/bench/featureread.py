@@ -1,0 +1,123 @@
+"""B4 feature read: one online lookup through Feast against the raw SQLite read.
+
+A private Feast repo (SQLite online store) is filled with feature rows by the
+same :func:`~services.common.featurestore.write_features` the features service
+uses; lookups of one entity (every feature of the view) then alternate, call
+by call, between ``online_features`` and a plain ``SELECT`` of the same key
+on Feast's own table (the key serialized with Feast's own encoding).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from services.cli.bench.data import workload
+from services.cli.bench.runner import (
+    BenchContext,
+    Criterion,
+    Result,
+    Target,
+    benchmark,
+    interleave_order,
+    measured,
+    median,
+    percentile,
+    spec_of,
+)
+from services.cli.bench.stack import write_usecase
+
+WARMUP_LOOKUPS = 50
+
+
+def entity_key(entity_id: str) -> bytes:
+    """Feast's serialized key of one ``entity_id`` (serialization version 3, as configured)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from services.common.featurestore import ENTITY_KEY
+
+    key = EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=entity_id)])
+    return serialize_entity_key(key, entity_key_serialization_version=3)
+
+
+class RawReader:
+    """The baseline: one ``SELECT`` on the view's table for one serialized key."""
+
+    def __init__(self, database: Path, table: str) -> None:
+        self.connection = sqlite3.connect(str(database), check_same_thread=False)
+        self.query = f'SELECT feature_name, value, event_ts FROM "{table}" WHERE entity_key = ?'
+
+    def read(self, entity_id: str) -> list[Any]:
+        return self.connection.execute(self.query, (entity_key(entity_id),)).fetchall()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@benchmark("B4", "feature read", Target("ratio <= 3", [Criterion("ratio", "<=", 3.0)]))
+def feature_read(context: BenchContext) -> Result:
+    from services.common import featurestore
+
+    rows = context.size(5_000, 1_000)
+    lookups = context.size(2_000, 300)
+    context.progress.start(context.repetitions + 1)
+    workdir = Path(context.workdir) / "featureread"
+    spec = write_usecase(workdir / "usecases", "b4")
+    home = workdir / "home"
+    store = featurestore.open_store(featurestore.FeatureStoreSettings(home=home), [spec])
+    load = workload(spec, rows, seed=3)
+    featurestore.write_features(store, home, spec, load.rows, "b4-part-0")
+    table = f"{featurestore.PROJECT}_{featurestore.view_name(spec.name)}"
+    raw = RawReader(home / "feast" / "online.db", table)
+    context.cleanup.callback(raw.close)
+    entities = sorted({row.entity_id for row in load.rows})
+    names = spec.feature_names()
+    # Both paths must find the same row, or the comparison means nothing.
+    probe = entities[0]
+    found = featurestore.online_features(store, spec, [probe])[0]
+    if any(found[name] is None for name in names) or len(raw.read(probe)) < len(names):
+        raise RuntimeError(f"entity {probe} is not in the online store")
+    chooser = random.Random(0)
+    for _ in range(WARMUP_LOOKUPS):
+        entity = chooser.choice(entities)
+        featurestore.online_features(store, spec, [entity])
+        raw.read(entity)
+    context.progress.advance()
+
+    def time_one(side: str, entity: str) -> float:
+        started = time.perf_counter()
+        if side == "baseline":
+            raw.read(entity)
+        else:
+            featurestore.online_features(store, spec, [entity])
+        return time.perf_counter() - started
+
+    p99: dict[str, list[float]] = {"baseline": [], "candidate": []}
+    for _ in range(context.repetitions):
+        seconds: dict[str, list[float]] = {"baseline": [], "candidate": []}
+        for index, order in enumerate(interleave_order(lookups)):
+            entity = entities[(index * 7919) % len(entities)]
+            for side in order:
+                seconds[side].append(time_one(side, entity))
+        for name, values in seconds.items():
+            p99[name].append(percentile(values, 0.99) * 1000)
+        context.progress.advance()
+    return measured(
+        spec_of("B4"),
+        figure=median(p99["candidate"]),
+        unit="ms p99",
+        baseline=median(p99["baseline"]),
+        repetitions=context.repetitions,
+        notes=f"1 entity, {len(names)} features + source_event_id, {len(entities):,} entities "
+        f"online; {lookups:,} lookups a repetition alternating with a raw SQLite SELECT",
+        details={
+            "candidate_p99_ms": p99["candidate"],
+            "baseline_p99_ms": p99["baseline"],
+            "entities": len(entities),
+        },
+    )

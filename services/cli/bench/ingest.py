@@ -1,0 +1,298 @@
+"""B1 ingest, B6 freshness and B9 footprint: raw events through ingestion and features.
+
+B1 and B6 share one stack (broker, ingestion, features), started on first use;
+each repetition has a use case (and so topics) of its own. B9 starts every
+service there is, because it weighs the whole stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from schemas import topics
+from schemas.usecase import load_usecase
+from services.cli.bench.data import workload
+from services.cli.bench.runner import (
+    BenchContext,
+    Criterion,
+    Result,
+    Side,
+    Target,
+    benchmark,
+    interleaved,
+    measured,
+    median,
+    percentile,
+    spec_of,
+)
+from services.cli.bench.stack import USECASES, BenchStack, StackError, publish, wait_for
+
+INGEST_SERVICES = ["ingestion", "features"]
+WRITTEN = "driftline_features_written_total"
+
+
+def ingest_stack(context: BenchContext) -> BenchStack:
+    """The shared ingestion + features stack, with use cases for B1's and B6's repetitions."""
+    if "ingest_stack" in context.cache:
+        stack: BenchStack = context.cache["ingest_stack"]
+        return stack
+    stack = BenchStack(Path(context.workdir) / "ingest")
+    for name in ["b1warm", *(f"b1r{rep}" for rep in range(context.repetitions)), "b6"]:
+        stack.add_usecase(name)
+    context.cleanup.callback(stack.close)
+    stack.start_broker()
+    for service in INGEST_SERVICES:
+        stack.start(service)
+    stack.wait_ready(INGEST_SERVICES, timeout=180)
+    context.cache["ingest_stack"] = stack
+    return stack
+
+
+def payloads(context: BenchContext, count: int) -> list[bytes]:
+    key = ("payloads", count)
+    if key not in context.cache:
+        spec = load_usecase(USECASES / "credit.yaml")
+        context.cache[key] = [json.dumps(e).encode() for e in workload(spec, count).events]
+    found: list[bytes] = context.cache[key]
+    return found
+
+
+def ingest_through_stack(stack: BenchStack, usecase: str, load: list[bytes]) -> float:
+    """Publish ``load`` to the use case's raw topic; seconds from the first send until
+    the features service reports every row written to the feature store."""
+    started = asyncio.run(publish(stack.bootstrap, topics.raw(usecase), load))
+
+    def written() -> bool:
+        value = stack.metric("features", WRITTEN, usecase=usecase, kind="features")
+        return value >= len(load)
+
+    if not wait_for(written, timeout=60 + len(load) / 100, interval=0.05):
+        raise StackError(
+            f"{usecase}: not every row written; ingestion log: {stack.tail('ingestion')}"
+            f" features log: {stack.tail('features')}"
+        )
+    return time.monotonic() - started
+
+
+async def raw_consume(bootstrap: str, topic: str, load: list[bytes]) -> float:
+    """The baseline: seconds from the first send until a plain aiokafka consumer has
+    every one of ``load`` (producer and consumer as the candidate's)."""
+    from services.common.bus import ensure_topics, start_consumer, start_producer
+
+    await ensure_topics(bootstrap, [topic])
+    consumer = await start_consumer(bootstrap, [topic], None)
+    producer = await start_producer(bootstrap)
+    try:
+        started = time.monotonic()
+
+        async def produce() -> None:
+            futures = [await producer.send(topic, payload) for payload in load]
+            await asyncio.gather(*futures)
+
+        sending = asyncio.create_task(produce())
+        received = 0
+        while received < len(load):
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            received += sum(len(records) for records in batches.values())
+        elapsed = time.monotonic() - started
+        await sending
+        return elapsed
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+@benchmark(
+    "B1",
+    "ingest",
+    Target(
+        "ratio >= 0.5 and >= 10,000 events/s",
+        [Criterion("ratio", ">=", 0.5), Criterion("figure", ">=", 10_000)],
+    ),
+)
+def ingest(context: BenchContext) -> Result:
+    count = context.size(20_000, 2_000)
+    load = payloads(context, count)
+    context.progress.start(2 * context.repetitions + 1)
+    stack = ingest_stack(context)
+    ingest_through_stack(stack, "b1warm", load[:200])  # first push, first agent event
+    context.progress.advance()
+
+    def run(side: Side, rep: int) -> float:
+        if side == "baseline":
+            seconds = asyncio.run(raw_consume(stack.bootstrap, f"bench-raw-b1-{rep}", load))
+        else:
+            seconds = ingest_through_stack(stack, f"b1r{rep}", load)
+        return count / seconds
+
+    baselines, candidates = interleaved(run, context.repetitions, context.progress)
+    return measured(
+        spec_of("B1"),
+        figure=median(candidates),
+        unit="events/s",
+        baseline=median(baselines),
+        repetitions=context.repetitions,
+        notes=f"{count:,} events, first publish until all rows are in the feature store "
+        "(offline Parquet + online SQLite)",
+        details={"candidate_runs": candidates, "baseline_runs": baselines, "events": count},
+    )
+
+
+async def freshness_run(
+    stack: BenchStack, store: Any, spec: Any, events: list[dict[str, Any]], rep: int
+) -> tuple[list[float], list[float]]:
+    """Per event, interleaved: publish-to-readable-online (candidate) and
+    produce-to-consume on a plain topic (baseline), in seconds."""
+    from services.common import featurestore
+    from services.common.bus import ensure_topics, start_consumer, start_producer
+
+    raw_topic = topics.raw(spec.name)
+    plain_topic = f"bench-raw-b6-{rep}"
+    await ensure_topics(stack.bootstrap, [raw_topic, plain_topic])
+    consumer = await start_consumer(stack.bootstrap, [plain_topic], None)
+    producer = await start_producer(stack.bootstrap)
+    candidate: list[float] = []
+    baseline: list[float] = []
+    try:
+        for index, event in enumerate(events):
+            order = ("baseline", "candidate") if index % 2 == 0 else ("candidate", "baseline")
+            payload = json.dumps(event).encode()
+            for side in order:
+                started = time.monotonic()
+                if side == "baseline":
+                    sent = await producer.send(plain_topic, payload)
+                    await consumer.getone()
+                    baseline.append(time.monotonic() - started)
+                    await sent
+                    continue
+                sent = await producer.send(raw_topic, payload, key=event["entity_id"].encode())
+                deadline = started + 60
+                while True:
+                    found = featurestore.online_features(store, spec, [event["entity_id"]])[0]
+                    if found.get(featurestore.EVENT_ID) == event["event_id"]:
+                        break
+                    if time.monotonic() > deadline:
+                        raise StackError(f"event {event['event_id']} not readable online in 60 s")
+                    await asyncio.sleep(0.002)
+                candidate.append(time.monotonic() - started)
+                await sent
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return baseline, candidate
+
+
+@benchmark("B6", "freshness", Target("ratio <= 4", [Criterion("ratio", "<=", 4.0)]))
+def freshness(context: BenchContext) -> Result:
+    from services.common import featurestore
+
+    count = context.size(100, 20)
+    context.progress.start(context.repetitions + 1)
+    stack = ingest_stack(context)
+    spec = stack.usecase("b6")
+    store = featurestore.open_store(
+        featurestore.FeatureStoreSettings(home=stack.home), [spec], apply=False
+    )
+    events = workload(spec, count * context.repetitions, seed=11).events
+    context.progress.advance()
+    p99_baseline: list[float] = []
+    p99_candidate: list[float] = []
+    for rep in range(context.repetitions):
+        # One entity per event: the row read back is this event's and no other's.
+        chunk = [
+            {**event, "entity_id": f"fresh-{rep}-{index:05d}"}
+            for index, event in enumerate(events[rep * count : (rep + 1) * count])
+        ]
+        baseline, candidate = asyncio.run(freshness_run(stack, store, spec, chunk, rep))
+        p99_baseline.append(percentile(baseline, 0.99) * 1000)
+        p99_candidate.append(percentile(candidate, 0.99) * 1000)
+        context.progress.advance()
+    return measured(
+        spec_of("B6"),
+        figure=median(p99_candidate),
+        unit="ms p99",
+        baseline=median(p99_baseline),
+        repetitions=context.repetitions,
+        notes=f"{count} events a repetition, one at a time, publish until its row is "
+        "readable with Feast get_online_features; baseline and candidate alternate per event",
+        details={"candidate_p99_ms": p99_candidate, "baseline_p99_ms": p99_baseline},
+    )
+
+
+class PeakRss:
+    """Samples the summed RSS of some processes (and their children) in a thread."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.1) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.peak = 0
+        self.peak_by_process: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            by_process: dict[str, int] = {}
+            for name, pid in self.pids.items():
+                try:
+                    root = psutil.Process(pid)
+                    family = [root, *root.children(recursive=True)]
+                    rss = sum(p.memory_info().rss for p in family)
+                except psutil.Error:
+                    continue
+                by_process[name] = rss
+                total += rss
+            if total > self.peak:
+                self.peak, self.peak_by_process = total, by_process
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@benchmark("B9", "footprint", Target("<= 3 GB", [Criterion("figure", "<=", 3.0)]))
+def footprint(context: BenchContext) -> Result:
+    from services.cli.up import discover_services
+
+    count = context.size(20_000, 2_000)
+    load = payloads(context, count)
+    services = discover_services()
+    context.progress.start(2)
+    stack = BenchStack(Path(context.workdir) / "footprint")
+    stack.add_usecase("b9")
+    with stack:
+        for service in services:
+            stack.start(service)
+        stack.wait_ready(services, timeout=240)
+        context.progress.advance()
+        with PeakRss(stack.pids()) as sampler:
+            seconds = ingest_through_stack(stack, "b9", load)
+            time.sleep(1.0)  # the services' work right after the last row
+        context.progress.advance()
+    peak_gb = sampler.peak / 1e9
+    breakdown = ", ".join(
+        f"{name}: {rss / 1e6:.0f} MB" for name, rss in sorted(sampler.peak_by_process.items())
+    )
+    return measured(
+        spec_of("B9"),
+        figure=peak_gb,
+        unit="GB",
+        baseline=None,
+        repetitions=1,
+        notes=f"broker + {', '.join(services)} under {count:,} raw events "
+        f"({count / seconds:,.0f} events/s); at the peak: {breakdown}",
+        details={"peak_by_process_bytes": sampler.peak_by_process, "services": services},
+    )
