@@ -268,12 +268,14 @@ def main() -> None:
 
 def _register_commands() -> None:
     """Verbs that live in their own modules add themselves to the app."""
+    from services.cli import bench_command
     from services.cli import demo as demo_commands
     from services.cli import features as features_commands
     from services.cli import live as live_commands
     from services.cli import models as model_commands
     from services.cli import predict as predict_commands
 
+    bench_command.register(app)
     demo_commands.register(app)
     features_commands.register(app)
     live_commands.register(app)
