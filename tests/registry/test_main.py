@@ -32,9 +32,7 @@ from tests.conftest import ROOT
 from tests.registry.conftest import gate_frame, make_spec
 
 
-@pytest.mark.parametrize(
-    "module", [canary, errors, evaluation, gate, retrain, scoring, service]
-)
+@pytest.mark.parametrize("module", [canary, errors, evaluation, gate, retrain, scoring, service])
 def test_doctests(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0
