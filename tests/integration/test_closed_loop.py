@@ -86,7 +86,7 @@ def score(
     result = metrics.classification_metrics(
         labels,
         model.predict(rows),
-        [[p.get(c, 0.0) for c in classes] for p in probabilities],
+        probabilities,
         classes,
         spec.positive_class,
     )
