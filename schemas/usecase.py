@@ -298,6 +298,10 @@ class DriftSpec(_Strict):
     drift_share: float = Field(default=0.3, gt=0, le=1)
     features: list[str] | None = None
     cooldown_seconds: float = Field(default=120.0, ge=0)
+    retrain_on: list[Literal["data", "prediction", "performance", "concept"]] = Field(
+        default_factory=lambda: ["data", "prediction", "performance", "concept"],
+        description="alert kinds that ask for a retrained model (others are only reported)",
+    )
     max_missing_share: float = Field(default=0.1, ge=0, le=1)
 
 

@@ -51,14 +51,20 @@ class RetrainPolicy:
         """The alert ids considered lately (a bounded memory)."""
         return self._seen.keys()
 
-    def consider(self, alert: DriftAlert, *, cooldown: float) -> Outcome:
-        """The outcome of one alert; ``request`` means publish a training request now."""
+    def consider(
+        self, alert: DriftAlert, *, cooldown: float, kinds: Collection[str] = ACTIONABLE_KINDS
+    ) -> Outcome:
+        """The outcome of one alert; ``request`` means publish a training request now.
+
+        ``kinds`` are the alert kinds the use case retrains on (``drift.retrain_on``).
+        """
         if alert.alert_id in self._seen:
             return "duplicate"
         self._seen[alert.alert_id] = None
         while len(self._seen) > self.remember:
             self._seen.popitem(last=False)
-        if alert.kind not in ACTIONABLE_KINDS or alert.severity not in ACTIONABLE_SEVERITIES:
+        actionable = ACTIONABLE_KINDS & set(kinds)
+        if alert.kind not in actionable or alert.severity not in ACTIONABLE_SEVERITIES:
             return "ignored"
         now = self.clock()
         last = self._last_request.get(alert.usecase)

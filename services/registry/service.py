@@ -252,7 +252,9 @@ class Registry:
         spec = self._spec(alert.usecase, alert.event_id)
         if spec is None:
             return
-        outcome = self.retrain.consider(alert, cooldown=spec.promotion.retrain_cooldown_seconds)
+        outcome = self.retrain.consider(
+            alert, cooldown=spec.promotion.retrain_cooldown_seconds, kinds=spec.drift.retrain_on
+        )
         telemetry.DRIFT_ALERTS.labels(spec.name, outcome).inc()
         if outcome != "request":
             logger.info("drift alert usecase=%s alert_id=%s kind=%s: no request (%s)",
