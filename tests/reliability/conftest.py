@@ -27,3 +27,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("reliability") is not None:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.reliability.tally import summary
+
+    lines = summary()
+    if lines:
+        terminalreporter.section("driftline reliability")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -11,17 +11,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from river import compose, linear_model, preprocessing
 from river.datasets import synth
 
 from schemas import topics
 from schemas.events import Promotion
-from schemas.usecase import UseCase
+from schemas.usecase import UseCase, load_usecase
 from services.common import tracking
-from services.common.broker import port_open
+from services.common.broker import free_port, port_open
 from services.common.bus import ensure_topics, start_producer
 from services.common.models.river_model import RiverModel
 from services.common.prep.preparer import Preparer
+from tests.stack import Stack, wait_until
 
 
 def credit_events(n: int, seed: int = 7, prefix: str = "e") -> list[tuple[dict[str, Any], int]]:
@@ -114,3 +116,23 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+
+
+def served_inference(stack: Stack, usecase: str, **env: str) -> tuple[str, Promotion]:
+    """Start the inference service as a process serving ``usecase`` (already copied into the
+    stack's use-case folder) with a champion; return its base URL and the promotion."""
+    spec = load_usecase(Path(stack.env["DRIFTLINE_USECASES_DIR"]) / f"{usecase}.yaml")
+    promotion = register_credit_model(stack.home, spec, f"{usecase}-model")
+    publish_promotion(stack.bootstrap, promotion)
+    port = free_port()
+    stack.start("inference", DRIFTLINE_PORT=str(port), DRIFTLINE_USECASES=usecase, **env)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    assert wait_until(ready, timeout=120), stack.log("inference")[-3000:]
+    return base, promotion

@@ -24,6 +24,7 @@ from services.common.prep.preparer import Preparer
 from services.inference.api import create_app
 from services.inference.service import InferenceService
 from services.inference.settings import InferenceSettings
+from tests.reliability import tally
 from tests.reliability.helpers import (
     RedisServer,
     credit_events,
@@ -81,6 +82,8 @@ async def test_predict_needing_online_features_is_503_while_redis_is_down_then_r
         up = await client.post(url, json={"entity_id": "c1"})
         assert up.status_code == 200, up.text
         assert up.json()["feature_source"] == "online"
+        tally.add("faults_injected")
+        tally.add("faults_survived")
         assert (
             up.json()["model_version"] == service.registry.champion(spec.name).champion.ref.version
         )

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.usecase import UseCase, UseCaseError, load_usecase
+from tests.reliability import tally
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {
@@ -85,6 +86,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, Any]:
 
 def load_text(tmp_path: Path, name: str, text: str) -> UseCase | None:
     """The spec, or None when the parser refused it with a UseCaseError naming the file."""
+    tally.add("bad_inputs")
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)
     try:
