@@ -75,3 +75,39 @@ def test_ingestion_and_features_wait_for_a_late_broker(unique: str, tmp_path: Pa
     finally:
         stack.stop_all()
         broker.stop()
+
+
+SWEEP = {
+    # service: the environment that names its readiness port
+    "online_trainer": "DRIFTLINE_HEALTH_PORT",
+    "drift_detector": "DRIFTLINE_HEALTH_PORT",
+    "registry": "DRIFTLINE_HEALTH_PORT",
+    "batch_trainer": "DRIFTLINE_HEALTH_PORT",
+    "inference": "DRIFTLINE_PORT",
+}
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("service", sorted(SWEEP))
+def test_every_service_waits_for_a_late_broker(service: str, unique: str, tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    usecases = tmp_path / "usecases"
+    usecase_copy(ROOT / "usecases" / "credit.yaml", usecases, unique)
+    stack = Stack(bootstrap, tmp_path / "home", usecases, tmp_path)
+    port = free_port()
+    broker = EmbeddedBroker(bootstrap, log_path=tmp_path / "tansu.log")
+    try:
+        process = stack.start(service, **{SWEEP[service]: str(port)})
+        tally.add("faults_injected")
+        assert wait_until(lambda: "broker not ready" in stack.log(service), timeout=90), stack.log(
+            service
+        )[-2000:]
+        assert process.poll() is None, stack.log(service)[-2000:]
+        assert status(port) != 200
+        broker.start()
+        assert wait_until(lambda: status(port) == 200, timeout=180), stack.log(service)[-3000:]
+        assert process.poll() is None
+        tally.add("faults_survived")
+    finally:
+        stack.stop_all()
+        broker.stop()
