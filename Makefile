@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint types unit integration bench clean
+.PHONY: install demo test lint types unit integration bench reliability clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ integration: install
 
 bench: install
 	$(BIN)/driftline bench
+
+# The long reliability runs (every service's broker-absent start, 60 s load);
+# their fast subset runs in `make test`.
+reliability: install
+	DRIFTLINE_RELIABILITY=1 $(BIN)/python -m pytest tests/reliability tests/common/test_security.py
 
 clean:
 	rm -rf $(VENV) .driftline .pytest_cache .mypy_cache .ruff_cache *.egg-info

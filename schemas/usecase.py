@@ -20,6 +20,7 @@ Nothing in a service is specific to one use case.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -392,7 +393,8 @@ class UseCase(_Strict):
 
     def spec_hash(self) -> str:
         """sha256 of the canonical spec: lineage for every model trained on it."""
-        canonical = self.model_dump_json(exclude={"description", "demo"})
+        document = self.model_dump(mode="json", exclude={"description", "demo"})
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -32,7 +32,9 @@ class CommonSettings(BaseSettings):
     mlflow_uri: str | None = Field(
         default=None, description="MLflow tracking URI; SQLite under DRIFTLINE_HOME when unset"
     )
-    broker_wait_seconds: float = Field(default=60.0, gt=0)
+    broker_wait_seconds: float = Field(
+        default=600.0, gt=0, description="how long a service waits for the broker at start"
+    )
     partitions: int = Field(default=1, gt=0, description="partitions of topics driftline creates")
     consumer_mode: Literal["assign", "group"] = Field(
         default="assign",

@@ -31,7 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from schemas.inputs import Label
 from services.inference import metrics
-from services.inference.errors import InvalidFeatures, NoChampion, UnknownUseCase
+from services.inference.errors import (
+    FeatureStoreUnavailable,
+    InvalidFeatures,
+    NoChampion,
+    UnknownUseCase,
+)
 from services.inference.features import Item
 from services.inference.service import InferenceService
 
@@ -236,7 +241,7 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
             return failed(usecase, endpoint, 422, {"detail": detail})
         if isinstance(exc, UnknownUseCase):
             return failed(usecase, endpoint, 404, {"detail": str(exc)})
-        if isinstance(exc, NoChampion):
+        if isinstance(exc, NoChampion | FeatureStoreUnavailable):
             return failed(usecase, endpoint, 503, {"detail": str(exc)})
         raise exc
 
@@ -272,7 +277,13 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
             requests: list[PredictRequest] = parsed if many else [parsed]
             items = [Item(r.entity_id, r.event_id, r.features) for r in requests]
             answers = await service.predict(usecase, items)
-        except (BadRequest, InvalidFeatures, UnknownUseCase, NoChampion) as exc:
+        except (
+            BadRequest,
+            InvalidFeatures,
+            UnknownUseCase,
+            NoChampion,
+            FeatureStoreUnavailable,
+        ) as exc:
             return refused(usecase, "predict", exc, many)
         metrics.REQUESTS.labels(usecase, "predict", "200").inc()
         return _json(answers if many else answers[0])

@@ -31,6 +31,10 @@ class NoChampion(InferenceError):
         self.usecase = usecase
 
 
+class FeatureStoreUnavailable(InferenceError):
+    """The online feature store did not answer (503, with its reason); the service stays up."""
+
+
 class InvalidFeatures(InferenceError):
     """A request whose features cannot be used (422); ``field`` names the culprit."""
 

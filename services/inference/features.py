@@ -33,7 +33,7 @@ from schemas.usecase import UseCase
 from services.common.errors import InvalidInput
 from services.common.prep.preparer import Preparer
 from services.common.prep.values import pseudonymize
-from services.inference.errors import InvalidFeatures
+from services.inference.errors import FeatureStoreUnavailable, InvalidFeatures
 
 FeatureSource = Literal["request", "online"]
 _QUOTED = re.compile(r"'([^']+)'")
@@ -217,4 +217,10 @@ class FeatureResolver:
             return [None] * len(entity_ids)
         if self.pseudonymized_key:
             entity_ids = [pseudonymize(e, self.salt) for e in entity_ids]
-        return self.reader.read(self.spec, entity_ids)
+        try:
+            return self.reader.read(self.spec, entity_ids)
+        except Exception as exc:  # Redis down, SQLite locked: the store, not the request
+            raise FeatureStoreUnavailable(
+                f"online feature store unavailable for {self.spec.name}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc

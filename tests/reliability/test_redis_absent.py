@@ -91,11 +91,6 @@ async def test_predict_needing_online_features_is_503_while_redis_is_down_then_r
         await client.aclose()
         await service.stop()
         redis.stop()
-    if down.status_code != 503:
-        pytest.xfail(
-            f"defect: Redis down answers {down.status_code} {down.text!r}, not 503 with the "
-            "reason (services/inference/api.py predict() lets redis.exceptions.ConnectionError "
-            "from FeatureResolver._online escape)"
-        )
+    assert down.status_code == 503, down.text
     reason = str(down.json()["detail"]).lower()
     assert "redis" in reason or "online" in reason, reason

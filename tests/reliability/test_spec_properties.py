@@ -12,7 +12,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -139,12 +138,6 @@ def test_every_shipped_use_case_round_trips(tmp_path: Path) -> None:
         round_trips(tmp_path, spec)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: UseCase.spec_hash hashes model_dump_json(), whose key order follows the "
-    "YAML mapping order, so the same spec with its fields listed in another order gets "
-    "another hash (fix: json.dumps(self.model_dump(mode='json', exclude=...), sort_keys=True))",
-)
 def test_spec_hash_does_not_depend_on_key_order(tmp_path: Path) -> None:
     spec = load_usecase(ROOT / "usecases" / "credit.yaml")
     sorted_text = yaml.safe_dump(spec.model_dump(mode="json", exclude={"name"}), sort_keys=True)
