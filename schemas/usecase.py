@@ -41,6 +41,8 @@ REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "mse", "rmse"})
 
 Scalar = int | float | str | bool
+AlertKind = Literal["data", "prediction", "performance", "concept"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("data", "prediction", "performance", "concept")
 
 
 class UseCaseError(ValueError):
@@ -299,8 +301,8 @@ class DriftSpec(_Strict):
     drift_share: float = Field(default=0.3, gt=0, le=1)
     features: list[str] | None = None
     cooldown_seconds: float = Field(default=120.0, ge=0)
-    retrain_on: list[Literal["data", "prediction", "performance", "concept"]] = Field(
-        default_factory=lambda: ["data", "prediction", "performance", "concept"],
+    retrain_on: list[AlertKind] = Field(
+        default_factory=lambda: list(ALERT_KINDS),
         description="alert kinds that ask for a retrained model (others are only reported)",
     )
     max_missing_share: float = Field(default=0.1, ge=0, le=1)

@@ -7,6 +7,7 @@ old one, so a crash leaves the old or the new checkpoint, never half of one.
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "detector.ckpt"
 >>> load_checkpoint(path) is None
 True
+>>> from services.common.checkpoint import save_checkpoint
 >>> save_checkpoint(path, {"credit": {"credit.features:0": 7}})
 >>> load_checkpoint(path)
 {'credit': {'credit.features:0': 7}}
@@ -14,46 +15,13 @@ True
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from services.common import checkpoint as common_checkpoint
 from services.drift_detector.errors import CheckpointError
 
 
-def offset_key(topic: str, partition: int) -> str:
-    """How a partition is named in the checkpoint.
-
-    >>> offset_key("credit.features", 0)
-    'credit.features:0'
-    """
-    return f"{topic}:{partition}"
-
-
-def save_checkpoint(path: Path, state: Any) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            pickle.dump(state, stream, protocol=pickle.HIGHEST_PROTOCOL)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def load_checkpoint(path: Path) -> Any | None:
-    """The state saved at ``path``, or None if there is none yet."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        return pickle.loads(data)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: unreadable checkpoint: {exc}") from exc
+    """The state saved at ``path``, or None; an unreadable file raises this service's error."""
+    return common_checkpoint.load_checkpoint(path, CheckpointError)

@@ -38,12 +38,13 @@ from schemas.events import FeatureRow, ModelCandidate, Prediction, Promotion
 from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.checkpoint import offset_key, save_checkpoint
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
 from services.common.serde import decode_object, encode
-from services.drift_detector.checkpoint import load_checkpoint, offset_key, save_checkpoint
+from services.drift_detector.checkpoint import load_checkpoint
 from services.drift_detector.errors import ReferenceUnavailable
 from services.drift_detector.monitor import UseCaseMonitor
 from services.drift_detector.reference import (

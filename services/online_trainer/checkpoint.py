@@ -10,6 +10,7 @@ none is skipped.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "uc.ckpt"
+>>> from services.common.checkpoint import save_checkpoint
 >>> save_checkpoint(path, {"offsets": {"uc.labels:0": 7}})
 >>> load_checkpoint(path)
 {'offsets': {'uc.labels:0': 7}}
@@ -17,14 +18,12 @@ none is skipped.
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from services.common import checkpoint as common_checkpoint
 from services.online_trainer.errors import CheckpointError
 from services.online_trainer.join import LabelJoin
 from services.online_trainer.learner import OnlineLearner
@@ -46,37 +45,6 @@ class TrainerState:
     drift_alerts: int = 0
 
 
-def offset_key(topic: str, partition: int) -> str:
-    """How a partition is named in the checkpoint.
-
-    >>> offset_key("credit.labels", 0)
-    'credit.labels:0'
-    """
-    return f"{topic}:{partition}"
-
-
-def save_checkpoint(path: Path, state: Any) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            pickle.dump(state, stream, protocol=pickle.HIGHEST_PROTOCOL)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def load_checkpoint(path: Path) -> Any | None:
-    """The state saved at ``path``, or None if there is none yet."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        return pickle.loads(data)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: unreadable checkpoint: {exc}") from exc
+    """The state saved at ``path``, or None; an unreadable file raises this service's error."""
+    return common_checkpoint.load_checkpoint(path, CheckpointError)

@@ -31,18 +31,14 @@ from schemas.events import DriftAlert, FeatureDrift, FeatureRow, ModelCandidate,
 from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.checkpoint import offset_key, save_checkpoint
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
 from services.common.serde import decode_object, encode
 from services.online_trainer import telemetry
-from services.online_trainer.checkpoint import (
-    TrainerState,
-    load_checkpoint,
-    offset_key,
-    save_checkpoint,
-)
+from services.online_trainer.checkpoint import TrainerState, load_checkpoint
 from services.online_trainer.drift import ConceptDrift
 from services.online_trainer.join import JoinedRow, LabelJoin
 from services.online_trainer.learner import OnlineLearner, normalize_label, numeric_features

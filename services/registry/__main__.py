@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 
 from services.common.health import HealthServer
+from services.common.plugins import load_callable
 from services.common.runtime import run_service
 from services.registry.errors import RegistryError
 from services.registry.evaluation import GateData
@@ -21,13 +21,7 @@ def load_gate_data(reference: str) -> GateData:
     ...
     services.registry.errors.RegistryError: DRIFTLINE_GATE_DATA 'nowhere': expected module:function
     """
-    module_name, _, function_name = reference.partition(":")
-    if not function_name:
-        raise RegistryError(f"DRIFTLINE_GATE_DATA {reference!r}: expected module:function")
-    try:
-        source: GateData = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as exc:
-        raise RegistryError(f"DRIFTLINE_GATE_DATA {reference!r}: {exc}") from exc
+    source: GateData = load_callable(reference, "DRIFTLINE_GATE_DATA", RegistryError)
     return source
 
 
