@@ -62,8 +62,9 @@ OVERRIDES: dict[str, Any] = {
     "models": {
         "online": {
             "drift_detector": "none",
-            "snapshot_every_rows": 300,
-            "snapshot_every_seconds": 5,
+            # One snapshot before the drift: the first champion (accepted until one exists).
+            "snapshot_every_rows": 500,
+            "snapshot_every_seconds": 3600,
         },
         "batch": {
             "min_rows": 300,
@@ -88,8 +89,9 @@ OVERRIDES: dict[str, Any] = {
     },
     "demo": {"label_delay_seconds": 0.5},
 }
-RATE = 100.0  # events a second
-DRIFT_AT = 1500
+LOG_LEVEL = "INFO"  # the services' logs (under the run's workdir) tell a stalled loop's story
+RATE = 50.0  # events a second
+DRIFT_AT = 1000
 SERVED_POLL = 0.1
 ACTIONABLE = frozenset({"data", "prediction", "performance", "concept"})
 
@@ -171,7 +173,7 @@ class LoopRun:
 
 async def _listen(bootstrap: str, run: LoopRun, stop: asyncio.Event) -> None:
     """Stamp alerts, requests, batch candidates and their promotions as they arrive."""
-    from schemas.events import parse_event
+    from schemas.events import DriftAlert, ModelCandidate, Promotion, TrainingRequest, parse_event
     from services.common.bus import ensure_topics, start_consumer
 
     names = [
@@ -193,19 +195,18 @@ async def _listen(bootstrap: str, run: LoopRun, stop: asyncio.Event) -> None:
                     event = parse_event(json.loads(record.value))
                     if getattr(event, "usecase", None) != USECASE or "drift" not in line.marks:
                         continue
-                    kind = record.topic
-                    if kind == topics.DRIFT_ALERTS and event.kind in ACTIONABLE:
+                    if isinstance(event, DriftAlert) and event.kind in ACTIONABLE:
                         if "alert" not in line.marks:
                             run.alert_kind = f"{event.kind} ({event.method})"
                         line.mark("alert", now)
-                    elif kind == topics.TRAINING_REQUESTS:
+                    elif isinstance(event, TrainingRequest):
                         line.mark("request", now)
-                    elif kind == topics.MODELS_CANDIDATES and event.trainer == "batch":
+                    elif isinstance(event, ModelCandidate) and event.trainer == "batch":
                         candidates.add((event.model_name, event.model_version))
                         run.batch_candidates.append(event.model_version)
                         line.mark("candidate", now)
                     elif (
-                        kind == topics.MODELS_PROMOTIONS
+                        isinstance(event, Promotion)
                         and event.action == "promote"
                         and (event.model_name, event.model_version) in candidates
                     ):
@@ -284,6 +285,8 @@ def fit_seconds_of(stack: BenchStack, version: str) -> float | None:
 
     client = tracking.client(stack.home)
     run_id = client.get_model_version(USECASE, version).run_id
+    if run_id is None:
+        return None
     value = client.get_run(run_id).data.metrics.get("train_seconds")
     return float(value) if value is not None else None
 
@@ -298,10 +301,15 @@ def start_stack(workdir: Path, timeout: float) -> tuple[BenchStack, str]:
         api_port = free_port()
         for service in SERVICES:
             if service == "inference":
-                stack.start(service, DRIFTLINE_HOST="127.0.0.1", DRIFTLINE_PORT=str(api_port))
+                stack.start(
+                    service,
+                    DRIFTLINE_HOST="127.0.0.1",
+                    DRIFTLINE_PORT=str(api_port),
+                    DRIFTLINE_LOG_LEVEL=LOG_LEVEL,
+                )
                 stack.ports[service] = api_port  # its health is served on the API port
             else:
-                stack.start(service)
+                stack.start(service, DRIFTLINE_LOG_LEVEL=LOG_LEVEL)
         stack.wait_ready(SERVICES, timeout)
         return stack, f"http://127.0.0.1:{api_port}"
     except BaseException:
@@ -320,7 +328,7 @@ def closed_loop(context: BenchContext) -> Result:
         return missing
     repetitions = 1 if context.quick else context.repetitions
     context.progress.start(repetitions + 1)
-    loop_timeout = 240.0
+    loop_timeout = 300.0
     events = DRIFT_AT + int(RATE * loop_timeout)
     runs: list[LoopRun] = []
     breakdowns: list[dict[str, float | None]] = []
@@ -347,6 +355,7 @@ def closed_loop(context: BenchContext) -> Result:
     totals = [b["total"] for b in breakdowns if b["total"] is not None]
     fits = [b["fit"] for b in breakdowns if b["fit"] is not None]
     first = breakdowns[0]
+    batch = OVERRIDES["models"]["batch"]
     steps = ", ".join(
         f"{step} +{first[step]:.1f}s" for step in STEPS[1:] if first.get(step) is not None
     )
@@ -361,8 +370,8 @@ def closed_loop(context: BenchContext) -> Result:
         f"{steps}; alert {runs[0].alert_kind}; all 7 services as processes, demo live at "
         f"{RATE:g} events/s with drift at event {DRIFT_AT}, drift windows of "
         f"{OVERRIDES['drift']['window_rows']} rows, batch min_rows "
-        f"{OVERRIDES['models']['batch']['min_rows']}, {OVERRIDES['models']['batch']['tuning']['trials']} "
-        f"tuning trials; ratio = overhead / fit",
+        f"{batch['min_rows']}, {batch['tuning']['trials']} tuning trials; "
+        f"ratio = overhead / fit",
         details={
             "breakdowns": breakdowns,
             "served_versions": [r.served_version for r in runs],

@@ -67,6 +67,7 @@ CONCURRENCY = 16
 MODEL_ROWS = 400
 WARMUP_SECONDS = 1.0
 RIG_KEY = "serving-rig"
+SIDES: tuple[Side, ...] = ("baseline", "candidate")
 
 
 # ---- statistics -------------------------------------------------------------------
@@ -185,9 +186,7 @@ async def _drive(
     request = http_request(host, port, path, body)
     started = time.perf_counter()
     workers = [LoadStats() for _ in range(concurrency)]
-    await asyncio.gather(
-        *(_worker(host, port, request, started + seconds, w) for w in workers)
-    )
+    await asyncio.gather(*(_worker(host, port, request, started + seconds, w) for w in workers))
     total = LoadStats(seconds=time.perf_counter() - started)
     for worker in workers:
         total.merge(worker)
@@ -302,10 +301,16 @@ class ServingRig:
 
     def load(self, side: Side, *, concurrency: int, seconds: float) -> LoadStats:
         if side == "baseline":
-            return drive(self.noop_port, NOOP_PATH, self.body, concurrency=concurrency,
-                         seconds=seconds)
-        return drive(self.inference_port, self.predict_path, self.body, concurrency=concurrency,
-                     seconds=seconds)
+            return drive(
+                self.noop_port, NOOP_PATH, self.body, concurrency=concurrency, seconds=seconds
+            )
+        return drive(
+            self.inference_port,
+            self.predict_path,
+            self.body,
+            concurrency=concurrency,
+            seconds=seconds,
+        )
 
     def close(self) -> None:
         if self.noop.poll() is None:
@@ -328,8 +333,11 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
         stack.start_broker()
         spec = stack.add_usecase(USECASE)
         promotion = register_champion(stack, USECASE)
-        asyncio.run(publish(stack.bootstrap, topics.MODELS_PROMOTIONS,
-                            [promotion.model_dump_json().encode()]))
+        asyncio.run(
+            publish(
+                stack.bootstrap, topics.MODELS_PROMOTIONS, [promotion.model_dump_json().encode()]
+            )
+        )
         inference_port = free_port()
         stack.start("inference", DRIFTLINE_HOST="127.0.0.1", DRIFTLINE_PORT=str(inference_port))
         stack.ports["inference"] = inference_port  # health is served on the API's own port
@@ -337,7 +345,10 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
         log = (stack.logs / "noop.log").open("ab")
         noop = subprocess.Popen(
             [sys.executable, "-m", "services.cli.bench.serving", "noop", str(noop_port)],
-            cwd=ROOT, env=stack.env(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=stack.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         stack.wait_ready(["inference"], timeout)
@@ -353,11 +364,12 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
             raise StackError("the no-op server did not come up")
         event = workload(spec, 1, seed=11).events[0]
         body = json.dumps(predict_body(spec, event), separators=(",", ":")).encode()
-        rig = ServingRig(stack, USECASE, inference_port, noop_port, body,
-                         promotion.model_version, noop)
+        rig = ServingRig(
+            stack, USECASE, inference_port, noop_port, body, promotion.model_version, noop
+        )
         # Both must answer 200 (the candidate with the champion), or the load means nothing.
-        for side in ("baseline", "candidate"):
-            probe = rig.load(side, concurrency=1, seconds=0.2)  # type: ignore[arg-type]
+        for side in SIDES:
+            probe = rig.load(side, concurrency=1, seconds=0.2)
             if probe.ok == 0 or probe.errors:
                 raise StackError(f"{side} answered {probe.statuses}: {stack.tail('inference')}")
         return rig
@@ -377,9 +389,10 @@ def serving_rig(context: BenchContext) -> ServingRig:
         context.cleanup.callback(rig.close)
         context.cache[RIG_KEY] = rig
         # Warm both servers (first requests import and compile lazily).
-        for side in ("baseline", "candidate"):
-            rig.load(side, concurrency=CONCURRENCY, seconds=WARMUP_SECONDS)  # type: ignore[arg-type]
-    return rig  # type: ignore[no-any-return]
+        for side in SIDES:
+            rig.load(side, concurrency=CONCURRENCY, seconds=WARMUP_SECONDS)
+    found: ServingRig = rig
+    return found
 
 
 def load_seconds(context: BenchContext) -> float:
