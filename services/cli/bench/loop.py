@@ -62,7 +62,7 @@ OVERRIDES: dict[str, Any] = {
     "models": {
         "online": {
             "drift_detector": "none",
-            # One snapshot before the drift: the first champion (accepted until one exists).
+            # Snapshots before the drift: the first becomes the champion (until_champion).
             "snapshot_every_rows": 500,
             "snapshot_every_seconds": 3600,
         },
@@ -328,7 +328,7 @@ def closed_loop(context: BenchContext) -> Result:
         return missing
     repetitions = 1 if context.quick else context.repetitions
     context.progress.start(repetitions + 1)
-    loop_timeout = 300.0
+    loop_timeout = 360.0
     events = DRIFT_AT + int(RATE * loop_timeout)
     runs: list[LoopRun] = []
     breakdowns: list[dict[str, float | None]] = []
@@ -340,10 +340,12 @@ def closed_loop(context: BenchContext) -> Result:
                 context.progress.advance()
             run = asyncio.run(closed_loop_run(stack, url, events, loop_timeout))
             if run.served_version is None:
+                seen = loop_breakdown(run.timeline.marks, None)
+                found = {k: v for k, v in seen.items() if v is not None}
                 raise StackError(
-                    f"no retrained model served in {loop_timeout:.0f}s; steps seen "
-                    f"{sorted(run.timeline.marks)}; registry: {stack.tail('registry', 800)}; "
-                    f"batch_trainer: {stack.tail('batch_trainer', 800)}"
+                    f"no retrained model served {loop_timeout:.0f}s after the drift started "
+                    f"(steps seen, seconds each: {found}; alert {run.alert_kind}); the "
+                    f"services' logs are under {stack.logs}"
                 )
             run.fit_seconds = fit_seconds_of(stack, run.served_version)
         finally:
