@@ -3,18 +3,29 @@
 The candidate is the detector's own per-window work, :func:`check_data`, on a
 reference profile built once (as the service builds it when its reference
 changes) with every feature of the use case; the baseline is scipy's
-``ks_2samp`` plus a 10-bin PSI on the same columns. The serving half of B7
-(inference requests/s kept while a check runs) needs the inference service.
+``ks_2samp`` plus a 10-bin PSI on the same columns.
+
+The serving half loads the B5 rig (:mod:`services.cli.bench.serving`: the
+inference service with a champion, the same load generator) while
+:func:`drift_loop` runs the same check back to back in another process, and
+without it: that process is paused (``SIGSTOP``) for the baseline and
+resumed (``SIGCONT``) for the candidate, interleaved. ``serving_rps_kept``
+is the candidate's requests/s over the baseline's.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from schemas.usecase import UseCase
 from services.cli.bench.data import workload
 from services.cli.bench.runner import (
     BenchContext,
@@ -28,7 +39,7 @@ from services.cli.bench.runner import (
     median,
     spec_of,
 )
-from services.cli.bench.stack import write_usecase
+from services.cli.bench.stack import ROOT, StackError, wait_for, write_usecase
 
 PSI_BINS = 10
 
@@ -78,15 +89,11 @@ def drift_cost(context: BenchContext) -> Result:
     from services.cli.up import discover_services
     from services.drift_detector.checks import check_data, profile_reference
 
-    rows = 10_000
-    context.progress.start(2 * context.repetitions + 1)
-    spec = write_usecase(Path(context.workdir) / "drift", "b7")
+    rows = ROWS
+    context.progress.start(4 * context.repetitions + 1)
     # Reference before the drift, current window after it: a check that finds drift.
-    load = workload(spec, 2 * rows, seed=9, drift_at=rows)
+    spec, reference, current = drift_frames(Path(context.workdir) / "drift", rows)
     columns = spec.feature_names()
-    frame = pd.DataFrame([row.features for row in load.rows], columns=columns).astype(float)
-    reference, current = frame.iloc[:rows].reset_index(drop=True), frame.iloc[rows:]
-    current = current.reset_index(drop=True)
     drift_spec = spec.drift
     profile = profile_reference(reference, columns, drift_spec)  # imports evidently once
     context.progress.advance()
@@ -102,12 +109,20 @@ def drift_cost(context: BenchContext) -> Result:
         return time.perf_counter() - started
 
     baselines, candidates = interleaved(run, context.repetitions, context.progress)
-    serving = "inference" in discover_services()
-    serving_note = (
-        "serving RPS part not measured: the B7 serving load is not written yet"
-        if serving
-        else "serving RPS part not measured: needs the inference service"
-    )
+    extra: dict[str, float] = {}
+    serving_details: dict[str, object] = {}
+    if "inference" in discover_services():
+        kept, serving_details = serving_kept(context)
+        extra["serving_rps_kept"] = kept
+        serving_note = (
+            f"serving RPS kept while checks loop in another process: {kept:.2f} "
+            f"({median(serving_details['with_drift_rps']):.0f} vs "  # type: ignore[arg-type]
+            f"{median(serving_details['without_rps']):.0f} req/s, "  # type: ignore[arg-type]
+            f"{serving_details['checks_during_load']} checks during the load), on the "
+            f"B5 rig and load"
+        )
+    else:
+        serving_note = "serving RPS part not measured: needs the inference service"
     return measured(
         spec_of("B7"),
         figure=median(candidates),
@@ -117,5 +132,112 @@ def drift_cost(context: BenchContext) -> Result:
         notes=f"{rows:,} reference and {rows:,} current rows, {len(columns)} features, "
         f"{spec.drift.method} (evidently) vs scipy ks_2samp + PSI; drifted features "
         f"{verdicts.get('driftline')} vs {verdicts.get('scipy')}; {serving_note}",
-        details={"candidate_runs": candidates, "baseline_runs": baselines, "rows": rows},
+        extra=extra,
+        details={
+            "candidate_runs": candidates,
+            "baseline_runs": baselines,
+            "rows": rows,
+            **serving_details,
+        },
     )
+
+
+ROWS = 10_000
+READY_FILE = "ready"
+COUNT_FILE = "checks"
+
+
+def drift_frames(workdir: Path, rows: int = ROWS) -> tuple[UseCase, pd.DataFrame, pd.DataFrame]:
+    """The B7 use case's spec, reference rows (before the drift) and current rows (after)."""
+    spec = write_usecase(workdir / "usecases", "b7")
+    load = workload(spec, 2 * rows, seed=9, drift_at=rows)
+    columns = spec.feature_names()
+    frame = pd.DataFrame([row.features for row in load.rows], columns=columns).astype(float)
+    reference = frame.iloc[:rows].reset_index(drop=True)
+    current = frame.iloc[rows:].reset_index(drop=True)
+    return spec, reference, current
+
+
+def drift_loop(workdir: Path) -> None:
+    """Run the B7 data check back to back until killed; count checks in ``workdir/checks``.
+
+    Writes ``workdir/ready`` once the reference is profiled (evidently imported).
+    """
+    from services.drift_detector.checks import check_data, profile_reference
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec, reference, current = drift_frames(workdir)
+    drift_spec = spec.drift
+    columns = spec.feature_names()
+    profile = profile_reference(reference, columns, drift_spec)
+    check_data(profile, current, drift_spec)
+    (workdir / READY_FILE).write_text(str(os.getpid()))
+    count = 0
+    while True:
+        check_data(profile, current, drift_spec)
+        count += 1
+        (workdir / COUNT_FILE).write_text(str(count))
+
+
+def _checks(workdir: Path) -> int:
+    try:
+        return int((workdir / COUNT_FILE).read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def serving_kept(context: BenchContext) -> tuple[float, dict[str, object]]:
+    """Serving requests/s with a drift check looping beside it over requests/s without."""
+    from services.cli.bench.serving import CONCURRENCY, load_seconds, serving_rig
+
+    rig = serving_rig(context)
+    workdir = Path(context.workdir) / "drift-loop"
+    log = (rig.stack.logs / "drift-loop.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli.bench.serving", "drift-loop", str(workdir)],
+        cwd=ROOT,
+        env=rig.stack.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        if (
+            not wait_for(
+                lambda: (workdir / READY_FILE).exists() or process.poll() is not None, 180, 0.2
+            )
+            or process.poll() is not None
+        ):
+            raise StackError(f"the drift loop did not start: {rig.stack.tail('drift-loop')}")
+        process.send_signal(signal.SIGSTOP)
+        seconds = load_seconds(context)
+        checks = 0
+
+        def run(side: Side, rep: int) -> float:
+            nonlocal checks
+            if side == "candidate":
+                before = _checks(workdir)
+                process.send_signal(signal.SIGCONT)
+            try:
+                stats = rig.load("candidate", concurrency=CONCURRENCY, seconds=seconds)
+            finally:
+                if side == "candidate":
+                    process.send_signal(signal.SIGSTOP)
+                    checks += _checks(workdir) - before
+            return stats.rps
+
+        without, with_drift = interleaved(run, context.repetitions, context.progress)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    kept = median(with_drift) / median(without)
+    return kept, {
+        "with_drift_rps": with_drift,
+        "without_rps": without,
+        "checks_during_load": checks,
+    }

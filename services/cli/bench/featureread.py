@@ -1,10 +1,14 @@
-"""B4 feature read: one online lookup through Feast against the raw SQLite read.
+"""B4 feature read: one online lookup as the inference service reads it, against raw SQLite.
 
 A private Feast repo (SQLite online store) is filled with feature rows by the
 same :func:`~services.common.featurestore.write_features` the features service
-uses; lookups of one entity (every feature of the view) then alternate, call
-by call, between ``online_features`` and a plain ``SELECT`` of the same key
-on Feast's own table (the key serialized with Feast's own encoding).
+uses; lookups of one entity (every feature of the view) then rotate, call by
+call, between three readers of the same key: the candidate, the inference
+service's ``direct`` reader (:class:`~services.inference.features.OnlineReader`,
+what serves); the baseline, a plain ``SELECT`` on Feast's own table (the key
+serialized with Feast's own encoding); and the Feast SDK's
+``get_online_features`` (``DRIFTLINE_FEATURE_READ=sdk``), whose figure the
+notes keep.
 """
 
 from __future__ import annotations
@@ -22,15 +26,26 @@ from services.cli.bench.runner import (
     Result,
     Target,
     benchmark,
-    interleave_order,
     measured,
     median,
     percentile,
     spec_of,
 )
 from services.cli.bench.stack import write_usecase
+from services.inference.features import OnlineReader
 
 WARMUP_LOOKUPS = 50
+SIDES = ("baseline", "candidate", "sdk")
+
+
+def rotation(index: int) -> tuple[str, ...]:
+    """The readers' order for lookup ``index``: each goes first, second, third in turn.
+
+    >>> [rotation(i)[0] for i in range(4)]
+    ['baseline', 'candidate', 'sdk', 'baseline']
+    """
+    shift = index % len(SIDES)
+    return SIDES[shift:] + SIDES[:shift]
 
 
 def entity_key(entity_id: str) -> bytes:
@@ -75,6 +90,7 @@ def feature_read(context: BenchContext) -> Result:
     table = f"{featurestore.PROJECT}_{featurestore.view_name(spec.name)}"
     raw = RawReader(home / "feast" / "online.db", table)
     context.cleanup.callback(raw.close)
+    direct = OnlineReader(store, "direct")
     entities = sorted({row.entity_id for row in load.rows})
     names = spec.feature_names()
     # Both paths must find the same row, or the comparison means nothing.
@@ -82,10 +98,13 @@ def feature_read(context: BenchContext) -> Result:
     found = featurestore.online_features(store, spec, [probe])[0]
     if any(found[name] is None for name in names) or len(raw.read(probe)) < len(names):
         raise RuntimeError(f"entity {probe} is not in the online store")
+    if direct.read(spec, [probe])[0] != {name: found[name] for name in names}:
+        raise RuntimeError(f"the direct and SDK readers disagree on entity {probe}")
     chooser = random.Random(0)
     for _ in range(WARMUP_LOOKUPS):
         entity = chooser.choice(entities)
         featurestore.online_features(store, spec, [entity])
+        direct.read(spec, [entity])
         raw.read(entity)
     context.progress.advance()
 
@@ -93,31 +112,39 @@ def feature_read(context: BenchContext) -> Result:
         started = time.perf_counter()
         if side == "baseline":
             raw.read(entity)
+        elif side == "candidate":
+            direct.read(spec, [entity])
         else:
             featurestore.online_features(store, spec, [entity])
         return time.perf_counter() - started
 
-    p99: dict[str, list[float]] = {"baseline": [], "candidate": []}
+    p99: dict[str, list[float]] = {side: [] for side in SIDES}
     for _ in range(context.repetitions):
-        seconds: dict[str, list[float]] = {"baseline": [], "candidate": []}
-        for index, order in enumerate(interleave_order(lookups)):
+        seconds: dict[str, list[float]] = {side: [] for side in SIDES}
+        for index in range(lookups):
             entity = entities[(index * 7919) % len(entities)]
-            for side in order:
+            for side in rotation(index):
                 seconds[side].append(time_one(side, entity))
         for name, values in seconds.items():
             p99[name].append(percentile(values, 0.99) * 1000)
         context.progress.advance()
+    sdk_p99 = median(p99["sdk"])
+    sdk_ratio = sdk_p99 / median(p99["baseline"])
     return measured(
         spec_of("B4"),
         figure=median(p99["candidate"]),
         unit="ms p99",
         baseline=median(p99["baseline"]),
         repetitions=context.repetitions,
-        notes=f"1 entity, {len(names)} features + source_event_id, {len(entities):,} entities "
-        f"online; {lookups:,} lookups a repetition alternating with a raw SQLite SELECT",
+        notes=f"the inference service's direct reader; Feast SDK get_online_features p99 "
+        f"{sdk_p99:.3f} ms (ratio {sdk_ratio:.1f}); 1 entity, {len(names)} features, "
+        f"{len(entities):,} entities online; {lookups:,} lookups a repetition, the three "
+        f"readers in rotating order on the same key",
         details={
             "candidate_p99_ms": p99["candidate"],
             "baseline_p99_ms": p99["baseline"],
+            "sdk_p99_ms": p99["sdk"],
+            "sdk_ratio": sdk_ratio,
             "entities": len(entities),
         },
     )

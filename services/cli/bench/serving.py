@@ -1,0 +1,482 @@
+"""B5 serving: ``/v1/predict`` under fixed concurrency against a no-op JSON endpoint.
+
+The candidate is the real inference service (``python -m services.inference``,
+uvicorn with uvloop and httptools, one worker) on a private broker and home,
+serving a real champion: a river model learned on a few hundred credit rows
+by the online trainer's own :func:`~services.online_trainer.learner.learn_stream`,
+registered in MLflow and promoted by a ``Promotion`` event on
+``models.promotions``. The baseline is a FastAPI app in the same uvicorn
+configuration whose one ``POST`` reads the body and answers a small JSON
+object (``python -m services.cli.bench.serving noop PORT``).
+
+Both are driven by the same load generator: :func:`drive`, N asyncio
+connections with HTTP/1.1 keep-alive each sending the same request back to
+back for T seconds (a closed loop: a new request as soon as the answer is
+in). It writes raw request bytes and reads the answer by ``Content-Length``,
+so it costs much less CPU per request than an HTTP client library and the
+server, not the generator, is what saturates. It still shares the machine's
+cores with the server (and, for the candidate, with the broker the prediction
+log writes to): the report's notes say so.
+
+The server this module starts is shared, through the bench context, with the
+serving half of B7 (:mod:`services.cli.bench.drift`), which loads it while a
+drift check loops in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from schemas import topics
+from schemas.events import Promotion
+from services.cli.bench.data import workload
+from services.cli.bench.pending import not_available
+from services.cli.bench.runner import (
+    BenchContext,
+    Criterion,
+    Result,
+    Side,
+    Target,
+    benchmark,
+    interleaved,
+    measured,
+    median,
+    percentile,
+    spec_of,
+)
+from services.cli.bench.stack import ROOT, BenchStack, StackError, publish, wait_for
+from services.common.broker import free_port
+
+USECASE = "b5"
+NOOP_PATH = "/v1/noop/b5"
+CONCURRENCY = 16
+MODEL_ROWS = 400
+WARMUP_SECONDS = 1.0
+RIG_KEY = "serving-rig"
+SIDES: tuple[Side, ...] = ("baseline", "candidate")
+
+
+# ---- statistics -------------------------------------------------------------------
+
+
+@dataclass
+class LoadStats:
+    """What one load run saw: answers, failures, seconds and every answer's latency."""
+
+    ok: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        """Successful answers a second.
+
+        >>> LoadStats(ok=500, seconds=2.0).rps
+        250.0
+        >>> math.isnan(LoadStats().rps)
+        True
+        """
+        return self.ok / self.seconds if self.seconds > 0 else math.nan
+
+    @property
+    def p99_ms(self) -> float:
+        """The 99th percentile latency of the answers, in ms.
+
+        >>> LoadStats(latencies_ms=[float(v) for v in range(1, 101)]).p99_ms
+        99.01
+        """
+        return percentile(self.latencies_ms, 0.99)
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies_ms, 0.5)
+
+    def record(self, status: int, latency_ms: float) -> None:
+        """Count one answer: a 200 is a success whose latency counts; others are errors.
+
+        >>> stats = LoadStats()
+        >>> stats.record(200, 1.5); stats.record(503, 0.2)
+        >>> stats.ok, stats.errors, stats.latencies_ms, stats.statuses
+        (1, 1, [1.5], {200: 1, 503: 1})
+        """
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == 200:
+            self.ok += 1
+            self.latencies_ms.append(latency_ms)
+        else:
+            self.errors += 1
+
+    def merge(self, other: LoadStats) -> None:
+        """Add another worker's counts (the seconds are the run's, set by the caller).
+
+        >>> a, b = LoadStats(), LoadStats()
+        >>> a.record(200, 1.0); b.record(200, 3.0); b.record(500, 1.0)
+        >>> a.merge(b); a.ok, a.errors, sorted(a.latencies_ms), a.statuses
+        (2, 1, [1.0, 3.0], {200: 2, 500: 1})
+        """
+        self.ok += other.ok
+        self.errors += other.errors
+        self.latencies_ms.extend(other.latencies_ms)
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
+
+
+def http_request(host: str, port: int, path: str, body: bytes) -> bytes:
+    """One keep-alive HTTP/1.1 ``POST`` of a JSON body, as raw bytes.
+
+    >>> http_request("127.0.0.1", 8000, "/v1/x", b"{}").split(b"\\r\\n")[:2]
+    [b'POST /v1/x HTTP/1.1', b'Host: 127.0.0.1:8000']
+    """
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def parse_head(head: bytes) -> tuple[int, int]:
+    """(status, content length) of a response head; a head without a length is an error.
+
+    >>> parse_head(b"HTTP/1.1 200 OK\\r\\ncontent-length: 12\\r\\nx: y\\r\\n\\r\\n")
+    (200, 12)
+    """
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return status, int(value.strip())
+    raise ValueError(f"response without Content-Length: {lines[0]!r}")
+
+
+async def _worker(host: str, port: int, request: bytes, stop_at: float, stats: LoadStats) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status, length = parse_head(head)
+            if length:
+                await reader.readexactly(length)
+            stats.record(status, (time.perf_counter() - started) * 1000)
+    finally:
+        writer.close()
+
+
+async def _drive(
+    host: str, port: int, path: str, body: bytes, concurrency: int, seconds: float
+) -> LoadStats:
+    request = http_request(host, port, path, body)
+    started = time.perf_counter()
+    workers = [LoadStats() for _ in range(concurrency)]
+    await asyncio.gather(*(_worker(host, port, request, started + seconds, w) for w in workers))
+    total = LoadStats(seconds=time.perf_counter() - started)
+    for worker in workers:
+        total.merge(worker)
+    return total
+
+
+def drive(
+    port: int, path: str, body: bytes, *, concurrency: int, seconds: float, host: str = "127.0.0.1"
+) -> LoadStats:
+    """Load ``POST path`` with ``concurrency`` keep-alive connections for ``seconds``."""
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is installed with uvicorn[standard]
+        runner = asyncio.run
+    result: LoadStats = runner(_drive(host, port, path, body, concurrency, seconds))
+    return result
+
+
+# ---- the no-op server -------------------------------------------------------------
+
+
+def noop_app() -> Any:
+    """A FastAPI app whose ``POST`` reads the body and answers a small JSON object."""
+    app = FastAPI()
+    answer = json.dumps({"ok": True, "prediction": 0}).encode()
+
+    @app.post("/v1/noop/{usecase}")
+    async def noop(usecase: str, request: Request) -> Response:
+        await request.body()
+        return Response(answer, media_type="application/json")
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app
+
+
+def serve_noop(port: int) -> None:
+    """Serve :func:`noop_app` with the inference service's uvicorn settings."""
+    import uvicorn
+
+    uvicorn.run(
+        noop_app(),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+# ---- the rig: broker, inference service with a champion, no-op server -------------
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def register_champion(stack: BenchStack, usecase: str, rows: int = MODEL_ROWS) -> Promotion:
+    """Learn a river model on ``rows`` credit rows, register it, return its promotion."""
+    from services.common import tracking
+    from services.online_trainer.learner import learn_stream
+
+    spec = stack.usecase(usecase)
+    load = workload(spec, rows, seed=5)
+    model, _ = learn_stream(spec, load.rows, load.labels)
+    client = tracking.client(stack.home)
+    run_id = client.create_run(tracking.experiment_id(stack.home, usecase)).info.run_id
+    directory = stack.workdir / "models" / uuid.uuid4().hex
+    path = model.save(directory)
+    version, uri, sha = tracking.register_model_dir(client, run_id, usecase, directory, path)
+    return Promotion(
+        usecase=usecase,
+        action="promote",
+        model_name=usecase,
+        model_version=version,
+        artifact_uri=uri,
+        artifact_sha256=sha,
+        reason="bench champion",
+    )
+
+
+@dataclass
+class ServingRig:
+    """The running servers B5 and B7 load, and the request they are sent."""
+
+    stack: BenchStack
+    usecase: str
+    inference_port: int
+    noop_port: int
+    body: bytes
+    champion_version: str
+    noop: subprocess.Popen[bytes]
+
+    @property
+    def predict_path(self) -> str:
+        return f"/v1/predict/{self.usecase}"
+
+    def load(self, side: Side, *, concurrency: int, seconds: float) -> LoadStats:
+        if side == "baseline":
+            return drive(
+                self.noop_port, NOOP_PATH, self.body, concurrency=concurrency, seconds=seconds
+            )
+        return drive(
+            self.inference_port,
+            self.predict_path,
+            self.body,
+            concurrency=concurrency,
+            seconds=seconds,
+        )
+
+    def close(self) -> None:
+        if self.noop.poll() is None:
+            self.noop.send_signal(signal.SIGTERM)
+            try:
+                self.noop.wait(10)
+            except subprocess.TimeoutExpired:
+                self.noop.kill()
+                self.noop.wait()
+        self.stack.close()
+
+
+def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
+    """Broker, inference service with a promoted champion, and the no-op server."""
+    from services.cli.demo_traffic import predict_body
+
+    stack = BenchStack(workdir)
+    noop: subprocess.Popen[bytes] | None = None
+    try:
+        stack.start_broker()
+        spec = stack.add_usecase(USECASE)
+        promotion = register_champion(stack, USECASE)
+        asyncio.run(
+            publish(
+                stack.bootstrap, topics.MODELS_PROMOTIONS, [promotion.model_dump_json().encode()]
+            )
+        )
+        inference_port = free_port()
+        stack.start("inference", DRIFTLINE_HOST="127.0.0.1", DRIFTLINE_PORT=str(inference_port))
+        stack.ports["inference"] = inference_port  # health is served on the API's own port
+        noop_port = free_port()
+        log = (stack.logs / "noop.log").open("ab")
+        noop = subprocess.Popen(
+            [sys.executable, "-m", "services.cli.bench.serving", "noop", str(noop_port)],
+            cwd=ROOT,
+            env=stack.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        stack.wait_ready(["inference"], timeout)
+        base = f"http://127.0.0.1:{inference_port}"
+
+        def champion_loaded() -> bool:
+            champion = get_json(f"{base}/v1/models/{USECASE}").get("champion")
+            return bool(champion and champion["model_version"] == promotion.model_version)
+
+        if not wait_for(champion_loaded, timeout, interval=0.2):
+            raise StackError(f"inference never loaded the champion: {stack.tail('inference')}")
+        if not wait_for(lambda: http_ok(f"http://127.0.0.1:{noop_port}/readyz"), 60, 0.2):
+            raise StackError("the no-op server did not come up")
+        event = workload(spec, 1, seed=11).events[0]
+        body = json.dumps(predict_body(spec, event), separators=(",", ":")).encode()
+        rig = ServingRig(
+            stack, USECASE, inference_port, noop_port, body, promotion.model_version, noop
+        )
+        # Both must answer 200 (the candidate with the champion), or the load means nothing.
+        for side in SIDES:
+            probe = rig.load(side, concurrency=1, seconds=0.2)
+            if probe.ok == 0 or probe.errors:
+                raise StackError(f"{side} answered {probe.statuses}: {stack.tail('inference')}")
+        return rig
+    except BaseException:
+        if noop is not None and noop.poll() is None:
+            noop.kill()
+            noop.wait()
+        stack.close()
+        raise
+
+
+def serving_rig(context: BenchContext) -> ServingRig:
+    """The run's serving rig, started on first use and stopped with the run."""
+    rig = context.cache.get(RIG_KEY)
+    if rig is None:
+        rig = start_rig(Path(context.workdir) / "serving")
+        context.cleanup.callback(rig.close)
+        context.cache[RIG_KEY] = rig
+        # Warm both servers (first requests import and compile lazily).
+        for side in SIDES:
+            rig.load(side, concurrency=CONCURRENCY, seconds=WARMUP_SECONDS)
+    found: ServingRig = rig
+    return found
+
+
+def load_seconds(context: BenchContext) -> float:
+    return float(context.cache.get("serving-seconds", 2.0 if context.quick else 5.0))
+
+
+LOAD_NOTE = (
+    "load: {c} keep-alive connections, closed loop, {s:g} s a side, a raw asyncio HTTP/1.1 "
+    "generator in the bench process sharing the machine's {cores} cores with the server "
+    "(and with the broker the prediction log writes to)"
+)
+
+
+def load_note(concurrency: int, seconds: float) -> str:
+    import os
+
+    return LOAD_NOTE.format(c=concurrency, s=seconds, cores=os.cpu_count())
+
+
+@benchmark(
+    "B5",
+    "serving",
+    Target(
+        "RPS ratio >= 0.8, p99 overhead <= 2 ms",
+        [Criterion("ratio", ">=", 0.8), Criterion("p99_overhead_ms", "<=", 2.0)],
+    ),
+)
+def serving(context: BenchContext) -> Result:
+    missing = not_available("B5", {"inference": "services/inference (the inference service)"})
+    if missing is not None:
+        return missing
+    context.progress.start(2 * context.repetitions + 1)
+    rig = serving_rig(context)
+    context.progress.advance()
+    seconds = load_seconds(context)
+    runs: dict[Side, list[LoadStats]] = {"baseline": [], "candidate": []}
+
+    def run(side: Side, rep: int) -> float:
+        stats = rig.load(side, concurrency=CONCURRENCY, seconds=seconds)
+        runs[side].append(stats)
+        return stats.rps
+
+    baseline_rps, candidate_rps = interleaved(run, context.repetitions, context.progress)
+    p99 = {side: median([s.p99_ms for s in found]) for side, found in runs.items()}
+    p50 = {side: median([s.p50_ms for s in found]) for side, found in runs.items()}
+    errors = {side: sum(s.errors for s in found) for side, found in runs.items()}
+    overhead = p99["candidate"] - p99["baseline"]
+    return measured(
+        spec_of("B5"),
+        figure=median(candidate_rps),
+        unit="req/s",
+        baseline=median(baseline_rps),
+        repetitions=context.repetitions,
+        notes=f"p99 {p99['candidate']:.2f} ms vs {p99['baseline']:.2f} ms no-op "
+        f"(overhead {overhead:.2f} ms); one item with request fields (preparer, river "
+        f"champion, prediction logged to Kafka) vs a FastAPI no-op POST, uvicorn uvloop/"
+        f"httptools 1 worker each; {load_note(CONCURRENCY, seconds)}; "
+        f"non-200 answers {errors['candidate']} vs {errors['baseline']}",
+        extra={"p99_overhead_ms": overhead},
+        details={
+            "candidate_rps": candidate_rps,
+            "baseline_rps": baseline_rps,
+            "candidate_p99_ms": p99["candidate"],
+            "baseline_p99_ms": p99["baseline"],
+            "candidate_p50_ms": p50["candidate"],
+            "baseline_p50_ms": p50["baseline"],
+            "concurrency": CONCURRENCY,
+            "seconds_per_side": seconds,
+            "champion_version": rig.champion_version,
+        },
+    )
+
+
+def main(argv: list[str]) -> None:
+    """``python -m services.cli.bench.serving noop PORT`` | ``drift-loop WORKDIR``."""
+    if argv[:1] == ["noop"] and len(argv) == 2:
+        serve_noop(int(argv[1]))
+    elif argv[:1] == ["drift-loop"] and len(argv) == 2:
+        from services.cli.bench.drift import drift_loop
+
+        drift_loop(Path(argv[1]))
+    else:
+        raise SystemExit("usage: serving.py noop PORT | drift-loop WORKDIR")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
