@@ -181,6 +181,25 @@ def write_parquet_part(directory: Path, frame: pd.DataFrame, part_name: str) -> 
     return final
 
 
+def compact_dataset(directory: Path, max_parts: int = 32) -> int:
+    """Merge a dataset's parts into one when there are more than ``max_parts``.
+
+    Feast's file offline store reads every part on each retrieval; thousands of
+    small parts (one per consumed batch) make a training set take minutes. Only
+    the one writer of a dataset calls this, after its own write. A crash between
+    writing the merged part and removing the old ones leaves duplicate rows,
+    which every reader drops by event id. Returns how many parts were merged.
+    """
+    parts = sorted(p for p in directory.glob("*.parquet")) if directory.exists() else []
+    if len(parts) <= max_parts:
+        return 0
+    frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    write_parquet_part(directory, frame, f"compacted-{uuid.uuid4().hex}")
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return len(parts)
+
+
 def write_features(
     store: FeatureStore, home: Path, spec: UseCase, rows: Sequence[FeatureRow], part_name: str
 ) -> None:
@@ -190,6 +209,7 @@ def write_features(
     frame = rows_frame(spec, rows)
     write_parquet_part(features_dir(home, spec.name), frame, part_name)
     store.push(push_source_name(spec.name), frame, to=PushMode.ONLINE)
+    compact_dataset(features_dir(home, spec.name))
 
 
 def labels_frame(labels: Sequence[Label]) -> pd.DataFrame:
@@ -208,6 +228,7 @@ def write_labels(home: Path, spec: UseCase, labels: Sequence[Label], part_name: 
         frame = labels_frame(labels)
         frame["label"] = frame["label"].astype(str)
         write_parquet_part(labels_dir(home, spec.name), frame, part_name)
+        compact_dataset(labels_dir(home, spec.name))
 
 
 def online_features(

@@ -111,3 +111,14 @@ def test_production_profile_serves_online_features_from_redis(home: Path, unique
     assert carol["x"] == 7.0 and carol["source_event_id"] == "e1"
     client = redis.Redis(host="127.0.0.1", port=6379)
     assert any(client.scan_iter(count=1000)), "nothing was written to Redis"
+
+
+def test_many_parts_are_compacted_and_nothing_is_lost(store, home: Path) -> None:  # type: ignore[no-untyped-def]
+    for i in range(40):
+        fs.write_features(store, home, SPEC, [row(f"e{i}", f"u{i % 4}", i, float(i))], f"p{i:03d}")
+    parts = list(fs.features_dir(home, "toy").glob("*.parquet"))
+    assert len(parts) <= 32
+    data = fs.read_dataset(fs.features_dir(home, "toy"))
+    assert sorted(data[fs.EVENT_ID]) == sorted(f"e{i}" for i in range(40))
+    fs.write_labels(home, SPEC, [label(f"e{i}", i + 0.5, i % 2) for i in range(40)], "l")
+    assert len(fs.training_frame(store, home, SPEC)) == 40
