@@ -83,7 +83,7 @@ def test_valid_rows_reach_feast_once_and_bad_ones_the_deadletter_topic(
 
     raw = [json.dumps(e).encode() for e in events]
     publish_raw(stack.bootstrap, topics.raw(unique), raw[:500] + bad + raw[500:])
-    assert wait_until(lambda: len(offline_rows(stack, unique)) >= 1000, timeout=120), (
+    assert wait_until(lambda: len(offline_rows(stack, unique)) >= 1000, timeout=300), (
         stack.log("ingestion")[-3000:] + stack.log("features")[-3000:]
     )
     rows = read_topic(stack.bootstrap, topics.features(unique))
@@ -110,7 +110,7 @@ def test_valid_rows_reach_feast_once_and_bad_ones_the_deadletter_topic(
     marker = valid_events(spec.model_copy(update={"name": unique}), 1001)[-1]
     marker = {**marker, "event_id": "marker-event"}
     publish_raw(stack.bootstrap, topics.raw(unique), [json.dumps(marker).encode()])
-    assert wait_until(lambda: len(offline_rows(stack, unique)) >= 1001, timeout=60)
+    assert wait_until(lambda: len(offline_rows(stack, unique)) >= 1001, timeout=180)
     rows = read_topic(stack.bootstrap, topics.features(unique))
     assert len(rows) == 1001
     offline = offline_rows(stack, unique)
@@ -136,13 +136,13 @@ def test_sigkilled_services_account_for_every_event_once(stack: Stack, unique: s
     stack.start("ingestion")
     stack.start("features")
     publish_raw(stack.bootstrap, topics.raw(unique), raw[:1500])
-    assert wait_until(lambda: len(offline_rows(stack, unique)) > 0, timeout=120)
+    assert wait_until(lambda: len(offline_rows(stack, unique)) > 0, timeout=300)
     stack.kill("ingestion")
     stack.kill("features")
     publish_raw(stack.bootstrap, topics.raw(unique), raw[1500:])
     stack.start("ingestion")
     stack.start("features")
-    assert wait_until(lambda: len(offline_rows(stack, unique)) >= 3000, timeout=180), (
+    assert wait_until(lambda: len(offline_rows(stack, unique)) >= 3000, timeout=300), (
         stack.log("ingestion")[-3000:] + stack.log("features")[-3000:]
     )
     offline = offline_rows(stack, unique)
