@@ -39,7 +39,13 @@ async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthS
         settings.bootstrap, sources, f"driftline-{SERVICE}", mode=settings.consumer_mode
     )
     producer = await start_producer(settings.bootstrap)
-    sink = FeatureSink(store, specs, seen, settings.home)
+    sink = FeatureSink(
+        store,
+        specs,
+        seen,
+        settings.home,
+        online_last_write_wins=settings.feast_profile == "embedded",
+    )
     loop = ConsumeLoop(
         consumer, sink, DeadLetterPolicy(SERVICE, producer), max_records=settings.batch_rows
     )

@@ -8,6 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from feast import FeatureStore
+from feast.data_source import PushMode
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
@@ -41,11 +42,24 @@ def validation_reason(error: ValidationError) -> str:
 class FeatureSink:
     """Buffers feature rows and labels; ``flush`` writes them to Feast once each."""
 
-    def __init__(self, store: FeatureStore, specs: dict[str, UseCase], seen: SeenIds, home: Any):
+    def __init__(
+        self,
+        store: FeatureStore,
+        specs: dict[str, UseCase],
+        seen: SeenIds,
+        home: Any,
+        *,
+        online_last_write_wins: bool = True,
+    ):
         self.store = store
         self.specs = specs
         self.seen = seen
         self.home = home
+        # Whether the online store keeps the last row written for an entity, whatever
+        # its timestamp (Feast's SQLite store does): then only each entity's last row
+        # of a batch needs writing online, and the store ends the same.
+        self.online_last_write_wins = online_last_write_wins
+        self.names = {name: spec.feature_names() for name, spec in specs.items()}
         self.rows: dict[str, list[FeatureRow]] = defaultdict(list)
         self.labels: dict[str, list[Label]] = defaultdict(list)
         self.part_names: dict[tuple[str, str], str] = {}
@@ -55,8 +69,19 @@ class FeatureSink:
         spec = self.specs.get(usecase or "")
         if spec is None:
             raise InvalidInput(f"topic {record.topic!r} belongs to no configured use case")
-        payload = decode_object(record.value)
         kind = "labels" if record.topic == topics.labels(spec.name) else "features"
+        row: FeatureRow | None = None
+        if kind == "features" and record.value is not None:
+            try:  # one pass over the bytes; anything it refuses is parsed again below
+                row = FeatureRow.model_validate_json(record.value)
+            except ValueError:
+                row = None
+        if row is not None:
+            self._check_row(spec, row)
+            self.rows[spec.name].append(row)
+            self._note_part(spec.name, kind, record)
+            return
+        payload = decode_object(record.value)
         try:
             if kind == "labels":
                 label = Label.model_validate(payload)
@@ -68,14 +93,17 @@ class FeatureSink:
                 self.rows[spec.name].append(row)
         except ValidationError as exc:
             raise InvalidInput(validation_reason(exc), event_id=payload.get("event_id")) from exc
+        self._note_part(spec.name, kind, record)
+
+    def _note_part(self, usecase: str, kind: str, record: Any) -> None:
         # Name the Parquet part after where its batch starts, so a redelivered
         # batch replaces its own part instead of adding a second copy.
         self.part_names.setdefault(
-            (spec.name, kind), f"{record.topic}-{record.partition}-{record.offset:012d}"
+            (usecase, kind), f"{record.topic}-{record.partition}-{record.offset:012d}"
         )
 
     def _check_row(self, spec: UseCase, row: FeatureRow) -> None:
-        missing = [name for name in spec.feature_names() if name not in row.features]
+        missing = [name for name in self.names[spec.name] if name not in row.features]
         if missing:
             raise InvalidInput(f"feature row lacks features {missing}", event_id=row.event_id)
         text = [k for k, v in row.features.items() if isinstance(v, str)]
@@ -103,7 +131,7 @@ class FeatureSink:
             unique = {r.source_event_id: r for r in rows if r.source_event_id in fresh}
             batch = list(unique.values())
             part = self.part_names[(usecase, "features")]
-            featurestore.write_features(self.store, self.home, self.specs[usecase], batch, part)
+            self._write_features(self.specs[usecase], batch, part)
             self.seen.add(usecase, "features", unique)
             WRITTEN.labels(usecase, "features").inc(len(batch))
         for usecase, labels in self.labels.items():
@@ -117,6 +145,19 @@ class FeatureSink:
         self.labels.clear()
         self.part_names.clear()
         FLUSH_SECONDS.observe(time.perf_counter() - started)
+
+    def _write_features(self, spec: UseCase, rows: list[FeatureRow], part: str) -> None:
+        """``featurestore.write_features``, less the online rows the store would overwrite."""
+        if not rows:
+            return
+        frame = featurestore.rows_frame(spec, rows)
+        featurestore.write_parquet_part(
+            featurestore.features_dir(self.home, spec.name), frame, part
+        )
+        online = frame
+        if self.online_last_write_wins:
+            online = frame.drop_duplicates(featurestore.ENTITY_KEY, keep="last")
+        self.store.push(featurestore.push_source_name(spec.name), online, to=PushMode.ONLINE)
 
     def _fresh(self, usecase: str, kind: str, event_ids: list[str]) -> set[str]:
         fresh = self.seen.unseen(usecase, kind, event_ids)

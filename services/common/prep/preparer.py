@@ -35,9 +35,16 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+try:  # a JSON decoder about 5x faster than json's; json's answer is the reference
+    from msgspec.json import Decoder as _FastDecoder
+
+    _fast_loads: Any = _FastDecoder().decode
+except ImportError:  # pragma: no cover - msgspec is optional
+    _fast_loads = None
 
 from schemas.events import FeatureRow
 from schemas.usecase import FieldSpec, UseCase, UseCaseError
@@ -59,6 +66,7 @@ from services.common.prep.values import (
 )
 
 STATE_VERSION = 1
+_NORMALIZED_CACHE = 4096  # most raw category spellings whose normalized form is remembered
 _ROW_ID_NAMESPACE = uuid.UUID("5f0c7c55-9a4e-4c8e-9d7e-6a3f4d1f2b10")
 
 
@@ -115,6 +123,12 @@ class Preparer:
         self.rows = 0
         if state is not None:
             self._restore(state)
+        # Worked out once, used for every event.
+        self._fields = list(spec.fields.items())
+        self._compiled = [transforms.compile_transform(t, spec) for t in spec.features]
+        key_spec = spec.fields.get(spec.entity_key)
+        self._pseudonymize_entity = key_spec is not None and key_spec.pseudonymize
+        self._normalized: dict[tuple[type, Any], str] = {}
 
     # ---- parse -------------------------------------------------------------
 
@@ -129,6 +143,14 @@ class Preparer:
         if isinstance(raw, str):
             raw = raw.encode()
         self._check_size(len(raw))
+        if _fast_loads is not None:
+            try:
+                value = _fast_loads(raw)
+            except Exception:  # whatever it refuses, json decides, with json's reason
+                pass
+            else:
+                if isinstance(value, dict):
+                    return value
         try:
             value = json.loads(raw)
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
@@ -159,7 +181,7 @@ class Preparer:
         except ValueProblem as exc:
             raise InvalidInput(str(exc), event_id=event_id) from None
         values: dict[str, Any] = {}
-        for name, spec in self.spec.fields.items():
+        for name, spec in self._fields:
             try:
                 values[name] = self._field_value(name, spec, payload.get(name))
             except ValueProblem as exc:
@@ -168,8 +190,9 @@ class Preparer:
 
     def _field_value(self, name: str, spec: FieldSpec, raw: Any) -> Any:
         """A typed value or None (missing); raises ValueProblem."""
-        if isinstance(raw, str):
-            alias = self._aliases[name].get(normalize_category(raw))
+        aliases = self._aliases[name]
+        if aliases and isinstance(raw, str):
+            alias = aliases.get(self._normalize(raw))
             if alias is not None:
                 raw = alias
         if spec.type in ("float", "int"):
@@ -188,6 +211,22 @@ class Preparer:
         return self._category(name, spec, raw)
 
     def _numeric(self, spec: FieldSpec, raw: Any) -> float | None:
+        kind = type(raw)
+        if kind is float or kind is int:
+            # The common case, a finite JSON number within range, checked as below.
+            try:
+                number = float(raw)
+            except OverflowError:
+                return self._numeric_checked(spec, raw)
+            if math.isfinite(number) and (spec.type != "int" or number.is_integer()):
+                cap = spec.cap
+                checked = number if cap is None else min(max(number, cap[0]), cap[1])
+                low, high = spec.min, spec.max
+                if (low is None or checked >= low) and (high is None or checked <= high):
+                    return number
+        return self._numeric_checked(spec, raw)
+
+    def _numeric_checked(self, spec: FieldSpec, raw: Any) -> float | None:
         integer = spec.type == "int"
         try:
             number = parse_integer(raw) if integer else parse_number(raw)
@@ -208,7 +247,7 @@ class Preparer:
     def _category(self, name: str, spec: FieldSpec, raw: Any) -> Any:
         if isinstance(raw, dict | list):
             raise ValueProblem(f"expected a category, got {show(raw)}")
-        key = normalize_category(raw)
+        key = self._normalize(raw)
         known = self._categories[name]
         if not spec.values:
             return key[:MAX_TEXT]
@@ -219,6 +258,20 @@ class Preparer:
         allowed = ", ".join(str(v) for v in spec.values[:20])
         more = ", ..." if len(spec.values) > 20 else ""
         raise ValueProblem(f"expected one of [{allowed}{more}], got {show(raw)}")
+
+    def _normalize(self, raw: Any) -> str:
+        """``normalize_category(raw)``, remembered for the plain values events repeat."""
+        kind = type(raw)
+        plain = kind is int or kind is float or kind is bool or (kind is str and len(raw) <= 64)
+        if not plain:
+            return normalize_category(raw)
+        key = (kind, raw)  # the type keeps True, 1 and 1.0 apart
+        found = self._normalized.get(key)
+        if found is None:
+            found = normalize_category(raw)
+            if len(self._normalized) < _NORMALIZED_CACHE:
+                self._normalized[key] = found
+        return found
 
     # ---- clean ---------------------------------------------------------------
 
@@ -231,7 +284,8 @@ class Preparer:
         values = dict(record.values)
         imputed: list[str] = []
         capped: list[str] = []
-        for name, spec in self.spec.fields.items():
+        stats = self._stats
+        for name, spec in self._fields:
             value = values[name]
             if value is None:
                 value = self._impute(name, spec, record.event_id)
@@ -244,23 +298,23 @@ class Preparer:
                     value = clipped
             if isinstance(value, float) and spec.type == "int" and math.isfinite(value):
                 value = float(round(value))
-            if learn and name in self._stats and name not in imputed and value is not None:
-                self._stats[name].update(value)
+            if learn and value is not None and name in stats and name not in imputed:
+                stats[name].update(value)
             if spec.pseudonymize and value is not None and value != "other":
                 value = pseudonymize(str(value), self.salt)
             values[name] = value
         entity_id = record.entity_id
-        key_spec = self.spec.fields.get(self.spec.entity_key)
-        if key_spec is not None and key_spec.pseudonymize:
+        if self._pseudonymize_entity:
             entity_id = pseudonymize(entity_id, self.salt)
         if learn:
             self.rows += 1
-        return replace(
-            record,
-            entity_id=entity_id,
-            values=values,
-            imputed=tuple(imputed),
-            capped=tuple(capped),
+        return Record(
+            record.event_id,
+            entity_id,
+            record.timestamp,
+            values,
+            tuple(imputed),
+            tuple(capped),
             cleaned=True,
         )
 
@@ -294,12 +348,15 @@ class Preparer:
         """The spec's features, named as ``spec.feature_names()``, all finite floats."""
         if not record.cleaned:
             record = self.clean(record, learn=False)
-        values = dict(record.values)
-        values.setdefault(self.spec.timestamp_field, record.timestamp)
+        values = record.values
+        if self.spec.timestamp_field not in values:
+            values = {**values, self.spec.timestamp_field: record.timestamp}
         outputs: list[float] = []
-        for transform in self.spec.features:
-            outputs.extend(transforms.apply(transform, values, self.spec))
+        for compiled in self._compiled:
+            outputs.extend(compiled(values))
         features = dict(zip(self.feature_names, outputs, strict=True))
+        if all(map(math.isfinite, outputs)):
+            return features
         for feature_name, value in features.items():
             if not math.isfinite(value):
                 raise InvalidInput(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -141,3 +142,126 @@ def apply(transform: Transform, values: dict[str, Any], spec: UseCase) -> list[f
         return [log1p(x)]
     assert isinstance(transform, Passthrough)
     return [x]
+
+
+Compiled = Callable[[dict[str, Any]], Sequence[float]]
+
+# Most distinct values a compiled one-hot remembers the outputs of (an open
+# category could otherwise grow the cache without bound).
+ONEHOT_CACHE = 4096
+
+
+def compile_transform(transform: Transform, spec: UseCase) -> Compiled:
+    """``apply(transform, values, spec)`` as a function of ``values`` alone, with the
+    spec's parameters (normalized categories, bin edges) worked out once.
+
+    The outputs are the same numbers as :func:`apply`'s; the preparer calls the
+    compiled form for every event.
+
+    >>> from schemas.usecase import UseCase
+    >>> spec = UseCase.model_validate({
+    ...     "name": "toy", "task": "regression",
+    ...     "fields": {"plan": {"type": "category", "values": [1, "Gold"], "unknown": "other"},
+    ...                "age": {"type": "int"}},
+    ...     "features": [{"kind": "onehot", "field": "plan"},
+    ...                  {"kind": "standardize", "field": "age", "mean": 40, "std": 10}],
+    ... })
+    >>> onehot_plan, age_z = (compile_transform(t, spec) for t in spec.features)
+    >>> list(onehot_plan({"plan": "gold"})), list(onehot_plan({"plan": 1.0}))
+    ([0.0, 1.0, 0.0], [1.0, 0.0, 0.0])
+    >>> list(age_z({"age": 50.0})), list(age_z({"age": None}))
+    ([1.0], [0.0])
+    """
+    if isinstance(transform, OneHot):
+        field = spec.fields[transform.field]
+        categories = [normalize_category(v) for v in field.values or []]
+        if field.unknown == "other":
+            categories.append("other")
+        return _compile_onehot(transform.field, categories)
+    if isinstance(transform, DatePart):
+        date_field, parts = transform.field, [str(part) for part in transform.parts]
+        zeros = (0.0,) * len(parts)
+
+        def date_part(values: dict[str, Any]) -> Sequence[float]:
+            moment = values.get(date_field)
+            return zeros if moment is None else date_parts(moment, parts)
+
+        return date_part
+    if isinstance(transform, Ratio):
+        top_field, bottom_field = transform.numerator, transform.denominator
+
+        def ratio_of(values: dict[str, Any]) -> Sequence[float]:
+            top = as_number(values.get(top_field))
+            bottom = as_number(values.get(bottom_field))
+            return (0.0 if top is None or bottom is None else ratio(top, bottom),)
+
+        return ratio_of
+    return _compile_numeric(transform)
+
+
+def _compile_numeric(transform: Transform) -> Compiled:
+    """One float from one field: standardize, minmax, bin, log1p or passthrough."""
+    scaled: Callable[[float], float]
+    if isinstance(transform, Standardize):
+        mean, std = transform.mean, transform.std
+
+        def scaled(x: float) -> float:
+            return (x - mean) / std
+
+    elif isinstance(transform, MinMax):
+        low, high = transform.min, transform.max
+
+        def scaled(x: float) -> float:
+            return (x - low) / (high - low)
+
+    elif isinstance(transform, Bin):
+        edges = list(transform.edges)
+
+        def scaled(x: float) -> float:
+            return float(bisect.bisect_right(edges, x))
+
+    elif isinstance(transform, Log1p):
+        scaled = log1p
+    else:
+        assert isinstance(transform, Passthrough)
+
+        def scaled(x: float) -> float:
+            return x
+
+    name = transform.field
+
+    def numeric(values: dict[str, Any]) -> Sequence[float]:
+        value = values.get(name)
+        if value is None:
+            return (0.0,)
+        kind = type(value)
+        if kind is float:
+            return (scaled(value),)
+        x = as_number(value)
+        assert x is not None
+        return (scaled(x),)
+
+    return numeric
+
+
+def _compile_onehot(field: str, categories: list[str]) -> Compiled:
+    """A one-hot over normalized ``categories``, its outputs remembered per value."""
+    empty = tuple(0.0 for _ in categories)
+    seen: dict[tuple[type, Any], tuple[float, ...]] = {}
+
+    def encode(values: dict[str, Any]) -> Sequence[float]:
+        value = values.get(field)
+        if value is None:
+            return empty
+        kind = type(value)
+        if kind is not str and kind is not int and kind is not float and kind is not bool:
+            return onehot(value, categories)  # anything else: computed, never remembered
+        key = (kind, value)  # the type keeps True, 1 and 1.0 apart
+        found = seen.get(key)
+        if found is None:
+            found = tuple(onehot(value, categories))
+            if len(seen) < ONEHOT_CACHE:
+                seen[key] = found
+        return found
+
+    return encode

@@ -186,9 +186,9 @@ def parse_timestamp(value: Any) -> datetime:
     ...
     services.common.prep.values.ValueProblem: timestamp 'yesterday' is not ISO-8601 or epoch seconds
     """
-    problem = ValueProblem(f"timestamp {show(value)} is not ISO-8601 or epoch seconds")
+    original = value  # named in the reason, whatever it was turned into on the way
     if isinstance(value, bool) or value is None:
-        raise problem
+        raise _not_a_timestamp(original)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -199,18 +199,22 @@ def parse_timestamp(value: Any) -> datetime:
             try:
                 moment = datetime.fromisoformat(text)
             except ValueError:
-                raise problem from None
+                raise _not_a_timestamp(original) from None
             return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
         value = epoch
     if not isinstance(value, int | float):
-        raise problem
+        raise _not_a_timestamp(original)
     try:
         seconds = float(value)
         if abs(seconds) > _EPOCH_MS_ABOVE:
             seconds /= 1000.0
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
-        raise problem from None
+        raise _not_a_timestamp(original) from None
+
+
+def _not_a_timestamp(value: Any) -> ValueProblem:
+    return ValueProblem(f"timestamp {show(value)} is not ISO-8601 or epoch seconds")
 
 
 def normalize_category(value: Any) -> str:

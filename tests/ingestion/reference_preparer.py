@@ -1,0 +1,443 @@
+"""A frozen copy of the preparer before the fast paths, the reference they are tested against.
+
+The preparer: a raw event in, a feature row out, driven only by the use-case spec.
+
+``parse`` (size, JSON object) → ``validate`` (ids, timestamp, typed and
+normalized field values, ranges, categories) → ``clean`` (imputation from
+running statistics, caps, pseudonyms) → ``featurize`` (the spec's transforms).
+Anything wrong with the event raises :class:`~services.common.errors.InvalidInput`
+with a reason naming the field, what was expected and what came.
+
+>>> from schemas.usecase import UseCase
+>>> spec = UseCase.model_validate({
+...     "name": "toy", "task": "classification", "label": {"classes": [0, 1]},
+...     "fields": {
+...         "age": {"type": "int", "min": 18, "max": 100, "impute": "median"},
+...         "plan": {"type": "category", "values": ["basic", "gold"],
+...                  "aliases": {"premium": "gold"}, "unknown": "other"},
+...     },
+...     "features": [{"kind": "standardize", "field": "age", "mean": 40, "std": 10},
+...                  {"kind": "onehot", "field": "plan"}],
+... })
+>>> preparer = Preparer(spec)
+>>> event = {"event_id": "e1", "entity_id": "c1", "timestamp": "2026-01-01T00:00:00Z",
+...          "age": 50, "plan": " Premium"}
+>>> preparer.prepare(event).features
+{'age_z': 1.0, 'plan_basic': 0.0, 'plan_gold': 1.0, 'plan_other': 0.0}
+>>> preparer.prepare({**event, "event_id": "e2", "age": None, "plan": "silver"}).features
+{'age_z': 1.0, 'plan_basic': 0.0, 'plan_gold': 0.0, 'plan_other': 1.0}
+>>> preparer.prepare({**event, "age": "old"})
+Traceback (most recent call last):
+...
+services.common.errors.InvalidInput: field 'age': expected an integer in [18, 100], got 'old'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from schemas.events import FeatureRow
+from schemas.usecase import FieldSpec, UseCase, UseCaseError
+from services.common.errors import InvalidInput
+from services.common.prep.stats import Statistic, new_statistic, restore_statistic
+from services.common.prep.values import (
+    MAX_TEXT,
+    MISSING,
+    ValueProblem,
+    is_missing,
+    normalize_category,
+    parse_bool,
+    parse_integer,
+    parse_number,
+    parse_timestamp,
+    pseudonymize,
+    show,
+)
+from tests.ingestion import reference_transforms as transforms
+
+STATE_VERSION = 1
+_ROW_ID_NAMESPACE = uuid.UUID("5f0c7c55-9a4e-4c8e-9d7e-6a3f4d1f2b10")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One validated event: its ids, its UTC timestamp and its typed field values.
+
+    A value is None where the event had none (absent, null or NaN) and
+    ``clean`` has not imputed it yet.
+    """
+
+    event_id: str
+    entity_id: str
+    timestamp: datetime
+    values: dict[str, Any]
+    imputed: tuple[str, ...] = ()
+    capped: tuple[str, ...] = ()
+    cleaned: bool = field(default=False, compare=False)
+
+
+class Preparer:
+    """Validate, clean and featurize raw events of one use case.
+
+    Parameters
+    ----------
+    spec
+        The use case.
+    state
+        What :meth:`state` returned earlier (a checkpoint); None starts fresh.
+    salt
+        Secret mixed into pseudonyms; services pass it from their settings.
+    """
+
+    def __init__(
+        self, spec: UseCase, state: dict[str, Any] | None = None, *, salt: str = ""
+    ) -> None:
+        self.spec = spec
+        self.salt = salt
+        self.feature_names = spec.feature_names()
+        self._categories = {
+            name: {normalize_category(v): v for v in f.values or []}
+            for name, f in spec.fields.items()
+            if f.type == "category"
+        }
+        self._aliases = {
+            name: {normalize_category(k): v for k, v in f.aliases.items()}
+            for name, f in spec.fields.items()
+        }
+        self._stats: dict[str, Statistic] = {}
+        for name, f in spec.fields.items():
+            statistic = new_statistic(f.impute)
+            if statistic is not None:
+                self._stats[name] = statistic
+        self.rows = 0
+        if state is not None:
+            self._restore(state)
+
+    # ---- parse -------------------------------------------------------------
+
+    def parse(self, raw: bytes | str) -> dict[str, Any]:
+        """A raw message as a JSON object, within the size limit.
+
+        Raises
+        ------
+        InvalidInput
+            Too large, not JSON, or JSON that is not an object.
+        """
+        if isinstance(raw, str):
+            raw = raw.encode()
+        self._check_size(len(raw))
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
+            raise InvalidInput(f"not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise InvalidInput("not valid JSON: nested too deeply") from None
+        if not isinstance(value, dict):
+            raise InvalidInput(f"expected a JSON object, got {show(value)}")
+        return value
+
+    def _check_size(self, size: int) -> None:
+        limit = self.spec.max_event_bytes
+        if size > limit:
+            raise InvalidInput(f"event is {size} bytes, over the {limit}-byte limit")
+
+    # ---- validate ------------------------------------------------------------
+
+    def validate(self, payload: dict[str, Any]) -> Record:
+        """Ids, timestamp and every declared field, typed and normalized; extra keys ignored."""
+        event_id = _identifier(payload, "event_id", None)
+        entity_id = _identifier(payload, self.spec.entity_key, event_id)
+        if self.spec.timestamp_field not in payload or payload[self.spec.timestamp_field] is None:
+            raise InvalidInput(
+                f"missing required field {self.spec.timestamp_field!r}", event_id=event_id
+            )
+        try:
+            timestamp = parse_timestamp(payload[self.spec.timestamp_field])
+        except ValueProblem as exc:
+            raise InvalidInput(str(exc), event_id=event_id) from None
+        values: dict[str, Any] = {}
+        for name, spec in self.spec.fields.items():
+            try:
+                values[name] = self._field_value(name, spec, payload.get(name))
+            except ValueProblem as exc:
+                raise InvalidInput(f"field {name!r}: {exc}", event_id=event_id) from None
+        return Record(event_id, entity_id, timestamp, values)
+
+    def _field_value(self, name: str, spec: FieldSpec, raw: Any) -> Any:
+        """A typed value or None (missing); raises ValueProblem."""
+        if isinstance(raw, str):
+            alias = self._aliases[name].get(normalize_category(raw))
+            if alias is not None:
+                raw = alias
+        if spec.type in ("float", "int"):
+            return self._numeric(spec, raw)
+        if spec.type == "bool":
+            flag = parse_bool(raw)
+            return None if flag is MISSING else flag
+        if spec.type == "datetime":
+            return None if is_missing(raw) else parse_timestamp(raw)
+        if is_missing(raw):
+            return None
+        if spec.type == "string":
+            if isinstance(raw, dict | list | bool):
+                raise ValueProblem(f"expected text, got {show(raw)}")
+            return str(raw).strip()[: MAX_TEXT * 5]
+        return self._category(name, spec, raw)
+
+    def _numeric(self, spec: FieldSpec, raw: Any) -> float | None:
+        integer = spec.type == "int"
+        try:
+            number = parse_integer(raw) if integer else parse_number(raw)
+        except ValueProblem:
+            raise ValueProblem(f"expected {_describe(spec)}, got {show(raw)}") from None
+        if number is MISSING:
+            return None
+        assert isinstance(number, float)
+        checked = _clip(number, spec.cap) if spec.cap else number
+        if math.isinf(checked):
+            raise ValueProblem(f"expected a finite number, got {show(raw)} (no cap to clip it to)")
+        low = -math.inf if spec.min is None else spec.min
+        high = math.inf if spec.max is None else spec.max
+        if not low <= checked <= high:
+            raise ValueProblem(f"expected {_describe(spec)}, got {show(raw)}")
+        return number
+
+    def _category(self, name: str, spec: FieldSpec, raw: Any) -> Any:
+        if isinstance(raw, dict | list):
+            raise ValueProblem(f"expected a category, got {show(raw)}")
+        key = normalize_category(raw)
+        known = self._categories[name]
+        if not spec.values:
+            return key[:MAX_TEXT]
+        if key in known:
+            return known[key]
+        if spec.unknown == "other":
+            return "other"
+        allowed = ", ".join(str(v) for v in spec.values[:20])
+        more = ", ..." if len(spec.values) > 20 else ""
+        raise ValueProblem(f"expected one of [{allowed}{more}], got {show(raw)}")
+
+    # ---- clean ---------------------------------------------------------------
+
+    def clean(self, record: Record, *, learn: bool = True) -> Record:
+        """Impute missing values, cap outliers, pseudonymize personal fields.
+
+        ``learn`` updates the running statistics with the values seen (the
+        ingestion does; a read-only caller such as a what-if query does not).
+        """
+        values = dict(record.values)
+        imputed: list[str] = []
+        capped: list[str] = []
+        for name, spec in self.spec.fields.items():
+            value = values[name]
+            if value is None:
+                value = self._impute(name, spec, record.event_id)
+                if value is not None:
+                    imputed.append(name)
+            elif spec.cap is not None and isinstance(value, float):
+                clipped = _clip(value, spec.cap)
+                if clipped != value:
+                    capped.append(name)
+                    value = clipped
+            if isinstance(value, float) and spec.type == "int" and math.isfinite(value):
+                value = float(round(value))
+            if learn and name in self._stats and name not in imputed and value is not None:
+                self._stats[name].update(value)
+            if spec.pseudonymize and value is not None and value != "other":
+                value = pseudonymize(str(value), self.salt)
+            values[name] = value
+        entity_id = record.entity_id
+        key_spec = self.spec.fields.get(self.spec.entity_key)
+        if key_spec is not None and key_spec.pseudonymize:
+            entity_id = pseudonymize(entity_id, self.salt)
+        if learn:
+            self.rows += 1
+        return replace(
+            record,
+            entity_id=entity_id,
+            values=values,
+            imputed=tuple(imputed),
+            capped=tuple(capped),
+            cleaned=True,
+        )
+
+    def _impute(self, name: str, spec: FieldSpec, event_id: str) -> Any:
+        if spec.impute == "reject":
+            if spec.required:
+                raise InvalidInput(
+                    f"missing required field {name!r} ({_describe(spec)}, no imputation)",
+                    event_id=event_id,
+                )
+            return spec.fill  # optional: its fill, or None (the transforms' neutral value)
+        if spec.impute == "constant":
+            if spec.type == "category":
+                return self._category(name, spec, spec.fill)
+            return _typed_fill(spec)
+        estimate = self._stats[name].value()
+        if estimate is not None:
+            return estimate
+        fallback = _typed_fill(spec) if spec.fill is not None else _neutral(spec)
+        if fallback is None:
+            raise InvalidInput(
+                f"field {name!r} is missing and cannot be imputed yet: no values seen "
+                f"for its {spec.impute} and no fill set",
+                event_id=event_id,
+            )
+        return fallback
+
+    # ---- featurize -------------------------------------------------------------
+
+    def featurize(self, record: Record) -> dict[str, float]:
+        """The spec's features, named as ``spec.feature_names()``, all finite floats."""
+        if not record.cleaned:
+            record = self.clean(record, learn=False)
+        values = dict(record.values)
+        values.setdefault(self.spec.timestamp_field, record.timestamp)
+        outputs: list[float] = []
+        for transform in self.spec.features:
+            outputs.extend(transforms.apply(transform, values, self.spec))
+        features = dict(zip(self.feature_names, outputs, strict=True))
+        for feature_name, value in features.items():
+            if not math.isfinite(value):
+                raise InvalidInput(
+                    f"feature {feature_name!r} is {value} (an input value is too large "
+                    f"for its transform); check the fields it is computed from",
+                    event_id=record.event_id,
+                )
+        return features
+
+    # ---- all together ----------------------------------------------------------
+
+    def prepare(self, raw: bytes | str | dict[str, Any], *, learn: bool = True) -> FeatureRow:
+        """A raw message or an already decoded event, to a feature row."""
+        if isinstance(raw, dict):
+            try:
+                size = len(json.dumps(raw, default=str).encode())
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise InvalidInput(f"event cannot be encoded as JSON: {exc}") from None
+            self._check_size(size)
+            payload = raw
+        else:
+            payload = self.parse(raw)
+        record = self.clean(self.validate(payload), learn=learn)
+        features = self.featurize(record)
+        return FeatureRow(
+            event_id=feature_row_id(self.spec.name, record.event_id),
+            usecase=self.spec.name,
+            source_event_id=record.event_id,
+            entity_id=record.entity_id,
+            event_timestamp=record.timestamp,
+            features=dict(features),
+        )
+
+    # ---- state -----------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The running statistics as plain JSON, for a checkpoint."""
+        return {
+            "version": STATE_VERSION,
+            "usecase": self.spec.name,
+            "rows": self.rows,
+            "fields": {
+                name: {"impute": self.spec.fields[name].impute, **stat.state()}
+                for name, stat in self._stats.items()
+            },
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            if state.get("version") != STATE_VERSION:
+                raise ValueError(f"state version {state.get('version')!r}, not {STATE_VERSION}")
+            if state.get("usecase") != self.spec.name:
+                raise ValueError(f"state of use case {state.get('usecase')!r}")
+            self.rows = int(state["rows"])
+            for name, saved in state["fields"].items():
+                # A field whose imputation changed since the checkpoint starts afresh.
+                if name in self._stats and saved.get("impute") == self.spec.fields[name].impute:
+                    self._stats[name] = restore_statistic(saved["impute"], saved)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UseCaseError(f"{self.spec.name}: cannot restore preparer state: {exc}") from exc
+
+
+def feature_row_id(usecase: str, source_event_id: str) -> str:
+    """A stable id for the feature row of one raw event, so a replay writes the same row.
+
+    >>> feature_row_id("credit", "e1") == feature_row_id("credit", "e1")
+    True
+    """
+    return uuid.uuid5(_ROW_ID_NAMESPACE, f"{usecase}\x00{source_event_id}").hex
+
+
+def _identifier(payload: dict[str, Any], key: str, event_id: str | None) -> str:
+    """A non-empty text or integer id."""
+    value = payload.get(key)
+    if value is None:
+        raise InvalidInput(f"missing required field {key!r}", event_id=event_id)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput(
+            f"field {key!r}: expected a text or integer id, got {show(value)}", event_id=event_id
+        )
+    try:
+        text = str(value).strip()
+    except ValueError:  # an integer too long to print
+        text = "x" * (MAX_TEXT + 1)
+    if not text or len(text) > MAX_TEXT:
+        raise InvalidInput(
+            f"field {key!r}: expected 1 to {MAX_TEXT} characters, got {len(text)}",
+            event_id=event_id,
+        )
+    return text
+
+
+def _describe(spec: FieldSpec) -> str:
+    """What a numeric field expects, for reasons: ``an integer in [18, 100]``.
+
+    >>> _describe(FieldSpec(type="float", min=0))
+    'a number >= 0'
+    """
+    noun = "an integer" if spec.type == "int" else "a number"
+    if spec.type not in ("float", "int"):
+        noun = {"bool": "a boolean", "category": "a category", "datetime": "a timestamp"}.get(
+            spec.type, "text"
+        )
+        return noun
+    low, high = spec.min, spec.max
+    if low is not None and high is not None:
+        return f"{noun} in [{low:g}, {high:g}]"
+    if low is not None:
+        return f"{noun} >= {low:g}"
+    if high is not None:
+        return f"{noun} <= {high:g}"
+    return noun
+
+
+def _clip(value: float, bounds: tuple[float, float]) -> float:
+    return min(max(value, bounds[0]), bounds[1])
+
+
+def _typed_fill(spec: FieldSpec) -> Any:
+    """The ``fill`` value in the field's type (validated like an event value)."""
+    fill = spec.fill
+    if spec.type in ("float", "int") and not isinstance(fill, bool):
+        return float(fill) if isinstance(fill, int | float) else parse_number(fill)
+    if spec.type == "bool":
+        return parse_bool(fill)
+    return fill
+
+
+def _neutral(spec: FieldSpec) -> Any:
+    """A value to impute before any statistic exists: mid-range, false, or the first category."""
+    if spec.type in ("float", "int"):
+        if spec.min is not None and spec.max is not None:
+            return (spec.min + spec.max) / 2
+        return spec.min if spec.min is not None else (spec.max if spec.max is not None else 0.0)
+    if spec.type == "bool":
+        return False
+    if spec.type == "category" and spec.values:
+        return spec.values[0]
+    return None
