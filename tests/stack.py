@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ class Stack:
             "DRIFTLINE_HOME": str(home),
             "DRIFTLINE_USECASES_DIR": str(usecases_dir),
             "DRIFTLINE_LOG_LEVEL": "INFO",
+            # Each stack its own consumer groups and faust changelogs on the shared broker.
+            "DRIFTLINE_GROUP_PREFIX": f"t{uuid.uuid4().hex[:10]}",
             "PYTHONUNBUFFERED": "1",
         }
         self.bootstrap = bootstrap

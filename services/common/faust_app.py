@@ -37,4 +37,4 @@ def make_app(service: str, settings: CommonSettings, **options: Any) -> faust.Ap
         "stream_recovery_delay": 0.0,
     }
     defaults.update(options)
-    return faust.App(f"driftline-{service}", **defaults)
+    return faust.App(f"{settings.group_prefix}-{service}", **defaults)

@@ -26,6 +26,12 @@ class CommonSettings(BaseSettings):
     usecases: Annotated[list[str] | None, NoDecode] = Field(
         default=None, description="serve only these use cases (comma-separated)"
     )
+    group_prefix: str = Field(
+        default="driftline",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="prefix of consumer groups and faust app ids: two stacks on one broker "
+        "need different prefixes",
+    )
     log_level: str = "INFO"
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")

@@ -36,7 +36,10 @@ async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthS
     await ensure_topics(settings.bootstrap, sources, settings.partitions)
     seen = SeenIds(settings.service_home(SERVICE) / "seen.db")
     consumer = await start_consumer(
-        settings.bootstrap, sources, f"driftline-{SERVICE}", mode=settings.consumer_mode
+        settings.bootstrap,
+        sources,
+        f"{settings.group_prefix}-{SERVICE}",
+        mode=settings.consumer_mode,
     )
     producer = await start_producer(settings.bootstrap)
     sink = FeatureSink(
