@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -96,8 +97,10 @@ class FeatureSink:
         self._note_part(spec.name, kind, record)
 
     def _note_part(self, usecase: str, kind: str, record: Any) -> None:
-        # Name the Parquet part after where its batch starts, so a redelivered
-        # batch replaces its own part instead of adding a second copy.
+        # Name the Parquet part after where its batch starts and (content_name)
+        # what it holds: a redelivered batch with the same fresh rows replaces its
+        # own part instead of adding a copy, and one with other rows never
+        # overwrites a part whose rows are already recorded as written.
         self.part_names.setdefault(
             (usecase, kind), f"{record.topic}-{record.partition}-{record.offset:012d}"
         )
@@ -130,14 +133,14 @@ class FeatureSink:
             fresh = self._fresh(usecase, "features", [r.source_event_id for r in rows])
             unique = {r.source_event_id: r for r in rows if r.source_event_id in fresh}
             batch = list(unique.values())
-            part = self.part_names[(usecase, "features")]
+            part = content_name(self.part_names[(usecase, "features")], unique)
             self._write_features(self.specs[usecase], batch, part)
             self.seen.add(usecase, "features", unique)
             WRITTEN.labels(usecase, "features").inc(len(batch))
         for usecase, labels in self.labels.items():
             fresh = self._fresh(usecase, "labels", [label.event_id for label in labels])
             by_id = {label.event_id: label for label in labels if label.event_id in fresh}
-            part = self.part_names[(usecase, "labels")]
+            part = content_name(self.part_names[(usecase, "labels")], by_id)
             featurestore.write_labels(self.home, self.specs[usecase], list(by_id.values()), part)
             self.seen.add(usecase, "labels", by_id)
             WRITTEN.labels(usecase, "labels").inc(len(by_id))
@@ -168,3 +171,16 @@ class FeatureSink:
                 "skipped already-written usecase=%s kind=%s count=%d", usecase, kind, duplicates
             )
         return fresh
+
+
+def content_name(base: str, event_ids: Any) -> str:
+    """A part name for ``base`` and exactly these event ids.
+
+    >>> content_name("uc.features-0-000000000010", ["b", "a"]) == content_name(
+    ...     "uc.features-0-000000000010", ["a", "b"])
+    True
+    >>> content_name("p", ["a"]) == content_name("p", ["a", "b"])
+    False
+    """
+    digest = hashlib.sha256("\n".join(sorted(event_ids)).encode()).hexdigest()[:16]
+    return f"{base}-{digest}"
