@@ -193,7 +193,7 @@ def compact_dataset(directory: Path, max_parts: int = 32) -> int:
     parts = sorted(p for p in directory.glob("*.parquet")) if directory.exists() else []
     if len(parts) <= max_parts:
         return 0
-    frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    frame = _unique_events(pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True))
     write_parquet_part(directory, frame, f"compacted-{uuid.uuid4().hex}")
     for part in parts:
         part.unlink(missing_ok=True)
@@ -249,7 +249,16 @@ def read_dataset(directory: Path) -> pd.DataFrame:
     parts = sorted(directory.glob("*.parquet")) if directory.exists() else []
     if not parts:
         return pd.DataFrame()
-    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    return _unique_events(frame)
+
+
+def _unique_events(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per event: a batch redelivered after a crash may have been written twice."""
+    for key in (EVENT_ID, "event_id"):
+        if key in frame.columns:
+            return frame.drop_duplicates(key, keep="last").reset_index(drop=True)
+    return frame
 
 
 def training_frame(

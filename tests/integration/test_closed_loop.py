@@ -117,14 +117,16 @@ def test_drift_to_retrained_champion_closes_by_itself(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:
+        # Inference first, on its port, before the others take ephemeral ports.
+        stack.start("inference", DRIFTLINE_PORT=str(port), DRIFTLINE_HEALTH_PORT="0")
+        assert wait_until(lambda: _ready(url), timeout=180), stack.log("inference")[-3000:]
         for service in SERVICES:
             extra = {"DRIFTLINE_HEALTH_PORT": "0"}
             if service == "inference":
-                extra["DRIFTLINE_PORT"] = str(port)
+                continue
             if service == "drift_detector":
                 extra["DRIFTLINE_PERFORMANCE_TOLERANCE"] = "1.0"  # let data drift lead
             stack.start(service, **extra)
-        assert wait_until(lambda: _ready(url), timeout=180), stack.log("inference")[-3000:]
 
         streamer = threading.Thread(
             target=lambda: asyncio.run(
@@ -206,7 +208,7 @@ def test_drift_to_retrained_champion_closes_by_itself(
 
 def _ready(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        return httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200  # inference's own
     except httpx.HTTPError:
         return False
 

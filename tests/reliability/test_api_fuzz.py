@@ -121,8 +121,9 @@ FUZZ = settings(
 def check(response: httpx.Response) -> None:
     tally.add("bad_inputs")
     assert response.status_code < 500, (response.status_code, response.text[:500])
-    if response.status_code != 200 or response.request.url.path.startswith("/v1/"):
-        response.json()  # every answer of the API, errors included, is JSON
+    routed = "%2F" not in str(response.request.url).upper()  # an encoded '/' in the use case
+    if routed and (response.status_code != 200 or response.request.url.path.startswith("/v1/")):
+        response.json()  # every answer of the API's own routes, errors included, is JSON
 
 
 def names(server: Server) -> st.SearchStrategy[str]:
