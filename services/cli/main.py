@@ -156,7 +156,6 @@ def up(
     from schemas import topics
     from services.cli.up import (
         Supervisor,
-        base_env,
         discover_services,
         health_ports,
         run_until_stopped,
@@ -183,7 +182,7 @@ def up(
         log = config.service_home("broker") / "tansu.log"
         embedded = EmbeddedBroker(config.bootstrap, log_path=log).start()
         console.print(f"embedded broker at [bold]{embedded.bootstrap}[/]")
-    supervisor = Supervisor(console, base_env(), log_dir=log_dir if live else None)
+    supervisor = Supervisor(console, dict(os.environ), log_dir=log_dir if live else None)
     live_view = None
     try:
         asyncio.run(wait_for_broker(config.bootstrap, config.broker_wait_seconds))

@@ -9,7 +9,6 @@ orphan is left behind.
 from __future__ import annotations
 
 import ctypes
-import os
 import signal
 import subprocess
 import sys
@@ -145,7 +144,3 @@ def run_until_stopped(supervisor: Supervisor, interval: float = 0.5) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def base_env() -> dict[str, str]:
-    return dict(os.environ)

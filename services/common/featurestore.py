@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -295,10 +295,6 @@ def training_frame(
     result = result[result[EVENT_ID] == result["event_id"]]
     result = result.sort_values([TIMESTAMP, "event_id"]).reset_index(drop=True)
     return result[columns]
-
-
-def utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 _STORES: dict[tuple[str, str], FeatureStore] = {}

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import topics
 from services.common.broker import free_port, port_open
+from services.common.bus import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,8 @@ def test_broker_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     process = start(["broker"], {"DRIFTLINE_BOOTSTRAP": bootstrap, "DRIFTLINE_HOME": str(tmp_path)})
     try:
         assert wait_for(lambda: port_open("127.0.0.1", int(bootstrap.split(":")[1])))
-        assert asyncio.run(list_topics(bootstrap)) is not None
+        asyncio.run(ensure_topics(bootstrap, ["probe.raw"]))
+        assert "probe.raw" in asyncio.run(list_topics(bootstrap))
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
