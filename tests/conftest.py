@@ -16,6 +16,7 @@ import pytest
 
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.bus import ensure_topics
+from tests.stack import Stack, usecase_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 USECASES = ROOT / "usecases"
@@ -57,3 +58,13 @@ def make_topics(bootstrap: str):  # type: ignore[no-untyped-def]
         return list(names)
 
     return create
+
+
+@pytest.fixture
+def stack(bootstrap: str, unique: str, tmp_path: Path) -> Iterator[Stack]:
+    """Service processes on the session broker, with the credit use case copied as
+    ``unique`` (a module that needs another use case defines its own ``stack``)."""
+    usecase_copy(USECASES / "credit.yaml", tmp_path / "usecases", unique)
+    running = Stack(bootstrap, tmp_path / "home", tmp_path / "usecases", tmp_path)
+    yield running
+    running.stop_all()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ class Stack:
             "DRIFTLINE_HOME": str(home),
             "DRIFTLINE_USECASES_DIR": str(usecases_dir),
             "DRIFTLINE_LOG_LEVEL": "INFO",
-            # Each stack its own consumer groups and faust changelogs on the shared broker.
+            # Each stack its own consumer groups on the shared broker.
             "DRIFTLINE_GROUP_PREFIX": f"t{uuid.uuid4().hex[:10]}",
             "PYTHONUNBUFFERED": "1",
         }
@@ -130,3 +130,18 @@ def publish_raw(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
             await producer.stop()
 
     return asyncio.run(send())
+
+
+def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int | None:
+    """The offset ``group`` has committed on one partition of ``topic`` (None: none yet)."""
+    from services.common.bus import start_consumer
+
+    async def read() -> int | None:
+        consumer = await start_consumer(bootstrap, [topic], group)
+        try:
+            offset: int | None = await consumer.committed(TopicPartition(topic, partition))
+            return offset
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())

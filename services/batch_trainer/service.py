@@ -180,7 +180,7 @@ async def run(
         consumer = await start_consumer(
             settings.bootstrap,
             [topics.TRAINING_REQUESTS],
-            settings.group_id,
+            settings.consumer_group(SERVICE),
             mode=settings.consumer_mode,
             max_poll_interval_ms=settings.max_poll_interval_ms,
         )

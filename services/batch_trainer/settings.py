@@ -10,9 +10,6 @@ from services.common.settings import CommonSettings
 class BatchTrainerSettings(CommonSettings):
     """Where requests come from, where runs go, and what the trainer runs on."""
 
-    group_id: str = Field(
-        default="batch-trainer", description="consumer group of training.requests"
-    )
     device: str | None = Field(
         default=None, description="torch device; CUDA when available, else the CPU, when unset"
     )

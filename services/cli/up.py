@@ -8,7 +8,6 @@ orphan is left behind.
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import threading
 from pathlib import Path
 
 from rich.console import Console
+
+from services.common.broker import die_with_parent
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent
 NOT_SERVICES = {"cli", "common"}
@@ -30,16 +31,6 @@ def discover_services() -> list[str]:
         for path in SERVICES_DIR.glob("*/__main__.py")
         if path.parent.name not in NOT_SERVICES
     )
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this child when the parent dies, even by SIGKILL."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 class Supervisor:
@@ -65,7 +56,8 @@ class Supervisor:
             text=True,
             bufsize=1,
             env={**self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"},
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
+            start_new_session=True,  # a terminal's Ctrl-C reaches only `up`, which stops us
         )
         self.children[name] = process
         thread = threading.Thread(

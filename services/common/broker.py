@@ -6,6 +6,7 @@ profile runs Apache Kafka instead (``docker-compose.yml``).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from services.common.errors import BrokerUnavailable
 
@@ -60,6 +62,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def die_with_parent() -> None:
+    """In a child before exec (Linux): SIGTERM it when its parent dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 class EmbeddedBroker:
     """Runs tansu as a child process listening at ``bootstrap``.
 
@@ -89,15 +101,19 @@ class EmbeddedBroker:
         if port_open(self.host, self.port):
             raise RuntimeError(f"something already listens at {self.bootstrap}")
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        # Its own session: a terminal's Ctrl-C reaches the owner, which stops the
+        # services first and the broker last; and it dies with the owner.
+        options: dict[str, Any] = {
+            "stderr": subprocess.STDOUT,
+            "env": env,
+            "start_new_session": True,
+            "preexec_fn": die_with_parent,
+        }
         if self.log_path is None:
-            self.process = subprocess.Popen(
-                self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env
-            )
+            self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, **options)
         else:
             with open(self.log_path, "ab") as output:  # the child keeps its own descriptor
-                self.process = subprocess.Popen(
-                    self.command(), stdout=output, stderr=subprocess.STDOUT, env=env
-                )
+                self.process = subprocess.Popen(self.command(), stdout=output, **options)
         self.wait_ready(timeout)
         logger.info("embedded broker up bootstrap=%s pid=%s", self.bootstrap, self.process.pid)
         return self

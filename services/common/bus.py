@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -147,3 +147,19 @@ async def _partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float 
             raise BrokerUnavailable(f"topic {topic!r} has no partitions; was it created?")
         await consumer._client.force_metadata_update()  # the public API has no refresh
         await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def consumer_and_producer(
+    bootstrap: str, topics: Iterable[str], group_id: str | None, *, mode: ConsumerMode = "assign"
+) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
+    """A started consumer of ``topics`` and a producer; both stopped on the way out."""
+    consumer = await start_consumer(bootstrap, topics, group_id, mode=mode)
+    try:
+        producer = await start_producer(bootstrap)
+        try:
+            yield consumer, producer
+        finally:
+            await producer.stop()
+    finally:
+        await consumer.stop()

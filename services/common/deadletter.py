@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -79,23 +78,12 @@ def build_dead_letter(service: str, exc: Exception, record: ConsumerRecord[Any, 
     )
 
 
-Send = Callable[[str, bytes], Awaitable[Any]]
-
-
 class DeadLetterPolicy:
-    """Dead-letter everything but transient errors, which are re-raised for a retry.
+    """Dead-letter everything but transient errors, which are re-raised for a retry."""
 
-    Writes through an aiokafka ``producer``, or through ``send(topic, value)``
-    (a faust app passes its own topic sender, so the write joins its commit).
-    """
-
-    def __init__(
-        self, service: str, producer: AIOKafkaProducer | None = None, *, send: Send | None = None
-    ) -> None:
-        if (producer is None) == (send is None):
-            raise ValueError("give a producer or a send function, not both or neither")
+    def __init__(self, service: str, producer: AIOKafkaProducer) -> None:
         self.service = service
-        self.send: Send = send if send is not None else producer.send_and_wait  # type: ignore[union-attr]
+        self.producer = producer
         self.count = 0
 
     async def on_error(self, exc: Exception, record: ConsumerRecord[Any, Any]) -> None:
@@ -111,5 +99,5 @@ class DeadLetterPolicy:
             record.offset,
             dead.reason,
         )
-        await self.send(destination, encode(dead))
+        await self.producer.send_and_wait(destination, encode(dead))
         self.count += 1

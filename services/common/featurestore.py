@@ -12,9 +12,11 @@ in services that need Feast: importing feast costs about 6 s and 400 MB.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -181,34 +183,80 @@ def write_parquet_part(directory: Path, frame: pd.DataFrame, part_name: str) -> 
     return final
 
 
+@contextmanager
+def _dataset_lock(directory: Path, operation: int) -> Iterator[bool]:
+    """Hold a dataset's lock (``fcntl.LOCK_SH`` or ``LOCK_EX``); yields whether it was taken.
+
+    Readers share it; compaction, which removes parts, takes it alone and
+    without waiting. The kernel drops a killed process's lock.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, operation)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def reading(*directories: Path) -> Iterator[None]:
+    """Keep the datasets' parts in place while they are read (compaction waits)."""
+    with ExitStack() as stack:
+        for directory in directories:
+            stack.enter_context(_dataset_lock(directory, fcntl.LOCK_SH))
+        yield
+
+
 def compact_dataset(directory: Path, max_parts: int = 32) -> int:
     """Merge a dataset's parts into one when there are more than ``max_parts``.
 
     Feast's file offline store reads every part on each retrieval; thousands of
     small parts (one per consumed batch) make a training set take minutes. Only
-    the one writer of a dataset calls this, after its own write. A crash between
-    writing the merged part and removing the old ones leaves duplicate rows,
-    which every reader drops by event id. Returns how many parts were merged.
+    the one writer of a dataset calls this, after its own write. While anyone
+    reads the dataset (``reading``) it is left for a later write, so a reader
+    never finds a part gone. A crash between writing the merged part and
+    removing the old ones leaves duplicate rows, which every reader drops by
+    event id. Returns how many parts were merged.
     """
     parts = sorted(p for p in directory.glob("*.parquet")) if directory.exists() else []
     if len(parts) <= max_parts:
         return 0
-    frame = _unique_events(pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True))
-    write_parquet_part(directory, frame, f"compacted-{uuid.uuid4().hex}")
-    for part in parts:
-        part.unlink(missing_ok=True)
+    with _dataset_lock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB) as alone:
+        if not alone:
+            return 0
+        frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+        write_parquet_part(directory, _unique_events(frame), f"compacted-{uuid.uuid4().hex}")
+        for part in parts:
+            part.unlink(missing_ok=True)
     return len(parts)
 
 
 def write_features(
-    store: FeatureStore, home: Path, spec: UseCase, rows: Sequence[FeatureRow], part_name: str
+    store: FeatureStore,
+    home: Path,
+    spec: UseCase,
+    rows: Sequence[FeatureRow],
+    part_name: str,
+    *,
+    online_last_write_wins: bool = False,
 ) -> None:
-    """Write feature rows to the offline store (a Parquet part) and the online store (push)."""
+    """Write feature rows to the offline store (a Parquet part) and the online store (push).
+
+    ``online_last_write_wins``: the online store keeps the last row written for
+    an entity whatever its timestamp (Feast's SQLite store does), so only each
+    entity's last row of ``rows`` is pushed, and the store ends the same.
+    """
     if not rows:
         return
     frame = rows_frame(spec, rows)
     write_parquet_part(features_dir(home, spec.name), frame, part_name)
-    store.push(push_source_name(spec.name), frame, to=PushMode.ONLINE)
+    online = frame.drop_duplicates(ENTITY_KEY, keep="last") if online_last_write_wins else frame
+    store.push(push_source_name(spec.name), online, to=PushMode.ONLINE)
     compact_dataset(features_dir(home, spec.name))
 
 
@@ -246,10 +294,13 @@ def online_features(
 
 def read_dataset(directory: Path) -> pd.DataFrame:
     """Every part of a Parquet dataset (an empty frame when there is none)."""
-    parts = sorted(directory.glob("*.parquet")) if directory.exists() else []
-    if not parts:
+    if not directory.exists():
         return pd.DataFrame()
-    frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    with reading(directory):
+        parts = sorted(directory.glob("*.parquet"))
+        if not parts:
+            return pd.DataFrame()
+        frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
     return _unique_events(frame)
 
 
@@ -270,8 +321,15 @@ def training_frame(
     the event's time; Feast then returns the entity's features as of that
     time, so no feature written after the event can leak in. Columns: the
     feature names, ``label``, ``event_id``, ``entity_id``, ``event_timestamp``,
-    ``label_timestamp``.
+    ``label_timestamp``. The datasets are held (``reading``) until Feast has read them.
     """
+    with reading(labels_dir(home, spec.name), features_dir(home, spec.name)):
+        return _point_in_time_join(store, home, spec, window)
+
+
+def _point_in_time_join(
+    store: FeatureStore, home: Path, spec: UseCase, window: Window | None
+) -> pd.DataFrame:
     labels = read_dataset(labels_dir(home, spec.name))
     events = read_dataset(features_dir(home, spec.name))
     columns = [*spec.feature_names(), "label", "event_id", ENTITY_KEY, TIMESTAMP, "label_timestamp"]

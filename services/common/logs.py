@@ -18,5 +18,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     # The Kafka clients are chatty at INFO about every rebalance and metadata refresh.
-    for noisy in ("aiokafka", "kafka", "faust", "mode", "feast", "alembic"):
+    for noisy in ("aiokafka", "kafka", "feast", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

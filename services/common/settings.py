@@ -29,8 +29,12 @@ class CommonSettings(BaseSettings):
     group_prefix: str = Field(
         default="driftline",
         pattern=r"^[A-Za-z0-9._-]+$",
-        description="prefix of consumer groups and faust app ids: two stacks on one broker "
-        "need different prefixes",
+        description="prefix of consumer groups: two stacks on one broker need different prefixes",
+    )
+    group_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="the service's consumer group; unset: <group_prefix>-<service>",
     )
     log_level: str = "INFO"
     health_host: str = "127.0.0.1"
@@ -63,6 +67,10 @@ class CommonSettings(BaseSettings):
         if missing:
             raise ValueError(f"DRIFTLINE_USECASES names unknown use cases: {missing}")
         return {name: specs[name] for name in self.usecases}
+
+    def consumer_group(self, service: str) -> str:
+        """The consumer group of ``service``: ``group_id``, else ``<group_prefix>-<service>``."""
+        return self.group_id or f"{self.group_prefix}-{service}"
 
     def service_home(self, service: str) -> Path:
         """The directory a service keeps its state in (created on first use)."""

@@ -281,7 +281,7 @@ class DriftDetector:
         consumer: AIOKafkaConsumer | None = None
         try:
             consumer = await start_consumer(
-                settings.bootstrap, self.topics(), settings.group_id, mode="assign"
+                settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
             )
             self.seek(consumer, model_ends)
             self.processor = DriftDetectorProcessor(self, producer)

@@ -10,9 +10,6 @@ from services.common.featurestore import FeatureStoreSettings
 class DriftDetectorSettings(FeatureStoreSettings):
     """What the drift detector reads besides the common and feature-store settings."""
 
-    group_id: str = Field(
-        default="driftline-drift-detector", description="consumer group its offsets are kept in"
-    )
     max_records: int = Field(default=1000, gt=0, description="records per consumed batch")
     poll_timeout_ms: int = Field(default=200, gt=0)
     checkpoint_seconds: float = Field(

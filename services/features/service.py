@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from pydantic import Field
 
 from schemas import topics
 from services.common import featurestore
-from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.bus import consumer_and_producer, ensure_topics
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
 from services.common.health import HealthServer
 from services.common.runtime import run_service
-from services.features.seen import SeenIds
+from services.common.seen import SeenIds
 from services.features.sink import FeatureSink
 
 logger = logging.getLogger(__name__)
@@ -34,31 +35,23 @@ async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthS
     logger.info("feast definitions applied usecases=%s", sorted(specs))
     sources = [t for uc in specs for t in (topics.features(uc), topics.labels(uc))]
     await ensure_topics(settings.bootstrap, sources, settings.partitions)
-    seen = SeenIds(settings.service_home(SERVICE) / "seen.db")
-    consumer = await start_consumer(
-        settings.bootstrap,
-        sources,
-        f"{settings.group_prefix}-{SERVICE}",
-        mode=settings.consumer_mode,
-    )
-    producer = await start_producer(settings.bootstrap)
-    sink = FeatureSink(
-        store,
-        specs,
-        seen,
-        settings.home,
-        online_last_write_wins=settings.feast_profile == "embedded",
-    )
-    loop = ConsumeLoop(
-        consumer, sink, DeadLetterPolicy(SERVICE, producer), max_records=settings.batch_rows
-    )
-    health.ready = lambda: True
-    try:
-        await loop.run(stop)
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        seen.close()
+    group = settings.consumer_group(SERVICE)
+    with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
+        async with consumer_and_producer(
+            settings.bootstrap, sources, group, mode=settings.consumer_mode
+        ) as (consumer, producer):
+            sink = FeatureSink(
+                store,
+                specs,
+                seen,
+                settings.home,
+                online_last_write_wins=settings.feast_profile == "embedded",
+            )
+            loop = ConsumeLoop(
+                consumer, sink, DeadLetterPolicy(SERVICE, producer), max_records=settings.batch_rows
+            )
+            health.ready = lambda: True
+            await loop.run(stop)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from collections import defaultdict
 from typing import Any
 
 from feast import FeatureStore
-from feast.data_source import PushMode
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
@@ -19,8 +18,8 @@ from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common import featurestore
 from services.common.errors import InvalidInput
+from services.common.seen import SeenIds
 from services.common.serde import decode_object
-from services.features.seen import SeenIds
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +55,7 @@ class FeatureSink:
         self.specs = specs
         self.seen = seen
         self.home = home
-        # Whether the online store keeps the last row written for an entity, whatever
-        # its timestamp (Feast's SQLite store does): then only each entity's last row
-        # of a batch needs writing online, and the store ends the same.
+        # see featurestore.write_features
         self.online_last_write_wins = online_last_write_wins
         self.names = {name: spec.feature_names() for name, spec in specs.items()}
         self.rows: dict[str, list[FeatureRow]] = defaultdict(list)
@@ -134,7 +131,14 @@ class FeatureSink:
             unique = {r.source_event_id: r for r in rows if r.source_event_id in fresh}
             batch = list(unique.values())
             part = content_name(self.part_names[(usecase, "features")], unique)
-            self._write_features(self.specs[usecase], batch, part)
+            featurestore.write_features(
+                self.store,
+                self.home,
+                self.specs[usecase],
+                batch,
+                part,
+                online_last_write_wins=self.online_last_write_wins,
+            )
             self.seen.add(usecase, "features", unique)
             WRITTEN.labels(usecase, "features").inc(len(batch))
         for usecase, labels in self.labels.items():
@@ -148,19 +152,6 @@ class FeatureSink:
         self.labels.clear()
         self.part_names.clear()
         FLUSH_SECONDS.observe(time.perf_counter() - started)
-
-    def _write_features(self, spec: UseCase, rows: list[FeatureRow], part: str) -> None:
-        """``featurestore.write_features``, less the online rows the store would overwrite."""
-        if not rows:
-            return
-        frame = featurestore.rows_frame(spec, rows)
-        featurestore.write_parquet_part(
-            featurestore.features_dir(self.home, spec.name), frame, part
-        )
-        online = frame
-        if self.online_last_write_wins:
-            online = frame.drop_duplicates(featurestore.ENTITY_KEY, keep="last")
-        self.store.push(featurestore.push_source_name(spec.name), online, to=PushMode.ONLINE)
 
     def _fresh(self, usecase: str, kind: str, event_ids: list[str]) -> set[str]:
         fresh = self.seen.unseen(usecase, kind, event_ids)

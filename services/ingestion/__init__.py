@@ -1,7 +1,8 @@
 """Ingestion: ``<uc>.raw`` to ``<uc>.features``, validated, de-duplicated, cleaned, featurized.
 
-A faust-streaming app. Its state (the event ids already seen, and the
-running statistics imputation uses) lives in tables backed by changelog
-topics, so a restarted worker rebuilds it before it reads a new event.
+Its state (the event ids already seen, and the running statistics imputation
+uses) lives in a SQLite file under the service's home, written in the same
+transaction after each batch's rows are acknowledged and before its offsets
+are committed, so a restarted process resumes exactly where it left off.
 What fails validation goes to ``<uc>.deadletter`` with the reason.
 """

@@ -324,7 +324,7 @@ class OnlineTrainer:
         consumer: AIOKafkaConsumer | None = None
         try:
             consumer = await start_consumer(
-                settings.bootstrap, self.topics(), settings.group_id, mode="assign"
+                settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
             )
             seek_to_checkpoints(consumer, self.trainers)
             self.processor = OnlineTrainerProcessor(

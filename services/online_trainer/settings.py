@@ -10,8 +10,5 @@ from services.common.settings import CommonSettings
 class OnlineTrainerSettings(CommonSettings):
     """What the online trainer reads besides the common settings."""
 
-    group_id: str = Field(
-        default="driftline-online-trainer", description="consumer group its offsets are kept in"
-    )
     max_records: int = Field(default=1000, gt=0, description="records per batch (one checkpoint)")
     poll_timeout_ms: int = Field(default=200, gt=0)

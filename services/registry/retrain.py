@@ -6,7 +6,9 @@ de-duplicated by ``alert_id`` and, per use case, only the first actionable
 alert in ``retrain_cooldown_seconds`` becomes a request; the rest are counted
 as suppressed. The request id is derived from the alert id, so a request
 republished after a crash is the same request (the batch trainer is
-idempotent by request id).
+idempotent by request id). A restarted registry recalls the requests it
+published (``training.requests``), so an alert redelivered after a crash is
+not asked for twice and the cooldown outlives the process.
 
 >>> from schemas.events import Window
 >>> clock = iter([0.0, 1.0, 400.0]).__next__
@@ -35,10 +37,11 @@ from schemas.events import DriftAlert, TrainingRequest, Window
 ACTIONABLE_KINDS = frozenset({"data", "prediction", "performance", "concept"})
 ACTIONABLE_SEVERITIES = frozenset({"warning", "critical"})
 Outcome = Literal["request", "duplicate", "cooldown", "ignored"]
+REQUESTED_BY = "registry"
 
 
 class RetrainPolicy:
-    """Decides which drift alerts become training requests (in memory, per process)."""
+    """Decides which drift alerts become training requests (in memory, recalled at a start)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, remember: int = 10_000) -> None:
         self.clock = clock
@@ -60,9 +63,7 @@ class RetrainPolicy:
         """
         if alert.alert_id in self._seen:
             return "duplicate"
-        self._seen[alert.alert_id] = None
-        while len(self._seen) > self.remember:
-            self._seen.popitem(last=False)
+        self._see(alert.alert_id)
         actionable = ACTIONABLE_KINDS & set(kinds)
         if alert.kind not in actionable or alert.severity not in ACTIONABLE_SEVERITIES:
             return "ignored"
@@ -72,6 +73,31 @@ class RetrainPolicy:
             return "cooldown"
         self._last_request[alert.usecase] = now
         return "request"
+
+    def recall(self, request: TrainingRequest, age: float) -> None:
+        """A request this policy asked for ``age`` seconds ago, before a restart: its alert
+        is a duplicate if redelivered, and its use case's cooldown goes on.
+
+        >>> clock = iter([1000.0, 1000.0, 1500.0]).__next__
+        >>> policy = RetrainPolicy(clock=clock)
+        >>> def alert(alert_id):
+        ...     return DriftAlert(usecase="credit", alert_id=alert_id, kind="data",
+        ...                       severity="warning", method="ks", window=Window(rows=500))
+        >>> policy.recall(training_request(alert("a1")), age=100.0)
+        >>> [policy.consider(alert(a), cooldown=300) for a in ("a1", "a2", "a3")]
+        ['duplicate', 'cooldown', 'request']
+        """
+        if request.alert_id is not None:
+            self._see(request.alert_id)
+        asked = self.clock() - max(0.0, age)
+        self._last_request[request.usecase] = max(
+            asked, self._last_request.get(request.usecase, asked)
+        )
+
+    def _see(self, alert_id: str) -> None:
+        self._seen[alert_id] = None
+        while len(self._seen) > self.remember:
+            self._seen.popitem(last=False)
 
 
 def training_request(alert: DriftAlert) -> TrainingRequest:
@@ -84,7 +110,7 @@ def training_request(alert: DriftAlert) -> TrainingRequest:
         reason="drift",
         alert_id=alert.alert_id,
         window=drift_window(alert),
-        requested_by="registry",
+        requested_by=REQUESTED_BY,
     )
 
 

@@ -13,6 +13,10 @@ Three consumers feed one :class:`Registry`:
   gives the same request id).
 - ``<uc>.predictions`` and ``<uc>.labels``, uncommitted: a live trial is
   rebuilt after a restart by reading them again from the beginning.
+
+``training.requests`` is read once at start: the requests published before
+restore the retrain policy, so an alert redelivered after a crash, and the
+cooldown, are judged as if the process had not stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -29,7 +34,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
 from schemas import topics
-from schemas.events import DriftAlert, ModelCandidate, Prediction, Promotion
+from schemas.events import DriftAlert, ModelCandidate, Prediction, Promotion, TrainingRequest
 from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, start_consumer, start_producer
@@ -45,7 +50,7 @@ from services.registry.errors import InvalidEvent, ModelUnavailable, UnknownUseC
 from services.registry.evaluation import Evaluator, GateData, GateScores, ModelStore
 from services.registry.gate import Verdict, gate_candidate, judge_trial
 from services.registry.live import LiveFeed
-from services.registry.retrain import RetrainPolicy, training_request
+from services.registry.retrain import REQUESTED_BY, RetrainPolicy, training_request
 from services.registry.settings import RegistrySettings
 
 logger = logging.getLogger(__name__)
@@ -248,6 +253,18 @@ class Registry:
             )
         return gate_candidate(spec, scores.candidate, scores.champion, basis=scores.basis)
 
+    def recall_request(self, raw: bytes | None) -> bool:
+        """Fold one earlier message of ``training.requests`` into the retrain policy."""
+        try:
+            request = TrainingRequest.model_validate_json(raw or b"")
+        except ValidationError:
+            return False
+        if request.requested_by != REQUESTED_BY or request.usecase not in self.served:
+            return False
+        age = (datetime.now(UTC) - request.occurred_at).total_seconds()
+        self.retrain.recall(request, age)
+        return True
+
     async def on_alert(self, alert: DriftAlert) -> None:
         spec = self._spec(alert.usecase, alert.event_id)
         if spec is None:
@@ -320,6 +337,23 @@ class Registry:
             )
 
 
+async def recall_requests(bootstrap: str, registry: Registry) -> int:
+    """Replay ``training.requests`` to its current end into the retrain policy."""
+    consumer = await start_consumer(bootstrap, [topics.TRAINING_REQUESTS], None)
+    try:
+        partitions = list(consumer.assignment())
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        recalled = 0
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for records in batches.values():
+                recalled += sum(registry.recall_request(record.value) for record in records)
+        return recalled
+    finally:
+        await consumer.stop()
+
+
 async def run(
     settings: RegistrySettings,
     data_source: GateData,
@@ -356,10 +390,12 @@ async def run(
         registry.log = log
         await log.catch_up()
         await registry.finish_replay()
+        recalled = await recall_requests(settings.bootstrap, registry)
+        logger.info("training requests recalled=%d", recalled)
         intake = await start_consumer(
             settings.bootstrap,
             [topics.MODELS_CANDIDATES, topics.DRIFT_ALERTS],
-            settings.group_id,
+            settings.consumer_group(SERVICE),
             mode=settings.consumer_mode,
         )
         feed = await LiveFeed.open(settings.bootstrap, registry)

@@ -10,9 +10,6 @@ from services.common.settings import CommonSettings
 class RegistrySettings(CommonSettings):
     """Where the registry keeps its offsets, finds MLflow and reads the gate's data."""
 
-    group_id: str = Field(
-        default="driftline-registry", description="consumer group of candidates and drift alerts"
-    )
     gate_data: str = Field(
         default="services.common.featurestore:training_data",
         description="module:function returning labeled feature rows for (use case, window)",

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +31,9 @@ features:
 """
 
 
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def start(
+    args: list[str], env: dict[str, str], *, own_group: bool = False
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", *args],
         env={**os.environ, **env},
@@ -38,6 +41,7 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT,
+        start_new_session=own_group,  # like a terminal: Ctrl-C goes to the whole group
     )
 
 
@@ -59,6 +63,18 @@ async def list_topics(bootstrap: str) -> set[str]:
         await client.close()
 
 
+def toy_env(tmp_path: Path) -> dict[str, str]:
+    """A fresh broker address, home and use-case folder holding the toy use case."""
+    usecases = tmp_path / "usecases"
+    usecases.mkdir()
+    (usecases / "toy.yaml").write_text(SPEC)
+    return {
+        "DRIFTLINE_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "DRIFTLINE_HOME": str(tmp_path / "home"),
+        "DRIFTLINE_USECASES_DIR": str(usecases),
+    }
+
+
 def test_broker_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
     process = start(["broker"], {"DRIFTLINE_BOOTSTRAP": bootstrap, "DRIFTLINE_HOME": str(tmp_path)})
@@ -75,15 +91,8 @@ def test_broker_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_up_creates_every_topic_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    usecases = tmp_path / "usecases"
-    usecases.mkdir()
-    (usecases / "toy.yaml").write_text(SPEC)
-    bootstrap = f"127.0.0.1:{free_port()}"
-    env = {
-        "DRIFTLINE_BOOTSTRAP": bootstrap,
-        "DRIFTLINE_HOME": str(tmp_path / "home"),
-        "DRIFTLINE_USECASES_DIR": str(usecases),
-    }
+    env = toy_env(tmp_path)
+    bootstrap = env["DRIFTLINE_BOOTSTRAP"]
     process = start(["up", "--only", ""], env)
     try:
         wanted = set(topics.all_topics(["toy"]))
@@ -94,6 +103,30 @@ def test_up_creates_every_topic_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "topics ready" in output
+    assert not port_open("127.0.0.1", int(bootstrap.split(":")[1])), "broker left running"
+
+
+def test_ctrl_c_in_a_terminal_stops_the_services_before_the_broker(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole foreground group; the services still stop
+    cleanly (their last commits need the broker), none has to be killed."""
+    env = toy_env(tmp_path)
+    bootstrap = env["DRIFTLINE_BOOTSTRAP"]
+    process = start(["up", "--only", "ingestion,features"], env, own_group=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+    reader.start()
+    try:
+        for ready in ("ingesting usecases", "feast definitions applied"):
+            assert wait_for(lambda r=ready: r in "".join(lines), timeout=120), "".join(lines)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=90)
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert process.returncode == 0, output
+    assert "did not stop" not in output, output
+    for service in ("ingestion", "features"):
+        assert f"stopped service={service}" in output, output
     assert not port_open("127.0.0.1", int(bootstrap.split(":")[1])), "broker left running"
 
 

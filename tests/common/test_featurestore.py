@@ -122,3 +122,17 @@ def test_many_parts_are_compacted_and_nothing_is_lost(store, home: Path) -> None
     assert sorted(data[fs.EVENT_ID]) == sorted(f"e{i}" for i in range(40))
     fs.write_labels(home, SPEC, [label(f"e{i}", i + 0.5, i % 2) for i in range(40)], "l")
     assert len(fs.training_frame(store, home, SPEC)) == 40
+
+
+def test_compaction_waits_while_a_reader_holds_the_dataset(store, home: Path) -> None:  # type: ignore[no-untyped-def]
+    directory = fs.features_dir(home, "toy")
+    with fs.reading(directory):
+        for i in range(40):
+            fs.write_features(
+                store, home, SPEC, [row(f"e{i}", f"u{i % 4}", i, float(i))], f"p{i:03d}"
+            )
+        held = sorted(directory.glob("*.parquet"))
+    assert len(held) == 40, "a part was removed while the dataset was being read"
+    fs.write_features(store, home, SPEC, [row("e40", "u0", 40, 40.0)], "p040")
+    assert len(list(directory.glob("*.parquet"))) == 1
+    assert len(fs.read_dataset(directory)) == 41

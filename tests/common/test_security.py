@@ -22,28 +22,19 @@ from schemas.usecase import load_usecase
 from services.common.models import load_model
 from services.common.models.protocol import ArtifactMismatch
 from services.common.models.river_model import RiverModel
+from tests.inference.conftest import raw_events, request_fields
 from tests.integration.test_ingest_path import valid_events
 from tests.reliability.helpers import (
-    credit_events,
     publish_promotion,
-    request_fields,
     served_inference,
 )
-from tests.stack import ROOT, Stack, publish_raw, read_topic, usecase_copy, wait_until
+from tests.stack import ROOT, Stack, publish_raw, read_topic, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 API_KEY = "key-" + uuid.uuid4().hex
 SALT = "salt-" + uuid.uuid4().hex
 SECRETS = (API_KEY, SALT)
-
-
-@pytest.fixture
-def stack(bootstrap: str, unique: str, tmp_path: Path) -> Iterator[Stack]:
-    usecase_copy(ROOT / "usecases" / "credit.yaml", tmp_path / "usecases", unique)
-    running = Stack(bootstrap, tmp_path / "home", tmp_path / "usecases", tmp_path)
-    yield running
-    running.stop_all()
 
 
 def assert_no_secret(text: str, where: str) -> None:
@@ -58,7 +49,7 @@ def test_api_key_size_limits_sha256_and_no_secret_in_logs(stack: Stack, unique: 
     base, champion = served_inference(stack, unique, **debug)
     stack.start("ingestion", **debug)
     url = f"{base}/v1/predict/{unique}"
-    body = {"entity_id": "c1", "features": request_fields(credit_events(1, seed=3)[0][0])}
+    body = {"entity_id": "c1", "features": request_fields(raw_events(1, seed=3)[0][0])}
     answers: list[httpx.Response] = []
 
     with httpx.Client(timeout=30) as client:

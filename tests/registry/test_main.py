@@ -50,9 +50,8 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRIFTLINE_MLFLOW_URI", "http://mlflow:5000")
     monkeypatch.setenv("DRIFTLINE_MIN_GATE_ROWS", "80")
     settings = RegistrySettings()
-    assert (settings.mlflow_uri, settings.min_gate_rows, settings.group_id) == (
-        "http://mlflow:5000", 80, "driftline-registry",
-    )  # fmt: skip
+    assert (settings.mlflow_uri, settings.min_gate_rows) == ("http://mlflow:5000", 80)
+    assert settings.consumer_group("registry") == "driftline-registry"
 
 
 @pytest.mark.integration

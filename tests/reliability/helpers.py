@@ -3,61 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-from river import compose, linear_model, preprocessing
-from river.datasets import synth
+import pandas as pd
+import yaml
 
 from schemas import topics
-from schemas.events import Promotion
+from schemas.events import FeatureRow, Promotion
+from schemas.inputs import Label
 from schemas.usecase import UseCase, load_usecase
-from services.common import tracking
+from services.common import featurestore, tracking
 from services.common.broker import free_port, port_open
 from services.common.bus import ensure_topics, start_producer
-from services.common.models.river_model import RiverModel
-from services.common.prep.preparer import Preparer
+from tests.inference.conftest import train
 from tests.stack import Stack, wait_until
-
-
-def credit_events(n: int, seed: int = 7, prefix: str = "e") -> list[tuple[dict[str, Any], int]]:
-    """Agrawal loan applications as raw credit events, with their labels."""
-    stream = synth.Agrawal(classification_function=0, seed=seed)
-    events = []
-    for i, (x, y) in enumerate(itertools.islice(stream, n)):
-        event = dict(x)
-        event.update(
-            event_id=f"{prefix}{seed}-{i}",
-            entity_id=f"cust-{i}",
-            timestamp="2026-01-01T00:00:00Z",
-        )
-        events.append((event, int(y)))
-    return events
-
-
-def request_fields(event: dict[str, Any]) -> dict[str, Any]:
-    """The use-case fields of a raw event (what a client sends as ``features``)."""
-    return {k: v for k, v in event.items() if k not in ("event_id", "entity_id", "timestamp")}
 
 
 def register_credit_model(home: Path, spec: UseCase, model_name: str) -> Promotion:
     """Train a small river classifier, register it in the MLflow store under ``home``,
     and return the promotion that makes it the champion of ``spec``."""
-    preparer = Preparer(spec)
-    model = RiverModel(
-        compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression()),
-        "classification",
-        classes=[0, 1],
-        positive=1,
-    )
-    for event, label in credit_events(200, seed=1):
-        model.learn_one(preparer.prepare(event).features, label)
+    model = train(spec, function=0)
     client = tracking.client(home)
     run_id = client.create_run(tracking.experiment_id(home, model_name)).info.run_id
     directory = home / "scratch" / uuid.uuid4().hex
@@ -127,6 +98,12 @@ def served_inference(stack: Stack, usecase: str, **env: str) -> tuple[str, Promo
     port = free_port()
     stack.start("inference", DRIFTLINE_PORT=str(port), DRIFTLINE_USECASES=usecase, **env)
     base = f"http://127.0.0.1:{port}"
+    wait_ready(stack, base)
+    return base, promotion
+
+
+def wait_ready(stack: Stack, base: str) -> None:
+    """Wait until the inference service at ``base`` answers ``/readyz`` with 200."""
 
     def ready() -> bool:
         try:
@@ -135,4 +112,45 @@ def served_inference(stack: Stack, usecase: str, **env: str) -> tuple[str, Promo
             return False
 
     assert wait_until(ready, timeout=120), stack.log("inference")[-3000:]
-    return base, promotion
+
+
+def spec_stack(bootstrap: str, spec: UseCase, tmp_path: Path) -> Iterator[Stack]:
+    """A stack whose use-case folder holds ``spec`` (for a fixture to yield from)."""
+    usecases = tmp_path / "usecases"
+    usecases.mkdir()
+    document = spec.model_dump(mode="json", exclude_none=True)
+    (usecases / f"{spec.name}.yaml").write_text(yaml.safe_dump(document))
+    running = Stack(bootstrap, tmp_path / "home", usecases, tmp_path)
+    yield running
+    running.stop_all()
+
+
+def write_labeled_frame(home: Path, spec: UseCase, frame: pd.DataFrame, part: str) -> None:
+    """Labeled rows to Feast's offline store, as the features service writes them.
+
+    ``frame`` has the feature columns, ``label``, ``event_id``, ``entity_id``,
+    ``event_timestamp`` and, optionally, ``label_timestamp`` (else the event's).
+    """
+    records = frame.to_dict("records")
+    names = spec.feature_names()
+    rows = [
+        FeatureRow(
+            usecase=spec.name,
+            source_event_id=row["event_id"],
+            entity_id=row["entity_id"],
+            event_timestamp=row["event_timestamp"],
+            features={name: row[name] for name in names},
+        )
+        for row in records
+    ]
+    labels = [
+        Label(
+            event_id=row["event_id"],
+            label=row["label"].item() if hasattr(row["label"], "item") else row["label"],
+            timestamp=row.get("label_timestamp", row["event_timestamp"]),
+        )
+        for row in records
+    ]
+    directory = featurestore.features_dir(home, spec.name)
+    featurestore.write_parquet_part(directory, featurestore.rows_frame(spec, rows), part)
+    featurestore.write_labels(home, spec, labels, part)

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.broker import EmbeddedBroker
+from tests.inference.conftest import raw_events, request_fields
 from tests.reliability import tally
-from tests.reliability.helpers import credit_events, request_fields, served_inference
+from tests.reliability.helpers import served_inference
 from tests.stack import ROOT, Stack, usecase_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -72,7 +73,7 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
-EVENT = request_fields(credit_events(1, seed=5)[0][0])
+EVENT = request_fields(raw_events(1, seed=5)[0][0])
 
 
 @st.composite

@@ -12,8 +12,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,10 +19,11 @@ import pytest
 
 from schemas import topics
 from schemas.usecase import load_usecase
+from tests.inference.conftest import raw_events, request_fields
 from tests.integration.test_ingest_path import valid_events
 from tests.reliability import tally
-from tests.reliability.helpers import credit_events, request_fields, served_inference
-from tests.stack import ROOT, Stack, publish_raw, read_topic, usecase_copy, wait_until
+from tests.reliability.helpers import served_inference
+from tests.stack import ROOT, Stack, publish_raw, read_topic, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.reliability]
 
@@ -32,19 +31,11 @@ SECONDS = float(os.environ.get("DRIFTLINE_LOAD_SECONDS", "60"))
 CLIENTS = 16
 
 
-@pytest.fixture
-def stack(bootstrap: str, unique: str, tmp_path: Path) -> Iterator[Stack]:
-    usecase_copy(ROOT / "usecases" / "credit.yaml", tmp_path / "usecases", unique)
-    running = Stack(bootstrap, tmp_path / "home", tmp_path / "usecases", tmp_path)
-    yield running
-    running.stop_all()
-
-
 def test_inference_under_sustained_concurrent_load(stack: Stack, unique: str) -> None:
     base, _ = served_inference(stack, unique)
     bodies = [
         {"entity_id": event["entity_id"], "features": request_fields(event)}
-        for event, _ in credit_events(500, seed=9)
+        for event, _ in raw_events(500, seed=9)
     ]
     answered: list[int] = []
     errors: list[str] = []

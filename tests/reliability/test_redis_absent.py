@@ -24,12 +24,11 @@ from services.common.prep.preparer import Preparer
 from services.inference.api import create_app
 from services.inference.service import InferenceService
 from services.inference.settings import InferenceSettings
+from tests.inference.conftest import raw_events, request_fields
 from tests.reliability import tally
 from tests.reliability.helpers import (
     RedisServer,
-    credit_events,
     register_credit_model,
-    request_fields,
     send_promotion,
 )
 
@@ -60,7 +59,7 @@ async def test_predict_needing_online_features_is_503_while_redis_is_down_then_r
     client = httpx.AsyncClient(transport=transport, base_url="http://test")
     try:
         assert service.registry.champion(spec.name) is not None
-        event, _ = credit_events(1, seed=11)[0]
+        event, _ = raw_events(1, seed=11)[0]
         url = f"/v1/predict/{spec.name}"
 
         # Every field in the request: no online read, scored while Redis is down.

@@ -1,36 +1,47 @@
-"""Which event ids are already in the store: the features service's idempotency record.
+"""Which events a service has already handled: its idempotency record.
 
-A SQLite table under the service's home. Ids are recorded after the store
-writes succeed, so a crash between the two leaves at worst a re-write of the
-same rows on redelivery (Parquet parts are replaced by name; the online
-store keeps the last value), never a loss.
+A SQLite database under the service's home (ingestion and the features
+service each keep one). Ids are recorded only after the side effects they
+stand for are durable, so a crash between the two leaves at worst a repeat
+of those side effects on redelivery (which the next stage absorbs by event
+id), never a loss. A service's small running state (ingestion's imputation
+statistics) is recorded in the same transaction, so the two always agree.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 class SeenIds:
-    """A durable set of (use case, kind, event id).
+    """A durable set of (use case, kind, event id), with named state beside it.
 
     >>> seen = SeenIds(":memory:")
     >>> sorted(seen.unseen("credit", "features", ["a", "b"]))
     ['a', 'b']
-    >>> seen.add("credit", "features", ["a"])
+    >>> seen.add("credit", "features", ["a"], state={"credit": {"rows": 1}})
     >>> seen.unseen("credit", "features", ["a", "b"])
     {'b'}
+    >>> seen.state("credit"), seen.state("other")
+    ({'rows': 1}, None)
     """
 
     def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(str(path))
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute(
             "CREATE TABLE IF NOT EXISTS seen ("
             " usecase TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT NOT NULL,"
             " PRIMARY KEY (usecase, kind, event_id)) WITHOUT ROWID"
+        )
+        self.connection.execute(
+            "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
         )
 
     def unseen(self, usecase: str, kind: str, event_ids: Iterable[str]) -> set[str]:
@@ -48,12 +59,30 @@ class SeenIds:
             found.update(row[0] for row in self.connection.execute(query, [usecase, kind, *chunk]))
         return wanted - found
 
-    def add(self, usecase: str, kind: str, event_ids: Iterable[str]) -> None:
+    def add(
+        self,
+        usecase: str,
+        kind: str,
+        event_ids: Iterable[str],
+        *,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        """Record ``event_ids`` (and replace the named ``state`` values) in one transaction."""
         with self.connection:
             self.connection.executemany(
                 "INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
                 [(usecase, kind, event_id) for event_id in event_ids],
             )
+            if state:
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO state VALUES (?, ?)",
+                    [(name, json.dumps(value)) for name, value in state.items()],
+                )
+
+    def state(self, name: str) -> Any | None:
+        """The state last saved under ``name``, or None."""
+        row = self.connection.execute("SELECT value FROM state WHERE name=?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def count(self, usecase: str, kind: str) -> int:
         query = "SELECT COUNT(*) FROM seen WHERE usecase=? AND kind=?"

@@ -1,0 +1,63 @@
+"""Ingestion's processor on the real broker: rows first, then the seen-record, then a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from schemas import topics
+from schemas.usecase import load_usecase
+from services.common.bus import ensure_topics, start_producer
+from services.common.errors import InvalidInput
+from services.common.seen import SeenIds
+from services.ingestion.processor import KIND, Ingestion
+from tests.integration.test_ingest_path import valid_events
+from tests.records import consumer_record
+from tests.stack import ROOT, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def test_events_are_recorded_after_their_rows_and_a_restart_skips_them(
+    bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    spec = load_usecase(ROOT / "usecases" / "credit.yaml").model_copy(update={"name": unique})
+    events = [json.dumps(e).encode() for e in valid_events(spec, 50)]
+    raw = topics.raw(unique)
+    seen = SeenIds(tmp_path / "seen.db")
+
+    async def run() -> tuple[dict[str, object], dict[str, object]]:
+        await ensure_topics(bootstrap, [topics.features(unique), topics.deadletter(unique)])
+        producer = await start_producer(bootstrap)
+        try:
+            first = Ingestion({unique: spec}, seen, producer)
+            for offset, value in enumerate(events[:30]):
+                await first.process(consumer_record(raw, offset, value))
+            await first.process(consumer_record(raw, 30, events[0]))  # a duplicate in the batch
+            assert seen.count(unique, KIND) == 0  # nothing recorded before the flush
+            await first.flush()
+            assert seen.count(unique, KIND) == 30
+
+            # A restart: the batch is read again from the start, with 20 more events.
+            second = Ingestion({unique: spec}, seen, producer)
+            restored = copy.deepcopy(second.preparers[unique].state())
+            for offset, value in enumerate(events):
+                await second.process(consumer_record(raw, offset, value))
+            with pytest.raises(InvalidInput, match="not valid JSON"):
+                await second.process(consumer_record(raw, 50, b"{oops"))
+            await second.flush()
+            return first.preparers[unique].state(), restored
+        finally:
+            await producer.stop()
+
+    saved, restored = asyncio.run(run())
+    assert restored == saved  # the imputation statistics came back with the record
+    assert seen.count(unique, KIND) == 50
+    rows = read_topic(bootstrap, topics.features(unique))
+    assert sorted(r["source_event_id"] for r in rows) == sorted(
+        json.loads(e)["event_id"] for e in events
+    )
