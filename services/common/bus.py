@@ -163,3 +163,34 @@ async def consumer_and_producer(
             await producer.stop()
     finally:
         await consumer.stop()
+
+
+async def end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """Where each assigned partition ends now."""
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(list(consumer.assignment()))
+    return ends
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    ends: dict[TopicPartition, int] | None = None,
+    *,
+    from_beginning: bool = False,
+    timeout_ms: int = 200,
+    max_records: int | None = None,
+) -> AsyncIterator[Any]:
+    """Each record of the assigned partitions until every one reaches ``ends``.
+
+    ``ends`` defaults to where the partitions end when called, so records
+    published meanwhile are left for the caller's next read. ``from_beginning``
+    rewinds first (a replay of the whole topic).
+    """
+    if from_beginning:
+        await consumer.seek_to_beginning(*consumer.assignment())
+    if ends is None:
+        ends = await end_offsets(consumer)
+    while behind := [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+        batches = await consumer.getmany(*behind, timeout_ms=timeout_ms, max_records=max_records)
+        for records in batches.values():
+            for record in records:
+                yield record

@@ -37,7 +37,13 @@ from schemas import topics
 from schemas.events import FeatureRow, ModelCandidate, Prediction, Promotion
 from schemas.inputs import Label
 from schemas.usecase import UseCase
-from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.bus import (
+    end_offsets,
+    ensure_topics,
+    read_to_end,
+    start_consumer,
+    start_producer,
+)
 from services.common.checkpoint import offset_key, save_checkpoint
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
@@ -234,22 +240,17 @@ class DriftDetector:
         """Read both model topics from the beginning; return where each partition ended."""
         consumer = await start_consumer(self.settings.bootstrap, MODEL_TOPICS, None)
         try:
-            partitions = list(consumer.assignment())
-            await consumer.seek_to_beginning(*partitions)
-            ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            if record.topic == topics.MODELS_CANDIDATES:
-                                candidate = _parse(ModelCandidate, record.value, "a candidate")
-                                self.lineage.offer_candidate(candidate)
-                            else:
-                                promotion = _parse(Promotion, record.value, "a promotion")
-                                self.lineage.offer_promotion(promotion)
-                        except InvalidInput as exc:
-                            logger.info("skipped model event offset=%s: %s", record.offset, exc)
+            ends = await end_offsets(consumer)
+            async for record in read_to_end(consumer, ends, from_beginning=True, max_records=1000):
+                try:
+                    if record.topic == topics.MODELS_CANDIDATES:
+                        candidate = _parse(ModelCandidate, record.value, "a candidate")
+                        self.lineage.offer_candidate(candidate)
+                    else:
+                        promotion = _parse(Promotion, record.value, "a promotion")
+                        self.lineage.offer_promotion(promotion)
+                except InvalidInput as exc:
+                    logger.info("skipped model event offset=%s: %s", record.offset, exc)
             return ends
         finally:
             await consumer.stop()

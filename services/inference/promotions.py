@@ -17,6 +17,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from schemas.events import Promotion, parse_event
+from services.common.bus import read_to_end
 from services.inference.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -55,17 +56,12 @@ class PromotionListener:
         Several partitions have no order between them, so the history is sorted
         (stably: one partition's order is kept for equal times) by ``occurred_at``.
         """
-        partitions = list(self.consumer.assignment())
-        await self.consumer.seek_to_beginning(*partitions)
-        end = await self.consumer.end_offsets(partitions)
         history: list[Promotion] = []
-        while True:
-            behind = [tp for tp in partitions if await self.consumer.position(tp) < end[tp]]
-            if not behind:
-                return sorted(history, key=lambda promotion: promotion.occurred_at)
-            batches = await self.consumer.getmany(*behind, timeout_ms=self.poll_timeout_ms)
-            for records in batches.values():
-                history.extend(p for r in records if (p := as_promotion(r)) is not None)
+        replay = read_to_end(self.consumer, from_beginning=True, timeout_ms=self.poll_timeout_ms)
+        async for record in replay:
+            if (promotion := as_promotion(record)) is not None:
+                history.append(promotion)
+        return sorted(history, key=lambda promotion: promotion.occurred_at)
 
     async def replay(self) -> int:
         """Rebuild and load every lineup from the history; return how many events it held."""

@@ -37,7 +37,7 @@ from schemas import topics
 from schemas.events import DriftAlert, ModelCandidate, Prediction, Promotion, TrainingRequest
 from schemas.inputs import Label
 from schemas.usecase import UseCase
-from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.bus import ensure_topics, read_to_end, start_consumer, start_producer
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
 from services.common.health import HealthServer
@@ -341,14 +341,9 @@ async def recall_requests(bootstrap: str, registry: Registry) -> int:
     """Replay ``training.requests`` to its current end into the retrain policy."""
     consumer = await start_consumer(bootstrap, [topics.TRAINING_REQUESTS], None)
     try:
-        partitions = list(consumer.assignment())
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         recalled = 0
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for records in batches.values():
-                recalled += sum(registry.recall_request(record.value) for record in records)
+        async for record in read_to_end(consumer, from_beginning=True, max_records=5000):
+            recalled += registry.recall_request(record.value)
         return recalled
     finally:
         await consumer.stop()

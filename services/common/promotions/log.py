@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from schemas import topics
 from schemas.events import Promotion
-from services.common.bus import ensure_topics, start_consumer
+from services.common.bus import ensure_topics, read_to_end, start_consumer
 from services.common.promotions.history import PromotionHistory
 
 logger = logging.getLogger(__name__)
@@ -51,34 +51,25 @@ class PromotionLog:
     async def stop(self) -> None:
         await self.consumer.stop()
 
-    async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> int:
-        count = 0
-        for records in batches.values():
-            for record in records:
-                event = parse_promotion(record.value)
-                if event is not None:
-                    await self.on_promotion(event)
-                count += 1
-        self.read += count
-        return count
+    async def _apply(self, record: Any) -> None:
+        event = parse_promotion(record.value)
+        if event is not None:
+            await self.on_promotion(event)
+        self.read += 1
 
     async def poll(self, timeout_ms: int = 0) -> int:
         """Apply whatever new events are there (the command line's, another instance's)."""
-        return await self._handle(await self.consumer.getmany(timeout_ms=timeout_ms))
+        count = 0
+        for records in (await self.consumer.getmany(timeout_ms=timeout_ms)).values():
+            for record in records:
+                await self._apply(record)
+                count += 1
+        return count
 
     async def catch_up(self, targets: dict[TopicPartition, int] | None = None) -> None:
         """Read until each partition's position reaches ``targets`` (the end offsets if None)."""
-        partitions = list(self.consumer.assignment())
-        if targets is None:
-            targets = await self.consumer.end_offsets(partitions)
-        while await self._behind(targets):
-            await self._handle(await self.consumer.getmany(timeout_ms=200))
-
-    async def _behind(self, targets: dict[TopicPartition, int]) -> bool:
-        for partition, end in targets.items():
-            if await self.consumer.position(partition) < end:
-                return True
-        return False
+        async for record in read_to_end(self.consumer, targets):
+            await self._apply(record)
 
 
 async def read_history(bootstrap: str) -> PromotionHistory:
