@@ -8,10 +8,12 @@ mlflow is imported inside these functions: it costs 2 s and 200 MB.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.common.models.protocol import sha256_of
+from schemas.events import Promotion
+from services.common.models.protocol import Model, sha256_of
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -84,6 +86,36 @@ def register_model_dir(
         model_name, source=artifact_uri, run_id=run_id, tags=all_tags
     )
     return str(version.version), artifact_uri, sha256
+
+
+def register_model(
+    home: Path, model: Model, model_name: str, scratch: Path
+) -> tuple[str, str, str]:
+    """Save ``model`` under ``scratch``, log it to a new run, register it.
+
+    Returns (version, artifact_uri, sha256), as ``register_model_dir`` does.
+    """
+    mlflow_client = client(home)
+    run_id = mlflow_client.create_run(experiment_id(home, model_name)).info.run_id
+    directory = scratch / uuid.uuid4().hex
+    path = model.save(directory)
+    return register_model_dir(mlflow_client, run_id, model_name, directory, path)
+
+
+def register_champion(
+    home: Path, usecase: str, model: Model, model_name: str, scratch: Path, *, reason: str
+) -> Promotion:
+    """Register ``model`` and return the promotion that makes it ``usecase``'s champion."""
+    version, uri, sha = register_model(home, model, model_name, scratch)
+    return Promotion(
+        usecase=usecase,
+        action="promote",
+        model_name=model_name,
+        model_version=version,
+        artifact_uri=uri,
+        artifact_sha256=sha,
+        reason=reason,
+    )
 
 
 def download_model_dir(mlflow_client: MlflowClient, artifact_uri: str, destination: Path) -> Path:

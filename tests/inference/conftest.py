@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,12 +103,8 @@ class Stack:
         return spec
 
 
-def _register(client: Any, home: Path, model: RiverModel, scratch: Path) -> Registered:
-    experiment = tracking.experiment_id(home, MODEL_NAME)
-    run_id = client.create_run(experiment).info.run_id
-    directory = scratch / uuid.uuid4().hex
-    path = model.save(directory)
-    version, uri, sha = tracking.register_model_dir(client, run_id, MODEL_NAME, directory, path)
+def _register(home: Path, model: RiverModel, scratch: Path) -> Registered:
+    version, uri, sha = tracking.register_model(home, model, MODEL_NAME, scratch)
     return Registered(version, uri, sha, model)
 
 
@@ -119,12 +114,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home.mkdir()
     base = load_usecase(ROOT / "usecases" / "credit.yaml")
     store = open_store(FeatureStoreSettings(home=home), [base])
-    client = tracking.client(home)
     scratch = home / "scratch"
     models = {
-        "v1": _register(client, home, train(base, 0), scratch),
-        "v2": _register(client, home, train(base, 2), scratch),
-        "v3": _register(client, home, train(base, 4), scratch),
+        "v1": _register(home, train(base, 0), scratch),
+        "v2": _register(home, train(base, 2), scratch),
+        "v3": _register(home, train(base, 4), scratch),
     }
     # Tamper with v3's artifact after its sha256 was recorded.
     tampered = Path(urlparse(models["v3"].artifact_uri).path) / RiverModel.FILENAME

@@ -6,7 +6,6 @@ import asyncio
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,19 +28,9 @@ def register_credit_model(home: Path, spec: UseCase, model_name: str) -> Promoti
     """Train a small river classifier, register it in the MLflow store under ``home``,
     and return the promotion that makes it the champion of ``spec``."""
     model = train(spec, function=0)
-    client = tracking.client(home)
-    run_id = client.create_run(tracking.experiment_id(home, model_name)).info.run_id
-    directory = home / "scratch" / uuid.uuid4().hex
-    path = model.save(directory)
-    version, uri, sha = tracking.register_model_dir(client, run_id, model_name, directory, path)
-    return Promotion(
-        usecase=spec.name,
-        action="promote",
-        model_name=model_name,
-        model_version=version,
-        artifact_uri=uri,
-        artifact_sha256=sha,
-        reason="reliability test",
+    scratch = home / "scratch"
+    return tracking.register_champion(
+        home, spec.name, model, model_name, scratch, reason="reliability test"
     )
 
 

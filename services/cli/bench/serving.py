@@ -33,7 +33,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,19 +266,9 @@ def register_champion(stack: BenchStack, usecase: str, rows: int = MODEL_ROWS) -
     spec = stack.usecase(usecase)
     load = workload(spec, rows, seed=5)
     model, _ = learn_stream(spec, load.rows, load.labels)
-    client = tracking.client(stack.home)
-    run_id = client.create_run(tracking.experiment_id(stack.home, usecase)).info.run_id
-    directory = stack.workdir / "models" / uuid.uuid4().hex
-    path = model.save(directory)
-    version, uri, sha = tracking.register_model_dir(client, run_id, usecase, directory, path)
-    return Promotion(
-        usecase=usecase,
-        action="promote",
-        model_name=usecase,
-        model_version=version,
-        artifact_uri=uri,
-        artifact_sha256=sha,
-        reason="bench champion",
+    scratch = stack.workdir / "models"
+    return tracking.register_champion(
+        stack.home, usecase, model, usecase, scratch, reason="bench champion"
     )
 
 
