@@ -56,6 +56,32 @@ def find_candidate(client: MlflowClient, experiment: str, request_id: str) -> Mo
     return None
 
 
+def discard_unfinished(client: MlflowClient, experiment: str, request_id: str) -> int:
+    """Close the runs a killed trainer left for ``request_id``; return how many.
+
+    A run without ``candidate.json`` never reached ``models.candidates``, so no
+    event names the model version it may have registered: the version is
+    deleted (a retrain registers its own) and the run is marked KILLED.
+    """
+    runs = client.search_runs(
+        [experiment], filter_string=f"tags.{REQUEST_TAG} = '{request_id}'", max_results=50
+    )
+    discarded = 0
+    for run in runs:
+        if any(f.path == CANDIDATE_ARTIFACT for f in client.list_artifacts(run.info.run_id)):
+            continue
+        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+            client.delete_model_version(version.name, version.version)
+            logger.info(
+                "deleted unfinished model=%s version=%s request_id=%s",
+                version.name, version.version, request_id,
+            )  # fmt: skip
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            client.set_terminated(run.info.run_id, "KILLED")
+        discarded += 1
+    return discarded
+
+
 def record_run(
     home: Path,
     spec: UseCase,

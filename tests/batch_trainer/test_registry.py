@@ -10,7 +10,12 @@ import pytest
 from schemas.events import Window
 from schemas.usecase import UseCase
 from services.batch_trainer.pipeline import train_candidate
-from services.batch_trainer.registry import find_candidate, record_run
+from services.batch_trainer.registry import (
+    REQUEST_TAG,
+    discard_unfinished,
+    find_candidate,
+    record_run,
+)
 from services.common import tracking
 from services.common.models import load_model, sha256_of
 from tests.batch_trainer.conftest import (
@@ -85,3 +90,27 @@ def test_a_request_already_trained_is_found_again(home: Path) -> None:
     found = find_candidate(tracking.client(home), experiment, request.request_id)
     assert found == candidate
     assert find_candidate(tracking.client(home), experiment, "no-such-request") is None
+
+
+@pytest.mark.integration
+def test_a_run_killed_before_its_candidate_was_recorded_is_discarded(home: Path) -> None:
+    from schemas.events import TrainingRequest
+
+    spec = binary_spec(tuning={"trials": 0})
+    done, killed = (TrainingRequest(usecase=spec.name, reason="manual") for _ in range(2))
+    outcome = train_candidate(spec, agrawal_frame(200), Window())
+    finished = record_run(home, spec, outcome, request=done)
+    client = tracking.client(home)
+    experiment = tracking.experiment_id(home, spec.name)
+    # What a kill between registering the model and recording the candidate leaves.
+    run_id = client.create_run(experiment, tags={REQUEST_TAG: killed.request_id}).info.run_id
+    model_dir = home / "scratch" / "model"
+    model_file = outcome.model.save(model_dir)
+    orphan, _, _ = tracking.register_model_dir(client, run_id, spec.name, model_dir, model_file)
+
+    assert discard_unfinished(client, experiment, done.request_id) == 0
+    assert discard_unfinished(client, experiment, killed.request_id) == 1
+    versions = {str(v.version) for v in client.search_model_versions(f"name = '{spec.name}'")}
+    assert versions == {finished.model_version}, f"orphan v{orphan} should be gone"
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert find_candidate(client, experiment, killed.request_id) is None
