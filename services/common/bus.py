@@ -115,6 +115,7 @@ async def start_consumer(
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": options.pop("auto_offset_reset", "earliest"),
+        "max_partition_fetch_bytes": options.pop("max_partition_fetch_bytes", 16 * 1024 * 1024),
         **options,
     }
     if mode == "group":

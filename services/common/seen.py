@@ -33,7 +33,8 @@ class SeenIds:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(str(path))
+        # One caller at a time, from whichever worker thread runs its flush.
+        self.connection = sqlite3.connect(str(path), check_same_thread=False)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute(
             "CREATE TABLE IF NOT EXISTS seen ("

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -125,6 +126,10 @@ class FeatureSink:
             )
 
     async def flush(self) -> None:
+        """Write the buffered batch (in a worker thread, so the consumer keeps fetching)."""
+        await asyncio.to_thread(self.write)
+
+    def write(self) -> None:
         started = time.perf_counter()
         for usecase, rows in self.rows.items():
             fresh = self._fresh(usecase, "features", [r.source_event_id for r in rows])
