@@ -72,6 +72,23 @@ class Stack:
         path = self.logs / f"{service}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def logged(self, service: str, text: str) -> int:
+        """How often ``text`` is in the service's log (every start appends to it)."""
+        return self.log(service).count(text)
+
+    def tail(self, service: str, chars: int = 4000) -> str:
+        return self.log(service)[-chars:]
+
+    def start_and_wait(
+        self, service: str, ready: str, timeout: float = 300, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """Start ``service`` and wait until its log says ``ready`` once more."""
+        before = self.logged(service, ready)
+        process = self.start(service, **env)
+        started = wait_until(lambda: self.logged(service, ready) > before, timeout)
+        assert started, self.tail(service)
+        return process
+
 
 def usecase_copy(source: Path, directory: Path, name: str) -> Path:
     """A use-case file copied under a new name (the name is the file's stem)."""

@@ -66,24 +66,14 @@ def group(usecase: str) -> str:
 
 def start_trainer(stack: Stack, usecase: str) -> None:
     """Start the process and wait until it consumes."""
-    started = logged(stack, "batch trainer ready")
-    stack.start(
+    stack.start_and_wait(
         "batch_trainer",
+        "batch trainer ready",
         DRIFTLINE_GROUP_ID=group(usecase),
         DRIFTLINE_DEVICE="cpu",
         DRIFTLINE_HEALTH_PORT="0",
         OMP_NUM_THREADS="1",  # the machine's cores are shared
     )
-    ready = lambda: logged(stack, "batch trainer ready") > started  # noqa: E731
-    assert wait_until(ready, timeout=300), tail(stack)
-
-
-def logged(stack: Stack, text: str) -> int:
-    return stack.log("batch_trainer").count(text)
-
-
-def tail(stack: Stack) -> str:
-    return stack.log("batch_trainer")[-3000:]
 
 
 Offset = tuple[TopicPartition, int]
@@ -162,15 +152,15 @@ def test_sigkilled_batch_trainer_trains_every_request_once(stack: Stack, spec: U
     offsets = asyncio.run(send_requests(stack.bootstrap, requests))
 
     # Kill while the second request's model is being fitted.
-    second = lambda: logged(stack, f"training data usecase={usecase}") >= 2  # noqa: E731
-    assert wait_until(second, timeout=300, interval=0.05), tail(stack)
+    second = lambda: stack.logged("batch_trainer", f"training data usecase={usecase}") >= 2  # noqa: E731
+    assert wait_until(second, timeout=300, interval=0.05), stack.tail("batch_trainer")
     stack.kill("batch_trainer")
     log_at_kill = stack.log("batch_trainer")
     at_kill = (len(candidates(stack, usecase)), len(versions(stack.home, usecase)))
 
     start_trainer(stack, usecase)
     every_request = lambda: len(candidates(stack, usecase)) >= REQUESTS  # noqa: E731
-    assert wait_until(every_request, timeout=300), tail(stack)
+    assert wait_until(every_request, timeout=300), stack.tail("batch_trainer")
     after_restart = candidates(stack, usecase)
 
     # The state a kill leaves after the third candidate was sent, before its commit.
@@ -178,7 +168,8 @@ def test_sigkilled_batch_trainer_trains_every_request_once(stack: Stack, spec: U
     asyncio.run(rewind(stack.bootstrap, group(usecase), offsets[-1]))
     start_trainer(stack, usecase)
     again = f"request_id={requests[-1].request_id} already trained: republishing"
-    assert wait_until(lambda: logged(stack, again) == 1, timeout=300), tail(stack)
+    done = wait_until(lambda: stack.logged("batch_trainer", again) == 1, timeout=300)
+    assert done, stack.tail("batch_trainer")
     assert wait_until(lambda: len(candidates(stack, usecase)) > REQUESTS, timeout=120)
 
     found = candidates(stack, usecase)
@@ -203,4 +194,4 @@ def test_sigkilled_batch_trainer_trains_every_request_once(stack: Stack, spec: U
     assert found[-1] == next(
         c for c in after_restart if c["training_request_id"] == requests[-1].request_id
     )
-    assert logged(stack, f"training data usecase={usecase}") == REQUESTS + 1
+    assert stack.logged("batch_trainer", f"training data usecase={usecase}") == REQUESTS + 1

@@ -66,10 +66,6 @@ def start(stack: Stack, usecase: str, checkpoint_seconds: float = 2.0) -> None:
     )
 
 
-def log_tail(stack: Stack) -> str:
-    return stack.log("drift_detector")[-4000:]
-
-
 def checkpoint(stack: Stack, usecase: str) -> UseCaseMonitor | None:
     monitors = load_checkpoint(stack.home / "drift_detector" / "checkpoint.pkl") or {}
     monitor: UseCaseMonitor | None = monitors.get(usecase)
@@ -132,19 +128,19 @@ def test_sigkilled_detector_counts_every_row_once(
     start(stack, unique)
     publish_raw(stack.bootstrap, features_topic, messages)
     # Kill 1: at the first checkpoint, windows filling, before the drift.
-    assert wait_until(lambda: rows_read(stack, unique) > 0, 300, 0.1), log_tail(stack)
+    assert wait_until(lambda: rows_read(stack, unique) > 0, 300, 0.1), stack.tail("drift_detector")
     first_kill = kill(stack, unique)
     assert 0 < first_kill[0] < DRIFT_AT, f"the first kill did not land mid-stream: {first_kill}"
 
     # Kill 2: right after the first data alert, the drift episode open.
     start(stack, unique)
-    assert wait_until(lambda: alerted(stack, unique), 300, 0.1), log_tail(stack)
+    assert wait_until(lambda: alerted(stack, unique), 300, 0.1), stack.tail("drift_detector")
     second_kill = kill(stack, unique)
     assert 0 < second_kill[0] < total, f"the second kill did not land mid-stream: {second_kill}"
 
     # The last run checkpoints every batch, so that the end is observable.
     start(stack, unique, checkpoint_seconds=0)
-    assert wait_until(lambda: rows_read(stack, unique) == total, 300), log_tail(stack)
+    assert wait_until(lambda: rows_read(stack, unique) == total, 300), stack.tail("drift_detector")
     stack.stop_all()
 
     monitor = checkpoint(stack, unique)

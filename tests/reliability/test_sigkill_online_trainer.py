@@ -69,10 +69,6 @@ def rows_learned(stack: Stack, usecase: str) -> int:
     return state.learner.rows_learned if state is not None else 0
 
 
-def log_tail(stack: Stack) -> str:
-    return stack.log("online_trainer")[-4000:]
-
-
 def publish(stack: Stack, topic: str, messages: list[dict[str, Any]]) -> None:
     publish_raw(stack.bootstrap, topic, [json.dumps(m).encode() for m in messages])
 
@@ -114,7 +110,8 @@ def test_sigkilled_trainer_learns_every_row_exactly_once(stack: Stack, unique: s
     half = ROWS // 2
     start(stack, unique)
     publish(stack, features_topic, rows[:half])
-    assert wait_until(lambda: pending_features(stack, unique) >= 100, 300, 0.05), log_tail(stack)
+    done = wait_until(lambda: pending_features(stack, unique) >= 100, 300, 0.05)
+    assert done, stack.tail("online_trainer")
     stack.kill("online_trainer")
     tally.add("faults_injected")
     pending_at_kill = pending_features(stack, unique)
@@ -123,9 +120,11 @@ def test_sigkilled_trainer_learns_every_row_exactly_once(stack: Stack, unique: s
     # Kill 2: while labels are being joined and learned.
     start(stack, unique)
     publish(stack, features_topic, rows[half:])
-    assert wait_until(lambda: pending_features(stack, unique) == ROWS, 300), log_tail(stack)
+    done = wait_until(lambda: pending_features(stack, unique) == ROWS, 300)
+    assert done, stack.tail("online_trainer")
     publish(stack, labels_topic, labels[:half])
-    assert wait_until(lambda: rows_learned(stack, unique) >= ROWS // 4, 300, 0.05), log_tail(stack)
+    done = wait_until(lambda: rows_learned(stack, unique) >= ROWS // 4, 300, 0.05)
+    assert done, stack.tail("online_trainer")
     stack.kill("online_trainer")
     tally.add("faults_injected")
     learned_at_kill = rows_learned(stack, unique)
@@ -138,7 +137,7 @@ def test_sigkilled_trainer_learns_every_row_exactly_once(stack: Stack, unique: s
         state = checkpoint(stack, unique)
         return state is not None and state.offsets.get(f"{labels_topic}:0") == ROWS
 
-    assert wait_until(consumed_everything, 300), log_tail(stack)
+    assert wait_until(consumed_everything, 300), stack.tail("online_trainer")
     stack.stop_all()
 
     state = checkpoint(stack, unique)

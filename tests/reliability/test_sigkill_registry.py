@@ -62,22 +62,12 @@ def publish(stack: Stack, topic: str, events: Sequence[SystemEvent]) -> None:
 
 def start_registry(stack: Stack, usecase: str) -> None:
     """Start the process and wait until it has replayed the history and consumes."""
-    started = logged(stack, "registry ready")
-    stack.start(
+    stack.start_and_wait(
         "registry",
+        "registry ready",
         DRIFTLINE_GROUP_ID=f"{usecase}-registry",
         DRIFTLINE_HEALTH_PORT="0",
     )
-    ready = lambda: logged(stack, "registry ready") > started  # noqa: E731
-    assert wait_until(ready, timeout=300), tail(stack)
-
-
-def logged(stack: Stack, text: str) -> int:
-    return stack.log("registry").count(text)
-
-
-def tail(stack: Stack) -> str:
-    return stack.log("registry")[-3000:]
 
 
 def ours(stack: Stack, topic: str, usecase: str) -> list[dict[str, Any]]:
@@ -106,21 +96,23 @@ def test_sigkilled_registry_decides_every_candidate_once(stack: Stack, spec: Use
     start_registry(stack, usecase)
 
     publish(stack, topics.DRIFT_ALERTS, storm[:1])
-    asked = lambda: logged(stack, f"training request usecase={usecase}") == 1  # noqa: E731
-    assert wait_until(asked, timeout=300), tail(stack)
+    asked = lambda: stack.logged("registry", f"training request usecase={usecase}") == 1  # noqa: E731
+    assert wait_until(asked, timeout=300), stack.tail("registry")
     publish(stack, topics.MODELS_CANDIDATES, candidates)
     publish(stack, topics.DRIFT_ALERTS, storm[1:3])
     decided = f"decision usecase={usecase}"
-    assert wait_until(lambda: logged(stack, decided) >= KILL_AFTER, timeout=300, interval=0.05)
+    some_decided = lambda: stack.logged("registry", decided) >= KILL_AFTER  # noqa: E731
+    assert wait_until(some_decided, timeout=300, interval=0.05), stack.tail("registry")
     stack.kill("registry")
     at_kill = ours(stack, topics.MODELS_PROMOTIONS, usecase)
     publish(stack, topics.DRIFT_ALERTS, storm[3:])  # while the registry is down
 
     start_registry(stack, usecase)
     last_alert = f"alert_id={storm[-1].alert_id}"
-    assert wait_until(lambda: logged(stack, last_alert) >= 1, timeout=300), tail(stack)
+    done = wait_until(lambda: stack.logged("registry", last_alert) >= 1, timeout=300)
+    assert done, stack.tail("registry")
     everything = lambda: len(ours(stack, topics.MODELS_PROMOTIONS, usecase)) >= CANDIDATES  # noqa: E731
-    assert wait_until(everything, timeout=300), tail(stack)
+    assert wait_until(everything, timeout=300), stack.tail("registry")
 
     decisions = ours(stack, topics.MODELS_PROMOTIONS, usecase)
     requests = ours(stack, topics.TRAINING_REQUESTS, usecase)
