@@ -24,11 +24,10 @@ from services.batch_trainer.pipeline import TrainingOutcome
 from services.common import tracking
 
 if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
+    pass
 
 logger = logging.getLogger(__name__)
 
-CANDIDATE_ARTIFACT = "candidate.json"
 REQUEST_TAG = "training_request_id"
 
 
@@ -39,47 +38,6 @@ def model_name(spec: UseCase) -> str:
 
 def experiment_name(spec: UseCase) -> str:
     return spec.name
-
-
-def find_candidate(client: MlflowClient, experiment: str, request_id: str) -> ModelCandidate | None:
-    """The candidate an earlier run already registered for ``request_id``, if any."""
-    runs = client.search_runs(
-        [experiment], filter_string=f"tags.{REQUEST_TAG} = '{request_id}'", max_results=5
-    )
-    for run in runs:
-        with tempfile.TemporaryDirectory() as scratch:
-            try:
-                path = client.download_artifacts(run.info.run_id, CANDIDATE_ARTIFACT, scratch)
-            except Exception:
-                continue
-            return ModelCandidate.model_validate_json(Path(path).read_text())
-    return None
-
-
-def discard_unfinished(client: MlflowClient, experiment: str, request_id: str) -> int:
-    """Close the runs a killed trainer left for ``request_id``; return how many.
-
-    A run without ``candidate.json`` never reached ``models.candidates``, so no
-    event names the model version it may have registered: the version is
-    deleted (a retrain registers its own) and the run is marked KILLED.
-    """
-    runs = client.search_runs(
-        [experiment], filter_string=f"tags.{REQUEST_TAG} = '{request_id}'", max_results=50
-    )
-    discarded = 0
-    for run in runs:
-        if any(f.path == CANDIDATE_ARTIFACT for f in client.list_artifacts(run.info.run_id)):
-            continue
-        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
-            client.delete_model_version(version.name, version.version)
-            logger.info(
-                "deleted unfinished model=%s version=%s request_id=%s",
-                version.name, version.version, request_id,
-            )  # fmt: skip
-        if run.info.status in ("RUNNING", "SCHEDULED"):
-            client.set_terminated(run.info.run_id, "KILLED")
-        discarded += 1
-    return discarded
 
 
 def record_run(
@@ -147,8 +105,7 @@ def record_run(
                 training_request_id=request_id,
                 lineage=_lineage(report, run_id),
             )
-            (folder / CANDIDATE_ARTIFACT).write_text(candidate.model_dump_json(indent=2))
-            client.log_artifact(run_id, str(folder / CANDIDATE_ARTIFACT))
+            tracking.record_candidate(client, run_id, candidate)
         client.set_terminated(run_id, "FINISHED")
     except Exception:
         client.set_terminated(run_id, "FAILED")

@@ -8,18 +8,23 @@ mlflow is imported inside these functions: it costs 2 s and 200 MB.
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from schemas.events import Promotion
+from schemas.events import ModelCandidate, Promotion
 from services.common.models.protocol import Model, sha256_of
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+logger = logging.getLogger(__name__)
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+CANDIDATE_ARTIFACT = "candidate.json"
 
 
 def tracking_uri(home: Path, override: str | None = None) -> str:
@@ -125,3 +130,61 @@ def download_model_dir(mlflow_client: MlflowClient, artifact_uri: str, destinati
     destination.mkdir(parents=True, exist_ok=True)
     path = mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(destination))
     return Path(path)
+
+
+# ---- registering a candidate once, by a key (a training request, a snapshot) -----------
+#
+# A trainer tags its run with a key, registers the model, then stores the candidate
+# event with the run (``record_candidate``) before publishing it. A trainer killed
+# and restarted on the same key finds the recorded candidate and publishes it again
+# (same event id, so consumers see it once), or discards what a run without one left.
+
+
+def _runs_tagged(client: MlflowClient, experiment: str, tag: str, value: str) -> list[Any]:
+    found: list[Any] = client.search_runs(
+        [experiment], filter_string=f"tags.{tag} = '{value}'", max_results=50
+    )
+    return found
+
+
+def record_candidate(client: MlflowClient, run_id: str, candidate: ModelCandidate) -> None:
+    """Store the candidate event with its run (``candidate.json``)."""
+    client.log_text(run_id, candidate.model_dump_json(indent=2), CANDIDATE_ARTIFACT)
+
+
+def recorded_candidate(
+    client: MlflowClient, experiment: str, tag: str, value: str
+) -> ModelCandidate | None:
+    """The candidate a run tagged ``tag=value`` recorded, if any."""
+    for run in _runs_tagged(client, experiment, tag, value):
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                path = client.download_artifacts(run.info.run_id, CANDIDATE_ARTIFACT, scratch)
+            except Exception:
+                continue
+            return ModelCandidate.model_validate_json(Path(path).read_text())
+    return None
+
+
+def discard_unfinished(client: MlflowClient, experiment: str, tag: str, value: str) -> int:
+    """Close the runs tagged ``tag=value`` that recorded no candidate; return how many.
+
+    No event names the model version such a run may have registered (its
+    candidate was never published), so the version is deleted (the retry
+    registers its own) and the run is marked KILLED.
+    """
+    discarded = 0
+    for run in _runs_tagged(client, experiment, tag, value):
+        run_id = run.info.run_id
+        if any(item.path == CANDIDATE_ARTIFACT for item in client.list_artifacts(run_id)):
+            continue
+        for version in client.search_model_versions(f"run_id = '{run_id}'"):
+            client.delete_model_version(version.name, version.version)
+            logger.info(
+                "deleted unfinished model=%s version=%s %s=%s",
+                version.name, version.version, tag, value,
+            )  # fmt: skip
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            client.set_terminated(run_id, "KILLED")
+        discarded += 1
+    return discarded

@@ -42,6 +42,9 @@ class TrainerState:
     last_event: datetime | None = None
     rows_at_snapshot: int = 0
     snapshots: int = 0
+    # Set in the checkpoint saved just before a snapshot is registered: a restart
+    # finishes that snapshot (see ``snapshot.register_snapshot``) before consuming.
+    snapshot_pending: bool = False
     drift_alerts: int = 0
 
 

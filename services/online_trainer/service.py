@@ -227,22 +227,42 @@ class OnlineTrainerProcessor:
         self.by_topic[record.topic].handle(record)
 
     async def flush(self) -> None:
-        """Alerts and snapshots out, then the checkpoint; the loop commits after this."""
+        """Alerts out, the checkpoint, then any snapshot due; the loop commits after this."""
         for trainer in self.trainers.values():
             if trainer.dirty:
                 trainer.state.join.expire(trainer.state.clock)
                 await self._publish_alerts(trainer)
                 if trainer.snapshot_due():
-                    await self.snapshot(trainer)
-                trainer.save()
+                    await self.checkpointed_snapshot(trainer)
+                else:
+                    trainer.save()
                 telemetry.export_state(trainer.spec.name, trainer.state)
 
     async def tick(self) -> None:
         """Time-based snapshots while no new records arrive."""
         for trainer in self.trainers.values():
             if not trainer.dirty and trainer.snapshot_due():
+                await self.checkpointed_snapshot(trainer)
+
+    async def resume_snapshots(self) -> None:
+        """Finish the snapshots a killed process had checkpointed but not published."""
+        for trainer in self.trainers.values():
+            if trainer.state.snapshot_pending:
+                logger.info("finishing the checkpointed snapshot usecase=%s", trainer.spec.name)
                 await self.snapshot(trainer)
                 trainer.save()
+
+    async def checkpointed_snapshot(self, trainer: UseCaseTrainer) -> ModelCandidate:
+        """Save the checkpoint marked pending, snapshot it, save it again unmarked.
+
+        A kill anywhere in between restarts from the marked checkpoint, whose
+        state gives the same snapshot key, so the snapshot is registered once.
+        """
+        trainer.state.snapshot_pending = True
+        trainer.save()
+        candidate = await self.snapshot(trainer)
+        trainer.save()
+        return candidate
 
     async def _publish_alerts(self, trainer: UseCaseTrainer) -> None:
         for alert in trainer.alerts:
@@ -272,6 +292,7 @@ class OnlineTrainerProcessor:
         )
         state.rows_at_snapshot = state.learner.rows_learned
         state.snapshots += 1
+        state.snapshot_pending = False
         trainer.snapshot_clock = time.monotonic()
         telemetry.SNAPSHOTS.labels(trainer.spec.name).inc()
         logger.info(
@@ -330,6 +351,7 @@ class OnlineTrainer:
             self.processor = OnlineTrainerProcessor(
                 self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri
             )
+            await self.processor.resume_snapshots()
             loop = ConsumeLoop(
                 consumer,
                 self.processor,

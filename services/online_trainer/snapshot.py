@@ -4,6 +4,13 @@ mlflow is imported (through :mod:`services.common.tracking`) only when the
 first snapshot is taken. :func:`register_snapshot` blocks; the service runs it
 in a worker thread while the consume loop waits, so the model does not change
 under it.
+
+A snapshot is registered once. The service saves the checkpoint (marked
+``snapshot_pending``) before registering, and the run is tagged with a key of
+that checkpoint's state (:func:`snapshot_key`). A trainer killed on the way
+restarts from that checkpoint, so with the same key: it finds the candidate the
+run recorded and publishes it again (same event id), or discards the version a
+run without one left, and registers anew.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import hashlib
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from schemas.events import ModelCandidate, Window
 from schemas.usecase import UseCase
@@ -19,7 +27,11 @@ from services.common import tracking
 from services.online_trainer.checkpoint import TrainerState
 from services.online_trainer.pipeline import model_name
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 TRAINER = "online"
+SNAPSHOT_TAG = "snapshot_key"
 
 
 def registered_name(spec: UseCase) -> str:
@@ -35,21 +47,45 @@ def snapshot_metrics(state: TrainerState) -> dict[str, float]:
     return metrics
 
 
+def snapshot_key(spec: UseCase, state: TrainerState) -> str:
+    """The same for the same checkpointed state: use case, spec, offsets, rows learned."""
+    offsets = json.dumps(state.offsets, sort_keys=True)
+    text = f"{spec.name}:{state.spec_hash}:{offsets}:{state.learner.rows_learned}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def register_snapshot(
     home: Path, spec: UseCase, state: TrainerState, workdir: Path, mlflow_uri: str | None = None
 ) -> ModelCandidate:
-    """Log a run, register the model as a new version, and describe it as a candidate."""
-    from mlflow.entities import Metric, Param
-
+    """Log a run, register the model as a new version, and describe it as a candidate
+    (or return the candidate an earlier run recorded for the same state)."""
     client = tracking.client(home, mlflow_uri)
     experiment = tracking.experiment_id(home, spec.name, mlflow_uri)
+    key = snapshot_key(spec, state)
+    earlier = tracking.recorded_candidate(client, experiment, SNAPSHOT_TAG, key)
+    if earlier is not None:
+        return earlier
+    tracking.discard_unfinished(client, experiment, SNAPSHOT_TAG, key)
+    return _register(client, experiment, key, spec, state, workdir)
+
+
+def _register(
+    client: MlflowClient,
+    experiment: str,
+    key: str,
+    spec: UseCase,
+    state: TrainerState,
+    workdir: Path,
+) -> ModelCandidate:
+    from mlflow.entities import Metric, Param
+
     learner = state.learner
     rows = learner.rows_learned
     online = spec.models.online
     run = client.create_run(
         experiment,
         run_name=f"{registered_name(spec)}-{rows}",
-        tags={"trainer": TRAINER, "flavor": "river", "usecase": spec.name},
+        tags={"trainer": TRAINER, "flavor": "river", "usecase": spec.name, SNAPSHOT_TAG: key},
     )
     run_id = run.info.run_id
     metrics = snapshot_metrics(state)
@@ -80,8 +116,7 @@ def register_snapshot(
             model_file,
             tags={"trainer": TRAINER, "spec_hash": state.spec_hash, "rows_learned": rows},
         )
-    client.set_terminated(run_id)
-    return ModelCandidate(
+    candidate = ModelCandidate(
         event_id=_candidate_id(spec.name, version, sha256),
         usecase=spec.name,
         model_name=registered_name(spec),
@@ -101,6 +136,9 @@ def register_snapshot(
             "model": model_name(spec),
         },
     )
+    tracking.record_candidate(client, run_id, candidate)
+    client.set_terminated(run_id)
+    return candidate
 
 
 def _candidate_id(usecase: str, version: str, sha256: str) -> str:

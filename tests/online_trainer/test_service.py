@@ -196,3 +196,38 @@ async def test_snapshot_registers_a_model_version_that_loads_back(
     assert set(model.predict_proba([rows[0]["features"]])[0]) == {0, 1}
     run = client.get_run(candidate.run_id or "")
     assert run.data.metrics["accuracy"] == candidate.metrics["accuracy"]
+
+
+async def test_a_checkpointed_snapshot_is_published_on_restart_and_registered_once(
+    bootstrap: str, home: Path, unique: str
+) -> None:
+    from services.common import tracking
+    from services.online_trainer.checkpoint import load_checkpoint
+    from services.online_trainer.snapshot import register_snapshot
+
+    spec = agrawal_spec(unique, snapshot_every_rows=10**9, snapshot_every_seconds=1e9)
+    await ensure_topics(
+        bootstrap, [topics.features(unique), topics.labels(unique), topics.MODELS_CANDIDATES]
+    )
+    killed = OnlineTrainer(settings_for(bootstrap, home, unique), {unique: spec})
+    trainer = killed.trainers[unique]
+    for features, label in agrawal_rows(100, seed=2):
+        trainer.state.learner.learn_one(features, label)
+    # Killed after the checkpoint marked the snapshot and MLflow recorded it, before
+    # the candidate reached models.candidates.
+    trainer.state.snapshot_pending = True
+    trainer.save()
+    recorded = register_snapshot(home, spec, trainer.state, killed.workdir)
+
+    service = OnlineTrainer(settings_for(bootstrap, home, unique), {unique: spec})
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    await until(lambda: service.trainers[unique].state.snapshots == 1, timeout=120)
+    stop.set()
+    await task
+
+    published = await read_all(bootstrap, topics.MODELS_CANDIDATES, unique)
+    assert published == [recorded]
+    found = tracking.client(home).search_model_versions(f"name = '{recorded.model_name}'")
+    assert [str(v.version) for v in found] == [recorded.model_version]
+    assert load_checkpoint(trainer.path).snapshot_pending is False

@@ -6,8 +6,9 @@ the checkpoint must carry) and once while labels are being joined and learned
 once: its checkpoint counts ``n`` rows learned and no duplicate joins, its
 prequential metrics equal an uninterrupted in-memory run over the same rows,
 every concept-drift alert it published is one the uninterrupted run raises
-(each once, by id), and the consumer group's committed offsets equal the
-checkpoint's on both topics.
+(each once, by id), the consumer group's committed offsets equal the
+checkpoint's on both topics, and every model version it registered in MLflow
+was published as one candidate (a snapshot is taken every 300 rows).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROWS = 2000
 BATCH = "20"  # records per batch: one checkpoint and one commit every 20 records
+SNAPSHOT_ROWS = 300
 
 
 @pytest.fixture
 def stack(bootstrap: str, unique: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     usecases = tmp_path / "usecases"
     usecases.mkdir()
-    spec = agrawal_spec(unique, snapshot_every_rows=10**9, snapshot_every_seconds=1e9)
+    spec = agrawal_spec(unique, snapshot_every_rows=SNAPSHOT_ROWS, snapshot_every_seconds=1e9)
     (usecases / f"{unique}.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     running = Stack(bootstrap, tmp_path / "home", usecases, tmp_path)
     yield running
@@ -169,4 +171,15 @@ def test_sigkilled_trainer_learns_every_row_exactly_once(stack: Stack, unique: s
     # The committed offsets are the checkpoint's on both topics.
     for topic in (features_topic, labels_topic):
         assert committed(stack.bootstrap, unique, topic) == state.offsets[f"{topic}:0"] == ROWS
+
+    # MLflow and models.candidates agree: each registered version published once.
+    from services.common import tracking
+
+    published = [c for c in read_topic(stack.bootstrap, topics.MODELS_CANDIDATES)
+                 if c.get("usecase") == unique]  # fmt: skip
+    by_event = {c["event_id"]: c["model_version"] for c in published}
+    client = tracking.client(stack.home)
+    registered = client.search_model_versions(f"name = '{unique}-online'")
+    assert sorted(str(v.version) for v in registered) == sorted(by_event.values())
+    assert state.snapshots == len(by_event) >= ROWS // SNAPSHOT_ROWS
     tally.add("faults_survived", 2)
