@@ -63,6 +63,11 @@ def gate_frame(rows: list[tuple[dict[str, float], int]] = ROWS) -> pd.DataFrame:
     )
 
 
+def gate_data(spec: UseCase, window: Window | None) -> pd.DataFrame:
+    """A ``DRIFTLINE_GATE_DATA`` source (the registry calls it with the spec and window)."""
+    return gate_frame()
+
+
 def make_spec(name: str, **promotion: Any) -> UseCase:
     return UseCase.model_validate(
         {

@@ -29,7 +29,7 @@ from services.registry.__main__ import load_gate_data
 from services.registry.errors import RegistryError
 from services.registry.settings import RegistrySettings
 from tests.conftest import ROOT
-from tests.registry.conftest import gate_frame, make_spec
+from tests.registry.conftest import gate_data, gate_frame, make_spec
 
 
 @pytest.mark.parametrize("module", [canary, errors, evaluation, gate, retrain, scoring, service])
@@ -39,7 +39,9 @@ def test_doctests(module: ModuleType) -> None:
 
 
 def test_the_gate_data_is_named_module_colon_function() -> None:
-    assert load_gate_data("tests.registry.conftest:gate_frame") is gate_frame
+    source = load_gate_data("tests.registry.conftest:gate_data")
+    assert source is gate_data
+    assert source(make_spec("any"), None).equals(gate_frame())
     with pytest.raises(RegistryError, match="expected module:function"):
         load_gate_data("tests.registry.conftest")
     with pytest.raises(RegistryError, match="no_such_module"):
@@ -69,7 +71,7 @@ def test_the_process_becomes_ready_and_stops_on_sigterm(
         "DRIFTLINE_HOME": str(home),
         "DRIFTLINE_USECASES_DIR": str(usecases),
         "DRIFTLINE_HEALTH_PORT": str(port),
-        "DRIFTLINE_GATE_DATA": "tests.registry.conftest:gate_frame",
+        "DRIFTLINE_GATE_DATA": "tests.registry.conftest:gate_data",
         "DRIFTLINE_GROUP_ID": f"{unique}-main",
     }
     process = subprocess.Popen(
