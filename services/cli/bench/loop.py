@@ -292,26 +292,15 @@ def fit_seconds_of(stack: BenchStack, version: str) -> float | None:
 
 
 def start_stack(workdir: Path, timeout: float) -> tuple[BenchStack, str]:
-    from services.common.broker import free_port
 
     stack = BenchStack(workdir)
     try:
         stack.start_broker()
         stack.add_usecase(USECASE, overrides=OVERRIDES)
-        api_port = free_port()
         for service in SERVICES:
-            if service == "inference":
-                stack.start(
-                    service,
-                    DRIFTLINE_HOST="127.0.0.1",
-                    DRIFTLINE_PORT=str(api_port),
-                    DRIFTLINE_LOG_LEVEL=LOG_LEVEL,
-                )
-                stack.ports[service] = api_port  # its health is served on the API port
-            else:
-                stack.start(service, DRIFTLINE_LOG_LEVEL=LOG_LEVEL)
+            stack.start(service, DRIFTLINE_LOG_LEVEL=LOG_LEVEL)
         stack.wait_ready(SERVICES, timeout)
-        return stack, f"http://127.0.0.1:{api_port}"
+        return stack, f"http://127.0.0.1:{stack.ports['inference']}"
     except BaseException:
         stack.close()
         raise

@@ -327,9 +327,8 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
                 stack.bootstrap, topics.MODELS_PROMOTIONS, [promotion.model_dump_json().encode()]
             )
         )
-        inference_port = free_port()
-        stack.start("inference", DRIFTLINE_HOST="127.0.0.1", DRIFTLINE_PORT=str(inference_port))
-        stack.ports["inference"] = inference_port  # health is served on the API's own port
+        stack.start("inference")
+        inference_port = stack.ports["inference"]
         noop_port = free_port()
         log = (stack.logs / "noop.log").open("ab")
         noop = subprocess.Popen(

@@ -129,13 +129,18 @@ class BenchStack:
         self.broker.start()
 
     def start(self, service: str, **env: str) -> None:
-        """Start ``python -m services.<service>`` with a health port of its own."""
+        """Start ``python -m services.<service>`` with a health port of its own
+        (``ports[service]``; for inference, its API's port, which serves its health)."""
         port = free_port()
+        if service == "inference":
+            ports = {"DRIFTLINE_HOST": "127.0.0.1", "DRIFTLINE_PORT": str(port)}
+        else:
+            ports = {"DRIFTLINE_HEALTH_PORT": str(port)}
         log = (self.logs / f"{service}.log").open("ab")
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
             cwd=ROOT,
-            env=self.env(DRIFTLINE_HEALTH_PORT=str(port), **env),
+            env=self.env(**ports, **env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
