@@ -108,12 +108,12 @@ class TrainingRequestHandler:
         home, uri = self.settings.home, self.settings.mlflow_uri
         experiment = tracking.experiment_id(home, registry.experiment_name(spec), uri)
         client = tracking.client(home, uri)
-        tag = (registry.REQUEST_TAG, request.request_id)
-        earlier = tracking.recorded_candidate(client, experiment, *tag)
+        earlier = tracking.earlier_candidate(
+            client, experiment, registry.REQUEST_TAG, request.request_id
+        )
         if earlier is not None:
             logger.info("request_id=%s already trained: republishing", request.request_id)
             return earlier
-        tracking.discard_unfinished(client, experiment, *tag)
         waiting = waits_for_data(request)
         deadline = time.monotonic() + self.settings.data_wait_seconds
         while True:

@@ -297,10 +297,15 @@ def read_dataset(directory: Path) -> pd.DataFrame:
     if not directory.exists():
         return pd.DataFrame()
     with reading(directory):
-        parts = sorted(directory.glob("*.parquet"))
-        if not parts:
-            return pd.DataFrame()
-        frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+        return _read_parts(directory)
+
+
+def _read_parts(directory: Path) -> pd.DataFrame:
+    """The dataset's rows, one per event (the caller holds it: ``reading``)."""
+    parts = sorted(directory.glob("*.parquet")) if directory.exists() else []
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
     return _unique_events(frame)
 
 
@@ -330,8 +335,8 @@ def training_frame(
 def _point_in_time_join(
     store: FeatureStore, home: Path, spec: UseCase, window: Window | None
 ) -> pd.DataFrame:
-    labels = read_dataset(labels_dir(home, spec.name))
-    events = read_dataset(features_dir(home, spec.name))
+    labels = _read_parts(labels_dir(home, spec.name))
+    events = _read_parts(features_dir(home, spec.name))
     columns = [*spec.feature_names(), "label", "event_id", ENTITY_KEY, TIMESTAMP, "label_timestamp"]
     if labels.empty or events.empty:
         return pd.DataFrame(columns=columns)

@@ -140,51 +140,36 @@ def download_model_dir(mlflow_client: MlflowClient, artifact_uri: str, destinati
 # (same event id, so consumers see it once), or discards what a run without one left.
 
 
-def _runs_tagged(client: MlflowClient, experiment: str, tag: str, value: str) -> list[Any]:
-    found: list[Any] = client.search_runs(
-        [experiment], filter_string=f"tags.{tag} = '{value}'", max_results=50
-    )
-    return found
-
-
 def record_candidate(client: MlflowClient, run_id: str, candidate: ModelCandidate) -> None:
     """Store the candidate event with its run (``candidate.json``)."""
     client.log_text(run_id, candidate.model_dump_json(indent=2), CANDIDATE_ARTIFACT)
 
 
-def recorded_candidate(
+def earlier_candidate(
     client: MlflowClient, experiment: str, tag: str, value: str
 ) -> ModelCandidate | None:
-    """The candidate a run tagged ``tag=value`` recorded, if any."""
-    for run in _runs_tagged(client, experiment, tag, value):
-        with tempfile.TemporaryDirectory() as scratch:
-            try:
-                path = client.download_artifacts(run.info.run_id, CANDIDATE_ARTIFACT, scratch)
-            except Exception:
-                continue
-            return ModelCandidate.model_validate_json(Path(path).read_text())
-    return None
+    """The candidate a run tagged ``tag=value`` recorded; None after discarding the rest.
 
-
-def discard_unfinished(client: MlflowClient, experiment: str, tag: str, value: str) -> int:
-    """Close the runs tagged ``tag=value`` that recorded no candidate; return how many.
-
-    No event names the model version such a run may have registered (its
-    candidate was never published), so the version is deleted (the retry
-    registers its own) and the run is marked KILLED.
+    No event names the model version a run without a recorded candidate may
+    have registered (its candidate was never published), so the version is
+    deleted (the retry registers its own) and the run is marked KILLED.
     """
-    discarded = 0
-    for run in _runs_tagged(client, experiment, tag, value):
+    runs = client.search_runs([experiment], filter_string=f"tags.{tag} = '{value}'", max_results=50)
+    unfinished = []
+    for run in runs:
         run_id = run.info.run_id
         if any(item.path == CANDIDATE_ARTIFACT for item in client.list_artifacts(run_id)):
-            continue
-        for version in client.search_model_versions(f"run_id = '{run_id}'"):
+            with tempfile.TemporaryDirectory() as scratch:
+                path = client.download_artifacts(run_id, CANDIDATE_ARTIFACT, scratch)
+                return ModelCandidate.model_validate_json(Path(path).read_text())
+        unfinished.append(run)
+    for run in unfinished:
+        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
             client.delete_model_version(version.name, version.version)
             logger.info(
                 "deleted unfinished model=%s version=%s %s=%s",
                 version.name, version.version, tag, value,
             )  # fmt: skip
         if run.info.status in ("RUNNING", "SCHEDULED"):
-            client.set_terminated(run_id, "KILLED")
-        discarded += 1
-    return discarded
+            client.set_terminated(run.info.run_id, "KILLED")
+    return None

@@ -62,10 +62,9 @@ def register_snapshot(
     client = tracking.client(home, mlflow_uri)
     experiment = tracking.experiment_id(home, spec.name, mlflow_uri)
     key = snapshot_key(spec, state)
-    earlier = tracking.recorded_candidate(client, experiment, SNAPSHOT_TAG, key)
+    earlier = tracking.earlier_candidate(client, experiment, SNAPSHOT_TAG, key)
     if earlier is not None:
         return earlier
-    tracking.discard_unfinished(client, experiment, SNAPSHOT_TAG, key)
     return _register(client, experiment, key, spec, state, workdir)
 
 

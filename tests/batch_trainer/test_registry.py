@@ -82,14 +82,10 @@ def test_a_request_already_trained_is_found_again(home: Path) -> None:
     outcome = train_candidate(spec, agrawal_frame(200), Window())
     candidate = record_run(home, spec, outcome, request=request)
     experiment = tracking.experiment_id(home, spec.name)
-    found = tracking.recorded_candidate(
-        tracking.client(home), experiment, REQUEST_TAG, request.request_id
-    )
+    client = tracking.client(home)
+    found = tracking.earlier_candidate(client, experiment, REQUEST_TAG, request.request_id)
     assert found == candidate
-    assert (
-        tracking.recorded_candidate(tracking.client(home), experiment, REQUEST_TAG, "no-such")
-        is None
-    )
+    assert tracking.earlier_candidate(client, experiment, REQUEST_TAG, "no-such") is None
 
 
 @pytest.mark.integration
@@ -108,9 +104,9 @@ def test_a_run_killed_before_its_candidate_was_recorded_is_discarded(home: Path)
     model_file = outcome.model.save(model_dir)
     orphan, _, _ = tracking.register_model_dir(client, run_id, spec.name, model_dir, model_file)
 
-    assert tracking.discard_unfinished(client, experiment, REQUEST_TAG, done.request_id) == 0
-    assert tracking.discard_unfinished(client, experiment, REQUEST_TAG, killed.request_id) == 1
+    assert tracking.earlier_candidate(client, experiment, REQUEST_TAG, done.request_id) == finished
+    assert tracking.earlier_candidate(client, experiment, REQUEST_TAG, killed.request_id) is None
     versions = {str(v.version) for v in client.search_model_versions(f"name = '{spec.name}'")}
     assert versions == {finished.model_version}, f"orphan v{orphan} should be gone"
     assert client.get_run(run_id).info.status == "KILLED"
-    assert tracking.recorded_candidate(client, experiment, REQUEST_TAG, killed.request_id) is None
+    assert tracking.earlier_candidate(client, experiment, REQUEST_TAG, killed.request_id) is None
