@@ -10,16 +10,30 @@ Per use case ``uc``: ``uc.raw``, ``uc.labels``, ``uc.features``,
 ['credit.raw', 'credit.labels']
 >>> usecase_of("credit.deadletter")
 'credit'
+
+Each topic has a kind, which decides how the broker keeps it. An event
+stream is deleted by age (``cleanup.policy=delete``, the retention is
+configurable); a state topic is compacted (``cleanup.policy=compact``) and
+its records are keyed so that compaction keeps every one that matters.
+
+>>> kind_of("credit.raw"), kind_of(MODELS_PROMOTIONS), kind_of(LOG_EPOCH)
+('stream', 'state', 'state')
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
+
+TopicKind = Literal["stream", "state"]
 
 MODELS_CANDIDATES = "models.candidates"
 MODELS_PROMOTIONS = "models.promotions"
 DRIFT_ALERTS = "drift.alerts"
 TRAINING_REQUESTS = "training.requests"
+
+# One record a log: the id of this broker log (see services/common/epoch.py).
+LOG_EPOCH = "driftline.epoch"
 
 GLOBAL_TOPICS: tuple[str, ...] = (
     MODELS_CANDIDATES,
@@ -27,6 +41,10 @@ GLOBAL_TOPICS: tuple[str, ...] = (
     DRIFT_ALERTS,
     TRAINING_REQUESTS,
 )
+
+# The promotion history is keyed by event id: compaction keeps every decision
+# (a few a day), and no retention period ever removes the champion's.
+STATE_TOPICS: frozenset[str] = frozenset({MODELS_PROMOTIONS, LOG_EPOCH})
 
 _SUFFIXES = ("raw", "labels", "features", "deadletter", "predictions")
 
@@ -64,12 +82,17 @@ def usecase_topics(usecase: str) -> list[str]:
 def all_topics(usecases: Iterable[str]) -> list[str]:
     """Every topic a stack serving ``usecases`` needs."""
     names = [t for uc in usecases for t in usecase_topics(uc)]
-    return [*names, *GLOBAL_TOPICS]
+    return [*names, *GLOBAL_TOPICS, LOG_EPOCH]
+
+
+def kind_of(topic: str) -> TopicKind:
+    """Whether ``topic`` is an event stream (deleted by age) or a state topic (compacted)."""
+    return "state" if topic in STATE_TOPICS else "stream"
 
 
 def usecase_of(topic: str) -> str | None:
     """The use case a per-use-case topic belongs to, or None for a global topic."""
-    if topic in GLOBAL_TOPICS:
+    if topic in GLOBAL_TOPICS or topic == LOG_EPOCH:
         return None
     usecase, _, suffix = topic.rpartition(".")
     return usecase if suffix in _SUFFIXES and usecase else None

@@ -174,6 +174,7 @@ async def run(
         [topics.TRAINING_REQUESTS, topics.MODELS_CANDIDATES,
          *(topics.deadletter(name) for name in served)],
         settings.partitions,
+        retention_ms=settings.retention_ms,
     )  # fmt: skip
     producer = await start_producer(settings.bootstrap)
     consumer = None

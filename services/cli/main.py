@@ -187,7 +187,12 @@ def up(
     try:
         asyncio.run(wait_for_broker(config.bootstrap, config.broker_wait_seconds))
         created = asyncio.run(
-            ensure_topics(config.bootstrap, topics.all_topics(usecases), config.partitions)
+            ensure_topics(
+                config.bootstrap,
+                topics.all_topics(usecases),
+                config.partitions,
+                retention_ms=config.retention_ms,
+            )
         )
         console.print(f"topics ready ({len(created)} created) for use cases {sorted(usecases)}")
         for name, port in zip(chosen, health_ports(len(chosen)), strict=True):
@@ -234,7 +239,9 @@ def topics_create() -> None:
     config = settings()
     names = topics.all_topics(config.load_usecases())
     asyncio.run(wait_for_broker(config.bootstrap, config.broker_wait_seconds))
-    created = asyncio.run(ensure_topics(config.bootstrap, names, config.partitions))
+    created = asyncio.run(
+        ensure_topics(config.bootstrap, names, config.partitions, retention_ms=config.retention_ms)
+    )
     console.print(f"{len(created)} topic(s) created, {len(names) - len(created)} already there")
     for name in created:
         console.print(f"  {name}")

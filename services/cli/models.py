@@ -67,7 +67,9 @@ async def _publish(bootstrap: str, topic: str, event: SystemEvent) -> None:
     await ensure_topics(bootstrap, [topic])
     producer = await start_producer(bootstrap)
     try:
-        await producer.send_and_wait(topic, encode(event), key=event.usecase.encode())
+        # A state topic is compacted: keyed by event id, compaction keeps every event.
+        key = event.event_id if topics.kind_of(topic) == "state" else event.usecase
+        await producer.send_and_wait(topic, encode(event), key=key.encode())
     finally:
         await producer.stop()
 

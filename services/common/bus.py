@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from schemas import topics
 from services.common.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
@@ -58,18 +59,52 @@ async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
     raise BrokerUnavailable(f"broker at {bootstrap} did not answer in {timeout}s: {last_error}")
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created."""
+def topic_configs(name: str, retention_ms: int | None = None) -> dict[str, str]:
+    """The broker settings a topic is created with, by its kind.
+
+    >>> topic_configs("credit.raw", 86_400_000)
+    {'cleanup.policy': 'delete', 'retention.ms': '86400000'}
+    >>> topic_configs("models.promotions")
+    {'cleanup.policy': 'compact'}
+    """
+    if topics.kind_of(name) == "state":
+        return {"cleanup.policy": "compact"}
+    configs = {"cleanup.policy": "delete"}
+    if retention_ms is not None:
+        configs["retention.ms"] = str(retention_ms)
+    return configs
+
+
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 1,
+    *,
+    retention_ms: int | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet, each with its kind's policy; return those created.
+
+    ``retention_ms`` is the event streams' retention (None: the broker's default).
+    A state topic always has one partition: its readers fold it in order.
+    """
     client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await client.start()
     try:
         existing = set(await client.list_topics())
         wanted = [n for n in dict.fromkeys(names) if n not in existing]
         if wanted:
-            topics = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted]
+            new = [
+                NewTopic(
+                    n,
+                    num_partitions=1 if topics.kind_of(n) == "state" else partitions,
+                    replication_factor=1,
+                    topic_configs=topic_configs(n, retention_ms),
+                )
+                for n in wanted
+            ]
             # Another process may race us; the topics exist then, which is all we need.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await client.create_topics(topics)
+                await client.create_topics(new)
         return wanted
     finally:
         await client.close()

@@ -16,13 +16,19 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.common.errors import DriftlineError
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(DriftlineError):
@@ -63,3 +69,56 @@ def load_checkpoint(path: Path, error: type[Exception] = CheckpointError) -> Any
         return pickle.loads(data)
     except Exception as exc:
         raise error(f"{path}: unreadable checkpoint: {exc}") from exc
+
+
+async def resume(
+    consumer: AIOKafkaConsumer, offsets: dict[str, int], *, owner: str, probe_ms: int = 600
+) -> dict[str, int]:
+    """Seek each assigned partition to its checkpointed offset, never outside the log.
+
+    A partition the checkpoint does not name starts at the log's beginning. An
+    offset past the log's end means the log is not the one the checkpoint was
+    written on (a broker that lost its log): the partition is read from its
+    beginning, so no event of the new log is skipped. An offset before the
+    log's beginning means retention removed events before they were read:
+    they are gone, and the count is logged. Returns where each partition starts.
+
+    The end is the high watermark a fetch answer carries: tansu 0.6 answers
+    ``ListOffsets`` for the end with the last batch's base offset plus one (1
+    for 100 records sent in one batch, measured), and a fetch past its end
+    returns nothing instead of ``OFFSET_OUT_OF_RANGE``, so a consumer left
+    there would wait forever. On Apache Kafka that fetch is out of range and
+    the consumer's ``auto_offset_reset`` (earliest) applies as well.
+    """
+    assigned = sorted(consumer.assignment())
+    if not assigned:
+        return {}
+    beginnings = await consumer.beginning_offsets(assigned)
+    starts: dict[TopicPartition, int] = {}
+    for partition in assigned:
+        key = offset_key(partition.topic, partition.partition)
+        first, saved = beginnings[partition], offsets.get(key)
+        start = first if saved is None else saved
+        if start < first:
+            logger.warning(
+                "%s: retention removed %d events of %s before they were read",
+                owner, first - start, key,
+            )  # fmt: skip
+            start = first
+        consumer.seek(partition, start)
+        starts[partition] = start
+    probing = [tp for tp in assigned if starts[tp] > beginnings[tp]]
+    if probing:
+        await consumer.getmany(*probing, timeout_ms=probe_ms, max_records=1)
+        for partition in probing:
+            end = consumer.highwater(partition)
+            if end is not None and starts[partition] > end:
+                logger.warning(
+                    "%s: checkpoint offset %s is past the end %s of %s: another log; "
+                    "reading it from its beginning",
+                    owner, starts[partition], end,
+                    offset_key(partition.topic, partition.partition),
+                )  # fmt: skip
+                starts[partition] = beginnings[partition]
+            consumer.seek(partition, starts[partition])  # what the probe fetched is read again
+    return {offset_key(tp.topic, tp.partition): start for tp, start in starts.items()}

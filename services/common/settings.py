@@ -46,6 +46,12 @@ class CommonSettings(BaseSettings):
         default=600.0, gt=0, description="how long a service waits for the broker at start"
     )
     partitions: int = Field(default=1, gt=0, description="partitions of topics driftline creates")
+    retention_ms: int | None = Field(
+        default=None,
+        gt=0,
+        description="how long event streams keep events (ms); unset: the broker's default "
+        "(Apache Kafka: 7 days). State topics are compacted instead",
+    )
     consumer_mode: Literal["assign", "group"] = Field(
         default="assign",
         description="assign: one process a service, starts at once; group: N replicas share",

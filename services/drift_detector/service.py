@@ -44,9 +44,10 @@ from services.common.bus import (
     start_consumer,
     start_producer,
 )
-from services.common.checkpoint import offset_key, save_checkpoint
+from services.common.checkpoint import offset_key, resume, save_checkpoint
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
+from services.common.epoch import log_epoch, reconcile
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
 from services.common.serde import decode_object, encode
@@ -257,15 +258,26 @@ class DriftDetector:
 
     # ---- running ----------------------------------------------------------------
 
-    def seek(self, consumer: AIOKafkaConsumer, model_ends: dict[TopicPartition, int]) -> None:
-        offsets = {k: v for m in self.monitors.values() for k, v in m.offsets.items()}
-        for partition in consumer.assignment():
-            if partition in model_ends:
-                consumer.seek(partition, model_ends[partition])
-                continue
-            # The checkpoint, not the group's commits, says what the windows hold.
-            key = offset_key(partition.topic, partition.partition)
-            consumer.seek(partition, offsets.get(key, 0))
+    async def seek(
+        self, consumer: AIOKafkaConsumer, model_ends: dict[TopicPartition, int], epoch: str
+    ) -> None:
+        """Model topics where the lineage replay ended; the rest where the checkpoint says.
+
+        The checkpoint, not the group's commits, says what the windows hold. On a
+        log other than the checkpoint's, the windows are kept and the new log is
+        read from its beginning.
+        """
+        offsets: dict[str, int] = {}
+        for name, monitor in self.monitors.items():
+            monitor.offsets = reconcile(
+                monitor.offsets, monitor.log_epoch, epoch, owner=f"{SERVICE}:{name}"
+            )
+            monitor.log_epoch = epoch
+            offsets.update(monitor.offsets)
+        for partition, end in model_ends.items():
+            offsets[offset_key(partition.topic, partition.partition)] = end
+        starts = await resume(consumer, offsets, owner=SERVICE)
+        logger.info("resuming log_epoch=%s offsets=%s", epoch, starts)
 
     async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
         settings = self.settings
@@ -274,7 +286,9 @@ class DriftDetector:
             *(topics.deadletter(name) for name in self.specs),
             topics.DRIFT_ALERTS,
         ]
-        await ensure_topics(settings.bootstrap, needed, settings.partitions)
+        await ensure_topics(
+            settings.bootstrap, needed, settings.partitions, retention_ms=settings.retention_ms
+        )
         model_ends = await self.replay_lineage()
         for usecase in self.monitors:
             await self.switch_reference(usecase)
@@ -284,7 +298,7 @@ class DriftDetector:
             consumer = await start_consumer(
                 settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
             )
-            self.seek(consumer, model_ends)
+            await self.seek(consumer, model_ends, await log_epoch(settings.bootstrap))
             self.processor = DriftDetectorProcessor(self, producer)
             loop = ConsumeLoop(
                 consumer,

@@ -34,7 +34,9 @@ async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthS
     store = await asyncio.to_thread(featurestore.open_store, settings, list(specs.values()))
     logger.info("feast definitions applied usecases=%s", sorted(specs))
     sources = [t for uc in specs for t in (topics.features(uc), topics.labels(uc))]
-    await ensure_topics(settings.bootstrap, sources, settings.partitions)
+    await ensure_topics(
+        settings.bootstrap, sources, settings.partitions, retention_ms=settings.retention_ms
+    )
     group = settings.consumer_group(SERVICE)
     with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
         async with consumer_and_producer(

@@ -42,7 +42,12 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
     specs = settings.load_usecases()
     sources = [topics.raw(uc) for uc in specs]
     outputs = [t for uc in specs for t in (topics.features(uc), topics.deadletter(uc))]
-    await ensure_topics(settings.bootstrap, sources + outputs, settings.partitions)
+    await ensure_topics(
+        settings.bootstrap,
+        sources + outputs,
+        settings.partitions,
+        retention_ms=settings.retention_ms,
+    )
     group = settings.consumer_group(SERVICE)
     with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
         async with consumer_and_producer(

@@ -46,6 +46,8 @@ class TrainerState:
     # finishes that snapshot (see ``snapshot.register_snapshot``) before consuming.
     snapshot_pending: bool = False
     drift_alerts: int = 0
+    # The broker log ``offsets`` refer to (services/common/epoch.py); None before epochs.
+    log_epoch: str | None = None
 
 
 def load_checkpoint(path: Path) -> Any | None:

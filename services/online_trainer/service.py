@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
@@ -31,9 +31,10 @@ from schemas.events import DriftAlert, FeatureDrift, FeatureRow, ModelCandidate,
 from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, start_consumer, start_producer
-from services.common.checkpoint import offset_key, save_checkpoint
+from services.common.checkpoint import offset_key, resume, save_checkpoint
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
+from services.common.epoch import log_epoch, reconcile
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
 from services.common.serde import decode_object, encode
@@ -305,13 +306,22 @@ class OnlineTrainerProcessor:
         return candidate
 
 
-def seek_to_checkpoints(consumer: AIOKafkaConsumer, trainers: dict[str, UseCaseTrainer]) -> None:
-    """Start every partition where its use case's checkpoint says the next row is."""
-    offsets = {k: v for trainer in trainers.values() for k, v in trainer.state.offsets.items()}
-    for partition in consumer.assignment():
-        key = offset_key(partition.topic, partition.partition)
-        if key in offsets:
-            consumer.seek(TopicPartition(partition.topic, partition.partition), offsets[key])
+async def resume_from_checkpoints(
+    consumer: AIOKafkaConsumer, trainers: dict[str, UseCaseTrainer], epoch: str
+) -> None:
+    """Start every partition where its use case's checkpoint says the next row is.
+
+    On a log other than the checkpoint's (a broker that forgot its log) the
+    learned state is kept and the new log is read from its beginning.
+    """
+    offsets: dict[str, int] = {}
+    for name, trainer in trainers.items():
+        state = trainer.state
+        state.offsets = reconcile(state.offsets, state.log_epoch, epoch, owner=f"{SERVICE}:{name}")
+        state.log_epoch = epoch
+        offsets.update(state.offsets)
+    starts = await resume(consumer, offsets, owner=SERVICE)
+    logger.info("resuming log_epoch=%s offsets=%s", epoch, starts)
 
 
 class OnlineTrainer:
@@ -340,14 +350,18 @@ class OnlineTrainer:
             topics.MODELS_CANDIDATES,
             topics.DRIFT_ALERTS,
         ]
-        await ensure_topics(settings.bootstrap, needed, settings.partitions)
+        await ensure_topics(
+            settings.bootstrap, needed, settings.partitions, retention_ms=settings.retention_ms
+        )
         producer = await start_producer(settings.bootstrap)
         consumer: AIOKafkaConsumer | None = None
         try:
             consumer = await start_consumer(
                 settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
             )
-            seek_to_checkpoints(consumer, self.trainers)
+            await resume_from_checkpoints(
+                consumer, self.trainers, await log_epoch(settings.bootstrap)
+            )
             self.processor = OnlineTrainerProcessor(
                 self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri
             )

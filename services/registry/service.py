@@ -40,6 +40,7 @@ from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, read_to_end, start_consumer, start_producer
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
+from services.common.epoch import log_epoch
 from services.common.health import HealthServer
 from services.common.promotions.history import PromotionHistory
 from services.common.promotions.log import PromotionLog
@@ -118,10 +119,13 @@ class Registry:
         if not self.replaying and event.usecase in self.served:
             await self._follow(event.usecase)
 
-    async def finish_replay(self) -> None:
+    async def finish_replay(self, epoch: str | None = None) -> None:
+        """Live from here on; a use case the log holds no history of gets MLflow's lineup back."""
         self.replaying = False
         for usecase in self.served:
             await self._follow(usecase)
+        if epoch is not None:
+            await self.restore_lineups(epoch)
         logger.info(
             "history replayed events=%d champions=%s",
             self.log.read if self.log else 0,
@@ -146,21 +150,36 @@ class Registry:
                         usecase, state.challenger.mode, state.challenger.model.label,
                         state.champion.label)  # fmt: skip
 
-    def _mirror(self, usecase: str) -> None:
+    async def restore_lineups(self, epoch: str) -> None:
+        """Publish MLflow's champion and challenger of each use case the log knows nothing of."""
+        from services.registry.aliases import restored_lineup
+
+        for usecase in self.served:
+            if self.history.get(usecase).recent:
+                continue  # the log has the history: it decides
+            client = await asyncio.to_thread(self._client)
+            for event in await asyncio.to_thread(restored_lineup, client, usecase, epoch):
+                await self.publish(event)
+
+    def _client(self) -> Any:
         from services.common import tracking
-        from services.registry.aliases import mirror_aliases
 
         if self._mlflow is None:
             self._mlflow = tracking.client(self.settings.home, self.settings.mlflow_uri)
+        return self._mlflow
+
+    def _mirror(self, usecase: str) -> None:
+        from services.registry.aliases import mirror_aliases
+
         try:
-            mirror_aliases(self._mlflow, self.history.get(usecase))
+            mirror_aliases(self._client(), self.history.get(usecase))
         except Exception:  # the history stands; the mirror catches up at the next event
             logger.exception("could not mirror MLflow aliases usecase=%s", usecase)
 
     async def publish(self, event: Promotion) -> None:
         """Publish a decision and read the history up to it, so the state includes it."""
         metadata = await self.producer.send_and_wait(
-            topics.MODELS_PROMOTIONS, encode(event), key=event.usecase.encode()
+            topics.MODELS_PROMOTIONS, encode(event), key=event.event_id.encode()
         )
         telemetry.DECISIONS.labels(event.usecase, event.action).inc()
         logger.info("decision usecase=%s action=%s model=%s v%s reason=%r",
@@ -371,7 +390,9 @@ async def run(
              topics.TRAINING_REQUESTS]  # fmt: skip
     for uc in served:
         names += [topics.predictions(uc), topics.labels(uc), topics.deadletter(uc)]
-    await ensure_topics(settings.bootstrap, names, settings.partitions)
+    await ensure_topics(
+        settings.bootstrap, names, settings.partitions, retention_ms=settings.retention_ms
+    )
     producer = await start_producer(settings.bootstrap)
     workdir = settings.service_home(SERVICE) / "models"
     models = ModelStore(settings.home, settings.mlflow_uri, workdir)
@@ -384,7 +405,7 @@ async def run(
         log = await PromotionLog.open(settings.bootstrap, registry.on_promotion)
         registry.log = log
         await log.catch_up()
-        await registry.finish_replay()
+        await registry.finish_replay(await log_epoch(settings.bootstrap))
         recalled = await recall_requests(settings.bootstrap, registry)
         logger.info("training requests recalled=%d", recalled)
         intake = await start_consumer(

@@ -1,0 +1,100 @@
+"""The log epoch: which broker log a service's local state refers to.
+
+The embedded broker keeps nothing when it stops, while ``DRIFTLINE_HOME``
+keeps checkpoints that name offsets. A checkpoint's offsets mean something
+only on the log they were read from. So every log gets an id, its epoch: the
+first record of the one-partition state topic ``driftline.epoch``, written
+by whoever finds the topic empty (a race between two writers is settled by
+the log itself: the record at the lowest offset wins, and every reader reads
+the same one). A checkpoint stores the epoch beside its offsets; on a start
+whose epoch differs, the offsets are dropped and the new log is read from
+its beginning, while the learned state is kept.
+
+On Apache Kafka the epoch outlives restarts, as the log does; a cluster
+whose topics were deleted and recreated gets a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas import topics
+from services.common.bus import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+EPOCH_PARTITION = TopicPartition(topics.LOG_EPOCH, 0)
+
+
+async def _first_epoch(bootstrap: str) -> str | None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([EPOCH_PARTITION])
+        end = (await consumer.end_offsets([EPOCH_PARTITION]))[EPOCH_PARTITION]
+        await consumer.seek_to_beginning(EPOCH_PARTITION)
+        while await consumer.position(EPOCH_PARTITION) < end:
+            batch = await consumer.getmany(EPOCH_PARTITION, timeout_ms=500, max_records=1)
+            for record in batch.get(EPOCH_PARTITION, []):
+                try:
+                    return str(json.loads(record.value or b"")["epoch"])
+                except (ValueError, KeyError, TypeError):
+                    logger.warning("skipping a malformed epoch record offset=%s", record.offset)
+        return None
+    finally:
+        await consumer.stop()
+
+
+async def log_epoch(bootstrap: str) -> str:
+    """The epoch of the log at ``bootstrap``: read, or written first when the log has none."""
+    await ensure_topics(bootstrap, [topics.LOG_EPOCH])
+    found = await _first_epoch(bootstrap)
+    if found is not None:
+        return found
+    epoch = uuid.uuid4().hex
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        document = {"epoch": epoch, "created_at": datetime.now(UTC).isoformat()}
+        await producer.send_and_wait(
+            topics.LOG_EPOCH, json.dumps(document).encode(), key=epoch.encode(), partition=0
+        )
+    finally:
+        await producer.stop()
+    found = await _first_epoch(bootstrap)  # another writer may have been first
+    assert found is not None, "the epoch just written is not on the log"
+    logger.info("new log epoch=%s bootstrap=%s", found, bootstrap)
+    return found
+
+
+def reconcile(
+    offsets: dict[str, int], saved_epoch: str | None, epoch: str, *, owner: str
+) -> dict[str, int]:
+    """The offsets to resume from on the log ``epoch``: the saved ones, or none on another log.
+
+    >>> reconcile({"uc.features:0": 4217}, "a", "a", owner="t")
+    {'uc.features:0': 4217}
+    >>> reconcile({"uc.features:0": 4217}, "a", "b", owner="t")
+    {}
+
+    A checkpoint written before epochs existed (``saved_epoch`` None) is trusted:
+    offsets beyond the log's end are caught by :func:`services.common.checkpoint.resume`.
+    """
+    if saved_epoch is None or saved_epoch == epoch or not offsets:
+        return dict(offsets)
+    logger.warning(
+        "new broker log: %s's checkpoint refers to log %s, the broker's is %s; "
+        "its learned state is kept and the new log is read from its beginning (dropped offsets %s)",
+        owner,
+        saved_epoch,
+        epoch,
+        offsets,
+    )
+    return {}
