@@ -39,6 +39,12 @@ REFUSALS = Counter(
 )
 PREDICTION_LOG = Counter(
     "driftline_inference_prediction_log_total",
-    "Prediction events by outcome (sent, dropped: queue full, failed: broker or encoding)",
+    "Prediction events by outcome (sent; replayed: an earlier run's journal, sent again; "
+    "dropped: too many unacknowledged; failed: not a valid event; retried: not acknowledged, "
+    "sent again; unjournaled: the journal could not be written, sent from memory)",
     ["outcome"],
+)
+PREDICTION_LOG_PENDING = Gauge(
+    "driftline_inference_prediction_log_pending",
+    "Predictions journaled and not yet acknowledged by the broker",
 )

@@ -3,8 +3,9 @@
 :class:`InferenceService` is what the HTTP layer (:mod:`.api`) calls. It owns
 one producer (prediction log, feedback, refusal alerts), one consumer on
 ``models.promotions`` (the listener), the Feast store and the model
-registry. ``start()`` replays the promotions before the service says it is
-ready; ``stop()`` flushes the prediction log.
+registry. ``start()`` sends again what earlier runs' prediction journals did
+not ship and replays the promotions before the service says it is ready;
+``stop()`` flushes the prediction log.
 
 A refused promotion (sha256 mismatch or unloadable artifact) publishes two
 events: a ``DriftAlert`` (``kind="quality"``, ``severity="critical"``,
@@ -121,11 +122,17 @@ class InferenceService:
         self.producer = await start_producer(settings.bootstrap)
         self.prediction_log = PredictionLog(
             self.producer,
-            settings.prediction_batch_size,
-            settings.prediction_linger_ms / 1000,
-            settings.prediction_queue_size,
+            settings.service_home(SERVICE) / "predictions",
+            batch_size=settings.prediction_batch_size,
+            linger_seconds=settings.prediction_linger_ms / 1000,
+            capacity=settings.prediction_queue_size,
+            segment_bytes=settings.prediction_segment_bytes,
+            stop_seconds=settings.prediction_stop_seconds,
+            topics_ready=lambda names: ensure_topics(
+                settings.bootstrap, names, settings.partitions, retention_ms=settings.retention_ms
+            ),
         )
-        self.prediction_log.start()
+        await self.prediction_log.start()  # earlier runs' unshipped answers first
         self.consumer = await start_consumer(
             settings.bootstrap, [topics.MODELS_PROMOTIONS], None, mode="assign"
         )

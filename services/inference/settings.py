@@ -29,7 +29,19 @@ class InferenceSettings(FeatureStoreSettings):
         default=20.0, ge=0, description="how long the prediction log waits to fill a batch"
     )
     prediction_queue_size: int = Field(
-        default=100_000, gt=0, description="predictions buffered before new ones are dropped"
+        default=100_000,
+        gt=0,
+        description="predictions journaled and not yet acknowledged before new ones are dropped",
+    )
+    prediction_segment_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="size at which the prediction journal starts a new segment",
+    )
+    prediction_stop_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="how long a clean stop waits for the broker to take the journaled predictions",
     )
     poll_timeout_ms: int = Field(default=500, gt=0, description="promotion listener poll")
     pseudonym_salt: SecretStr = Field(

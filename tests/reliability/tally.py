@@ -17,6 +17,7 @@ LABELS = {
     "events_checked": "events accounted for after faults and load",
     "events_lost": "events lost",
     "events_doubled": "events applied twice",
+    "events_redelivered": "events delivered twice (at-least-once topics, deduplicated by id)",
     "load_requests": "requests under sustained load",
     "load_errors": "errors under sustained load",
 }
