@@ -15,6 +15,8 @@ Nothing in a service is specific to one use case.
 ['x']
 >>> spec.primary_metric
 'roc_auc'
+>>> spec.class_of("1.0"), spec.class_of(True), spec.class_of("maybe")
+(1, 1, None)
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.classes import ClassRule, Scalar
 
 CLASSIFICATION_METRICS = (
     "accuracy",
@@ -40,7 +45,6 @@ CLASSIFICATION_METRICS = (
 REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "mse", "rmse"})
 
-Scalar = int | float | str | bool
 AlertKind = Literal["data", "prediction", "performance", "concept"]
 ALERT_KINDS: tuple[AlertKind, ...] = ("data", "prediction", "performance", "concept")
 
@@ -182,7 +186,10 @@ Transform = Annotated[
 
 
 class LabelSpec(_Strict):
-    """The target: its name on the labels topic and, for classifiers, its classes."""
+    """The target: its name on the labels topic and, for classifiers, its classes.
+
+    Labels are matched to ``classes`` by the one class rule (:mod:`schemas.classes`).
+    """
 
     name: str = "label"
     classes: list[Scalar] | None = None
@@ -357,8 +364,11 @@ class UseCase(_Strict):
         if self.task == "classification":
             if not self.label.classes or len(self.label.classes) < 2:
                 raise ValueError("label.classes: a classification use case needs two or more")
-            if self.label.positive is not None and self.label.positive not in self.label.classes:
+            # The rule refuses classes that no label could tell apart (1 and "1").
+            rule = ClassRule(self.task, self.label.classes)
+            if self.label.positive is not None and rule.class_of(self.label.positive) is None:
                 raise ValueError(f"label.positive {self.label.positive!r} is not a class")
+            self.__dict__["_class_rule"] = rule
         allowed = self.allowed_metrics()
         for metric in [self.metrics.primary, *(self.metrics.report or [])]:
             if metric is not None and metric not in allowed:
@@ -386,8 +396,30 @@ class UseCase(_Strict):
         if self.task != "classification" or not self.label.classes:
             return None
         if self.label.positive is not None:
-            return self.label.positive
+            return self.class_of(self.label.positive)
         return self.label.classes[-1] if len(self.label.classes) == 2 else None
+
+    def class_of(self, value: object) -> Scalar | None:
+        """The declared class a raw label or predicted value denotes, or None if it names none.
+
+        One rule for every service (:mod:`schemas.classes`): ``1``, ``1.0``,
+        ``"1"``, ``"1.0"``, ``True`` and ``"true"`` are one class; text is
+        matched without blanks and case. For regression: the finite float.
+        """
+        return self._rule().class_of(value)
+
+    def probabilities_of(self, proba: Mapping[Any, float]) -> dict[Scalar, float]:
+        """A probability map keyed by the declared classes (its keys may be any spelling)."""
+        return self._rule().probabilities_of(proba)
+
+    def _rule(self) -> ClassRule:
+        # Kept in the instance dict, not a field, so equality, dumps and the spec
+        # hash ignore it; rebuilt when a model_copy put another label or task in.
+        rule = self.__dict__.get("_class_rule")
+        if not isinstance(rule, ClassRule) or not rule.serves(self.task, self.label.classes):
+            rule = ClassRule(self.task, self.label.classes)
+            self.__dict__["_class_rule"] = rule
+        return rule
 
     def feature_names(self) -> list[str]:
         """Names of the engineered features, in a stable order."""

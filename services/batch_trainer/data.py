@@ -98,19 +98,6 @@ class PreparedData:
     feature_views: list[str] = field(default_factory=list)
 
 
-def class_key(value: Any) -> str:
-    """How a label is matched to a class: ``1``, ``1.0`` and ``"1"`` are the same class.
-
-    >>> class_key(1.0), class_key("1"), class_key(True), class_key("yes")
-    ('1', '1', 'true', 'yes')
-    """
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip().lower() if isinstance(value, str) else str(value)
-
-
 def prepare(spec: UseCase, frame: pd.DataFrame, window: Window) -> PreparedData:
     """Check, filter to ``window``, order by time and profile the frame; refuse bad columns."""
     names = spec.feature_names()
@@ -121,13 +108,14 @@ def prepare(spec: UseCase, frame: pd.DataFrame, window: Window) -> PreparedData:
     labelled = frame[frame[LABEL].notna()]
     dropped_unlabelled = len(frame) - len(labelled)
     classes = list(spec.label.classes or []) if spec.task == "classification" else None
+    # Labels are text in the offline store ("1", "True"): the spec's class rule reads them.
     if classes is not None:
-        index = {class_key(c): i for i, c in enumerate(classes)}
-        codes = labelled[LABEL].map(lambda v: index.get(class_key(v), -1))
+        index: dict[Any, int] = {c: i for i, c in enumerate(classes)}
+        codes = labelled[LABEL].map(lambda v: index.get(spec.class_of(v), -1))
         known = labelled[codes >= 0]
         target: npt.NDArray[Any] = codes[codes >= 0].to_numpy(dtype=np.int64)
     else:
-        numbers = pd.to_numeric(labelled[LABEL], errors="coerce")
+        numbers = labelled[LABEL].map(spec.class_of)
         known = labelled[numbers.notna()]
         target = numbers[numbers.notna()].to_numpy(dtype=np.float64)
     dropped_unknown = len(labelled) - len(known)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from schemas import topics
+from schemas.classes import class_key, number_of
 from schemas.events import (
     DeadLetter,
     DriftAlert,
@@ -66,20 +67,6 @@ def sparkline(values: Sequence[float], width: int = 30) -> str:
         return SPARK_BLOCKS[3] * len(shown)
     top = len(SPARK_BLOCKS) - 1
     return "".join(SPARK_BLOCKS[round((v - low) / (high - low) * top)] for v in shown)
-
-
-def label_key(value: Any) -> str:
-    """One spelling for a class, whether it came as a label, a prediction or a probability key.
-
-    >>> [label_key(v) for v in (1, 1.0, "1", True, "True", " a ")]
-    ['1', '1', '1', 'true', 'true', 'a']
-    """
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = str(value).strip()
-    return text.lower() if text.lower() in ("true", "false") else text
 
 
 def to_datetime(seconds: float) -> datetime:
@@ -175,6 +162,7 @@ class LiveMetric:
     window: int = 500
     pending: int = 20_000
     positive: Any = None
+    spec: UseCase | None = None
     pairs: deque[tuple[Any, Any, dict[str, float] | None]] = field(init=False)
     _predictions: OrderedDict[str, tuple[Any, dict[str, float] | None]] = field(init=False)
     _labels: OrderedDict[str, Any] = field(init=False)
@@ -215,27 +203,34 @@ class LiveMetric:
         """The metrics of the pairs in the window (empty while there are none)."""
         if not self.pairs:
             return {}
+        # By the class rule: the spec's classes, or without a spec the rule's spellings.
+        spec = self.spec
+        read: Callable[[Any], Any] = (
+            spec.class_of
+            if spec is not None
+            else (number_of if task == "regression" else class_key)
+        )
+        pairs = [(read(t), read(g), p) for t, g, p in self.pairs]
+        pairs = [(t, g, p) for t, g, p in pairs if t is not None and g is not None]
+        if not pairs:
+            return {}
         if task == "regression":
-            try:
-                truth = [float(t) for t, _, _ in self.pairs]
-                guess = [float(g) for _, g, _ in self.pairs]
-            except (TypeError, ValueError):
-                return {}
-            return regression_metrics(truth, guess)
-        truth_keys = [label_key(t) for t, _, _ in self.pairs]
-        guess_keys = [label_key(g) for _, g, _ in self.pairs]
-        probas = [p for _, _, p in self.pairs]
-        classes = sorted(
-            set(truth_keys) | set(guess_keys) | {label_key(k) for p in probas if p for k in p}
-        )
-        positive = label_key(self.positive) if self.positive is not None else None
-        if positive not in classes:
-            positive = classes[-1] if len(classes) == 2 else None
-        normalized = (
-            [{label_key(k): v for k, v in p.items()} for p in probas if p is not None]
-            if all(p is not None for p in probas)
-            else None
-        )
+            return regression_metrics([t for t, _, _ in pairs], [g for _, g, _ in pairs])
+        truth_keys, guess_keys = [t for t, _, _ in pairs], [g for _, g, _ in pairs]
+        probas = [
+            p if p is None else {read(k): v for k, v in p.items() if read(k) is not None}
+            for _, _, p in pairs
+        ]
+        known = [p for p in probas if p is not None]
+        normalized = known if len(known) == len(probas) else None
+        if spec is not None:
+            classes: list[Any] = list(spec.label.classes or [])
+            positive = spec.positive_class
+        else:
+            classes = sorted({*truth_keys, *guess_keys, *(k for p in probas if p for k in p)})
+            positive = class_key(self.positive) if self.positive is not None else None
+            if positive not in classes:
+                positive = classes[-1] if len(classes) == 2 else None
         scored = classification_metrics(truth_keys, guess_keys, normalized, classes, positive)
         return {k: float(v) for k, v in scored.items() if isinstance(v, int | float)}
 
@@ -257,6 +252,7 @@ class LiveState:
     live_window: int = 500
     history: int = 240
     rate_window: int = 5
+    spec: UseCase | None = field(default=None, repr=False)
 
     raw: RateMeter = field(init=False)
     features: RateMeter = field(init=False)
@@ -289,7 +285,7 @@ class LiveState:
         self.features = RateMeter(self.rate_window)
         self.predictions = RateMeter(self.rate_window)
         self.online_history = deque(maxlen=self.history)
-        self.live = LiveMetric(window=self.live_window, positive=self.positive)
+        self.live = LiveMetric(window=self.live_window, positive=self.positive, spec=self.spec)
         self.live_history = deque(maxlen=self.history)
         self.candidates = deque(maxlen=10)
         self.alerts = deque(maxlen=10)
@@ -304,6 +300,7 @@ class LiveState:
             primary_metric=spec.primary_metric,
             task=spec.task,
             positive=spec.label.positive,
+            spec=spec,
             **options,
         )
 

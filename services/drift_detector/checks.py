@@ -256,21 +256,32 @@ def check_prediction(
     return check_data(profile, pd.DataFrame({PREDICTION: current}), spec)
 
 
-def normalize_class(value: Any, classes: Sequence[Any]) -> Any:
-    """The spec's class a label or prediction names (``"1"``, ``1`` and ``1.0`` are class 1).
+def labeled_pairs(
+    spec: UseCase,
+    labels: Sequence[Any],
+    predictions: Sequence[Any],
+    probabilities: Sequence[Mapping[str, float] | None],
+) -> tuple[list[Any], list[Any], list[Mapping[str, float] | None]]:
+    """The joined rows whose label and prediction both denote a class (a number, for regression).
 
-    >>> normalize_class("1", [0, 1]), normalize_class(0.0, [0, 1]), normalize_class("x", [0, 1])
-    (1, 0, None)
+    Values are read by the spec's class rule, so ``"1"``, ``1`` and ``1.0`` are class 1.
+
+    >>> from schemas.usecase import UseCase
+    >>> spec = UseCase.model_validate({
+    ...     "name": "toy", "task": "classification", "label": {"classes": [0, 1]},
+    ...     "fields": {"x": {"type": "float"}}, "features": [{"kind": "passthrough", "field": "x"}],
+    ... })
+    >>> labeled_pairs(spec, ["1", 0.0, "x"], [1, "0", 1], [None, None, None])[:2]
+    ([1, 0], [1, 0])
     """
-    for cls in classes:
-        if value == cls or str(value) == str(cls):
-            return cls
-        try:
-            if float(value) == float(cls):
-                return cls
-        except (TypeError, ValueError):
-            continue
-    return None
+    kept: tuple[list[Any], list[Any], list[Mapping[str, float] | None]] = ([], [], [])
+    for label, prediction, proba in zip(labels, predictions, probabilities, strict=True):
+        truth, guess = spec.class_of(label), spec.class_of(prediction)
+        if truth is not None and guess is not None:
+            kept[0].append(truth)
+            kept[1].append(guess)
+            kept[2].append(proba)
+    return kept
 
 
 def check_performance(
@@ -298,10 +309,8 @@ def check_performance(
         classes = list(spec.label.classes or [])
         proba: list[dict[Any, float]] | None = None
         if all(p is not None for p in probabilities):
-            proba = [
-                {c: float(p.get(str(c), 0.0)) for c in classes}  # type: ignore[union-attr]
-                for p in probabilities
-            ]
+            by_class = [spec.probabilities_of(p or {}) for p in probabilities]
+            proba = [{c: p.get(c, 0.0) for c in classes} for p in by_class]
         scores = classification_metrics(
             list(truths), list(predictions), proba, classes, spec.positive_class
         )

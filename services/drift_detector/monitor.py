@@ -52,7 +52,7 @@ from services.drift_detector.checks import (
     check_performance,
     check_prediction,
     check_quality,
-    normalize_class,
+    labeled_pairs,
     profile_reference,
 )
 from services.drift_detector.windows import SlidingWindow, WindowRow, bounds_of
@@ -264,12 +264,11 @@ class UseCaseMonitor:
         """The number whose distribution is watched: positive-class probability, class, value."""
         positive = self.spec.positive_class
         if prediction.probabilities and positive is not None:
-            value = prediction.probabilities.get(str(positive))
-            return float(value) if value is not None else None
+            return self.spec.probabilities_of(prediction.probabilities).get(positive)
         if self.spec.task == "regression":
             return float(prediction.prediction)
         classes = list(self.spec.label.classes or [])
-        cls = normalize_class(prediction.prediction, classes)
+        cls = self.spec.class_of(prediction.prediction)
         return float(classes.index(cls)) if cls is not None else None
 
     # ---- checks ------------------------------------------------------------------
@@ -421,22 +420,12 @@ class UseCaseMonitor:
         rows = self.performance_window.rows()
         window = bounds_of(rows)
         spec = self.spec
-        classes = list(spec.label.classes or [])
-        truths, predictions, probabilities = [], [], []
-        for row in rows:
-            if spec.task == "classification":
-                truth = normalize_class(row.values["label"], classes)
-                guess = normalize_class(row.values["prediction"], classes)
-                if truth is None or guess is None:
-                    continue
-            else:
-                try:
-                    truth, guess = float(row.values["label"]), float(row.values["prediction"])
-                except (TypeError, ValueError):
-                    continue
-            truths.append(truth)
-            predictions.append(guess)
-            probabilities.append(row.values.get("probabilities"))
+        truths, predictions, probabilities = labeled_pairs(
+            spec,
+            [row.values["label"] for row in rows],
+            [row.values["prediction"] for row in rows],
+            [row.values.get("probabilities") for row in rows],
+        )
         check: PerformanceCheck = await asyncio.to_thread(
             check_performance,
             spec,

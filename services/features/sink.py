@@ -112,18 +112,14 @@ class FeatureSink:
             raise InvalidInput(f"features {text} are text, expected numbers", event_id=row.event_id)
 
     def _check_label(self, spec: UseCase, label: Label) -> None:
-        classes = spec.label.classes
-        if classes is not None and str(label.label) not in {str(c) for c in classes}:
-            raise InvalidInput(
-                f"field 'label': expected one of {classes}, got {label.label!r}",
-                event_id=label.event_id,
-            )
-        if spec.task == "regression" and (
-            isinstance(label.label, bool) or not isinstance(label.label, int | float)
-        ):
-            raise InvalidInput(
-                f"field 'label': expected a number, got {label.label!r}", event_id=label.event_id
-            )
+        if spec.class_of(label.label) is not None:
+            return
+        expected = (
+            f"one of {spec.label.classes}" if spec.task == "classification" else "a finite number"
+        )
+        raise InvalidInput(
+            f"field 'label': expected {expected}, got {label.label!r}", event_id=label.event_id
+        )
 
     async def flush(self) -> None:
         """Write the buffered batch (in a worker thread, so the consumer keeps fetching)."""

@@ -58,6 +58,20 @@ def json_key(value: Any) -> str:
     return str(value)
 
 
+def check_feedback(spec: UseCase, labels: Sequence[Label]) -> None:
+    """Refuse a label that denotes no class by the spec's rule (for regression: no number)."""
+    for index, label in enumerate(labels):
+        if spec.class_of(label.label) is None:
+            expected = (
+                f"one of the classes {spec.label.classes}"
+                if spec.task == "classification"
+                else "a finite number"
+            )
+            raise InvalidFeatures(
+                f"label {label.label!r} is not {expected}", field="label", index=index
+            )
+
+
 def plain(value: Any) -> Any:
     """A prediction as a JSON value: numpy scalars and the like become Python numbers.
 
@@ -262,17 +276,7 @@ class InferenceService:
 
     async def feedback(self, usecase: str, labels: Sequence[Label]) -> int:
         """Publish ground truth to ``<uc>.labels``; return how many were acknowledged."""
-        spec = self.spec(usecase)
-        classes = spec.label.classes
-        if spec.task == "classification" and classes:
-            known = {json_key(c) for c in classes}
-            for index, label in enumerate(labels):
-                if json_key(label.label) not in known:
-                    raise InvalidFeatures(
-                        f"label {label.label!r} is not one of the classes {classes}",
-                        field="label",
-                        index=index,
-                    )
+        check_feedback(self.spec(usecase), labels)
         assert self.producer is not None
         futures = [
             await self.producer.send(topics.labels(usecase), label.model_dump_json().encode())

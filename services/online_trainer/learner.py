@@ -78,7 +78,7 @@ class OnlineLearner:
 
 
 def normalize_label(spec: UseCase, value: Any) -> Any:
-    """The label as one of the use case's classes (or a float for regression).
+    """The label as one of the use case's classes (or a float for regression), by the spec's rule.
 
     >>> from schemas.usecase import UseCase
     >>> spec = UseCase.model_validate({
@@ -86,34 +86,19 @@ def normalize_label(spec: UseCase, value: Any) -> Any:
     ...     "fields": {"x": {"type": "float"}},
     ...     "features": [{"kind": "passthrough", "field": "x"}],
     ... })
-    >>> normalize_label(spec, "yes")
-    'yes'
+    >>> normalize_label(spec, "yes"), normalize_label(spec, " Yes")
+    ('yes', 'yes')
     >>> normalize_label(spec, "maybe")
     Traceback (most recent call last):
     ...
     services.common.errors.InvalidInput: label 'maybe' is not one of the classes ['no', 'yes']
     """
+    cls = spec.class_of(value)
+    if cls is not None:
+        return cls
     if spec.task == "regression":
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise InvalidInput(f"label {value!r} is not a number")
-        try:
-            number = float(value)
-        except ValueError as exc:
-            raise InvalidInput(f"label {value!r} is not a number") from exc
-        if number != number or number in (float("inf"), float("-inf")):
-            raise InvalidInput(f"label {value!r} is not a finite number")
-        return number
-    classes = spec.label.classes or []
-    for cls in classes:
-        if value == cls and type(value) is type(cls):
-            return cls
-    for cls in classes:
-        if value == cls:
-            return cls
-    for cls in classes:
-        if str(value).lower() == str(cls).lower():
-            return cls
-    raise InvalidInput(f"label {value!r} is not one of the classes {classes}")
+        raise InvalidInput(f"label {value!r} is not a finite number")
+    raise InvalidInput(f"label {value!r} is not one of the classes {spec.label.classes}")
 
 
 def numeric_features(features: Mapping[str, Any]) -> dict[str, float]:
