@@ -27,7 +27,7 @@ from services.batch_trainer.data import TrainingData, resolve_window
 from services.batch_trainer.errors import NotEnoughData, UnknownUseCase
 from services.batch_trainer.settings import BatchTrainerSettings
 from services.common.bus import ensure_topics, start_consumer, start_producer
-from services.common.consume import ConsumeLoop
+from services.common.consume import ConsumeLoop, resume_committed
 from services.common.deadletter import DeadLetterPolicy
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
@@ -186,8 +186,10 @@ async def run(
             mode=settings.consumer_mode,
             max_poll_interval_ms=settings.max_poll_interval_ms,
         )
+        epoch = await resume_committed(consumer, settings, SERVICE)
         handler = TrainingRequestHandler(settings, served, data_source, producer, known)
-        loop = ConsumeLoop(consumer, handler, DeadLetterPolicy(SERVICE, producer), max_records=1)
+        policy = DeadLetterPolicy(SERVICE, producer)
+        loop = ConsumeLoop(consumer, handler, policy, max_records=1, epoch=epoch)
         health.ready = lambda: True
         logger.info("batch trainer ready usecases=%s", sorted(served))
         await loop.run(stop)

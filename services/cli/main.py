@@ -163,6 +163,7 @@ def up(
     )
     from services.common.broker import EmbeddedBroker
     from services.common.bus import ensure_topics, wait_for_broker
+    from services.common.epoch import log_epoch
 
     config = settings()
     usecases = config.load_usecases()
@@ -195,6 +196,12 @@ def up(
             )
         )
         console.print(f"topics ready ({len(created)} created) for use cases {sorted(usecases)}")
+        epoch = asyncio.run(log_epoch(config.bootstrap))
+        if embedded is not None:
+            console.print(
+                f"log epoch {epoch[:8]}: the embedded broker keeps nothing; the services resume "
+                f"from {config.home} (checkpoints, Feast) and MLflow (the champion)"
+            )
         for name, port in zip(chosen, health_ports(len(chosen)), strict=True):
             supervisor.start(name, service_argv(name), {"DRIFTLINE_HEALTH_PORT": str(port)})
             where = "http://127.0.0.1:8000/docs" if name == "inference" else f":{port}/healthz"

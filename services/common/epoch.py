@@ -12,16 +12,23 @@ its beginning, while the learned state is kept.
 
 On Apache Kafka the epoch outlives restarts, as the log does; a cluster
 whose topics were deleted and recreated gets a new one.
+
+A running service notices a new log with :func:`watch_log` (a broker killed
+and started again empty on the same address) and starts its body again from
+its durable state, without a process restart (``services/common/runtime.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from schemas import topics
 from services.common.bus import ensure_topics
@@ -98,3 +105,33 @@ def reconcile(
         offsets,
     )
     return {}
+
+
+async def observed_epoch(bootstrap: str) -> str | None:
+    """The epoch the broker's log has now, None when it has none; raises when unreachable."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        if topics.LOG_EPOCH not in await admin.list_topics():
+            return None
+    finally:
+        await admin.close()
+    return await _first_epoch(bootstrap)
+
+
+async def watch_log(bootstrap: str, epoch: str, interval: float = 2.0) -> str | None:
+    """Return once the broker's log is not the log ``epoch`` (its new epoch, or None).
+
+    A broker that does not answer tells nothing yet: aiokafka's clients
+    reconnect by themselves, and a broker that comes back with its log
+    (Apache Kafka) has the same epoch.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            seen = await asyncio.wait_for(observed_epoch(bootstrap), timeout=15)
+        except (KafkaError, OSError, TimeoutError):
+            continue
+        if seen != epoch:
+            logger.warning("the broker's log changed: epoch %s -> %s", epoch, seen)
+            return seen

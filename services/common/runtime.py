@@ -12,6 +12,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from services.common.bus import wait_for_broker
+from services.common.epoch import log_epoch, watch_log
 from services.common.health import HealthServer
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
@@ -22,7 +23,13 @@ ServiceBody = Callable[[asyncio.Event, HealthServer], Awaitable[None]]
 
 
 async def serve(service: str, settings: CommonSettings, body: ServiceBody) -> None:
-    """Wait for the broker, start the health endpoint, run ``body`` until a stop signal."""
+    """Wait for the broker, start the health endpoint, run ``body`` until a stop signal.
+
+    While ``body`` runs, the broker's log is watched: when it is another log
+    (the embedded broker died and an empty one took its address), ``body`` is
+    stopped through its stop event and started again on the new log, from
+    the service's durable state (checkpoints, Feast, MLflow), in this process.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -32,11 +39,45 @@ async def serve(service: str, settings: CommonSettings, body: ServiceBody) -> No
     await health.start()
     try:
         logger.info("starting service=%s bootstrap=%s", service, settings.bootstrap)
-        await wait_for_broker(settings.bootstrap, settings.broker_wait_seconds)
-        await body(stop, health)
+        while not stop.is_set():
+            await wait_for_broker(settings.bootstrap, settings.broker_wait_seconds)
+            if not await _run_on_one_log(service, settings, body, stop, health):
+                break
+            health.ready = lambda: False
+            logger.warning(
+                "service=%s: the broker's log is new; starting again from the durable state",
+                service,
+            )
     finally:
         await health.stop()
         logger.info("stopped service=%s", service)
+
+
+async def _run_on_one_log(
+    service: str,
+    settings: CommonSettings,
+    body: ServiceBody,
+    stop: asyncio.Event,
+    health: HealthServer,
+) -> bool:
+    """Run ``body`` until ``stop`` or a new log; True when it ended for a new log."""
+    epoch = await log_epoch(settings.bootstrap)
+    body_stop = asyncio.Event()
+    watch = asyncio.create_task(watch_log(settings.bootstrap, epoch), name="log-watch")
+    relay = asyncio.create_task(stop.wait(), name="stop-relay")
+    watch.add_done_callback(lambda _: body_stop.set())
+    relay.add_done_callback(lambda _: body_stop.set())
+    try:
+        await body(body_stop, health)
+    except Exception:
+        if not (watch.done() and not watch.cancelled()):
+            raise
+        logger.warning("service=%s stopped on the old log with an error", service, exc_info=True)
+    finally:
+        renewed = watch.done() and not watch.cancelled()
+        watch.cancel()
+        relay.cancel()
+    return renewed and not stop.is_set()
 
 
 def run_service(service: str, settings: CommonSettings, body: ServiceBody) -> None:

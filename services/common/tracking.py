@@ -8,6 +8,7 @@ mlflow is imported inside these functions: it costs 2 s and 200 MB.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import tempfile
 import uuid
@@ -44,14 +45,26 @@ def artifact_root(home: Path) -> str:
 
 
 def client(home: Path, override: str | None = None) -> MlflowClient:
-    """An MLflow client bound to this stack's store (and the global tracking URI set to it)."""
+    """An MLflow client bound to this stack's store (and the global tracking URI set to it).
+
+    On SQLite the first use of a new store creates and migrates its tables;
+    several services starting on a new home would race at it (alembic: "Online
+    migration expected to match one row ... 0 found", seen on a first
+    ``make demo``), so that first use is serialised by a lock file beside it.
+    """
     import mlflow
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(home, override)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if not uri.startswith("sqlite:"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with (home / "mlflow" / "init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released on close, or by the kernel on a kill
+        mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # creates the tables
+        mlflow_client.search_registered_models(max_results=1)  # and the registry's
+    return mlflow_client
 
 
 def experiment_id(home: Path, name: str, override: str | None = None) -> str:

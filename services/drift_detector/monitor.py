@@ -82,6 +82,9 @@ class CheckStatus:
 class UseCaseMonitor:
     """The state of one use case; pickled whole into the checkpoint (profiles rebuilt)."""
 
+    # The broker log ``offsets`` refer to (services/common/epoch.py); None before epochs.
+    log_epoch: str | None = None
+
     def __init__(
         self,
         spec: UseCase,

@@ -298,7 +298,8 @@ class DriftDetector:
             consumer = await start_consumer(
                 settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
             )
-            await self.seek(consumer, model_ends, await log_epoch(settings.bootstrap))
+            epoch = await log_epoch(settings.bootstrap)
+            await self.seek(consumer, model_ends, epoch)
             self.processor = DriftDetectorProcessor(self, producer)
             loop = ConsumeLoop(
                 consumer,
@@ -306,6 +307,7 @@ class DriftDetector:
                 DeadLetterPolicy(SERVICE, producer),
                 max_records=settings.max_records,
                 poll_timeout_ms=settings.poll_timeout_ms,
+                epoch=epoch,
             )
             if health is not None:
                 health.ready = lambda: True

@@ -11,7 +11,7 @@ from pydantic import Field
 from schemas import topics
 from services.common import featurestore
 from services.common.bus import consumer_and_producer, ensure_topics
-from services.common.consume import ConsumeLoop
+from services.common.consume import ConsumeLoop, resume_committed
 from services.common.deadletter import DeadLetterPolicy
 from services.common.health import HealthServer
 from services.common.runtime import run_service
@@ -49,9 +49,9 @@ async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthS
                 settings.home,
                 online_last_write_wins=settings.feast_profile == "embedded",
             )
-            loop = ConsumeLoop(
-                consumer, sink, DeadLetterPolicy(SERVICE, producer), max_records=settings.batch_rows
-            )
+            epoch = await resume_committed(consumer, settings, SERVICE)
+            policy = DeadLetterPolicy(SERVICE, producer)
+            loop = ConsumeLoop(consumer, sink, policy, max_records=settings.batch_rows, epoch=epoch)
             health.ready = lambda: True
             await loop.run(stop)
 

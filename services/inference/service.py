@@ -32,6 +32,7 @@ from schemas.events import DeadLetter, DriftAlert, Promotion, Window
 from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, start_consumer, start_producer, wait_for_broker
+from services.common.epoch import log_epoch, watch_log
 from services.common.serde import encode
 from services.inference import metrics
 from services.inference.errors import InvalidFeatures, ModelRefused, UnknownUseCase
@@ -115,6 +116,7 @@ class InferenceService:
         self.ready = False
         self._stop = asyncio.Event()
         self._listen_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._exported: list[tuple[str, str, str, str]] = []
 
     # ---- life cycle --------------------------------------------------------------
@@ -123,11 +125,7 @@ class InferenceService:
         """Connect, open the feature store, replay promotions, start the background tasks."""
         settings = self.settings
         await wait_for_broker(settings.bootstrap, settings.broker_wait_seconds)
-        names = [topics.MODELS_PROMOTIONS, topics.DRIFT_ALERTS]
-        for usecase in self.specs:
-            names += [topics.predictions(usecase), topics.labels(usecase)]
-            names.append(topics.deadletter(usecase))
-        await ensure_topics(settings.bootstrap, names, settings.partitions)
+        await self._ensure_topics()
         if self.store is None:
             self.store = await asyncio.to_thread(self._open_store)
         reader = OnlineReader(self.store, settings.feature_read)
@@ -153,8 +151,47 @@ class InferenceService:
         self.listener = PromotionListener(self.consumer, self.registry, settings.poll_timeout_ms)
         await self.listener.replay()
         self._listen_task = asyncio.create_task(self._listen(), name="promotion-listener")
+        epoch = await log_epoch(settings.bootstrap)
+        self._watch_task = asyncio.create_task(self._follow_log(epoch), name="log-watch")
         self.ready = True
         logger.info("inference ready usecases=%s", sorted(self.specs))
+
+    async def _ensure_topics(self) -> None:
+        settings = self.settings
+        names = [topics.MODELS_PROMOTIONS, topics.DRIFT_ALERTS]
+        for usecase in self.specs:
+            names += [topics.predictions(usecase), topics.labels(usecase)]
+            names.append(topics.deadletter(usecase))
+        await ensure_topics(
+            settings.bootstrap, names, settings.partitions, retention_ms=settings.retention_ms
+        )
+
+    async def _follow_log(self, epoch: str) -> None:
+        """On a new broker log: its topics, and its promotion history read from the beginning.
+
+        The loaded lineup keeps serving meanwhile; the promoter puts MLflow's
+        champion on the new log, which changes nothing here when it is the same.
+        """
+        settings = self.settings
+        while not self._stop.is_set():
+            await watch_log(settings.bootstrap, epoch)
+            epoch = await log_epoch(settings.bootstrap)
+            await self._ensure_topics()
+            if self._listen_task is not None:
+                self._listen_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._listen_task
+            if self.consumer is not None:
+                await self.consumer.stop()
+            self.consumer = await start_consumer(
+                settings.bootstrap, [topics.MODELS_PROMOTIONS], None, mode="assign"
+            )
+            await self.consumer.seek_to_beginning(*self.consumer.assignment())
+            self.listener = PromotionListener(
+                self.consumer, self.registry, settings.poll_timeout_ms
+            )
+            self._listen_task = asyncio.create_task(self._listen(), name="promotion-listener")
+            logger.warning("new broker log epoch=%s: following its promotion history", epoch)
 
     def _open_store(self) -> Any:
         from services.common.featurestore import open_store
@@ -175,6 +212,10 @@ class InferenceService:
         """Stop listening, flush the prediction log, close the clients."""
         self.ready = False
         self._stop.set()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
         if self._listen_task is not None:
             self._listen_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr
 
 from schemas import topics
 from services.common.bus import consumer_and_producer, ensure_topics
-from services.common.consume import ConsumeLoop
+from services.common.consume import ConsumeLoop, resume_committed
 from services.common.health import HealthServer
 from services.common.runtime import run_service
 from services.common.seen import SeenIds
@@ -55,8 +55,13 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
         ) as (consumer, producer):
             salt = settings.pseudonym_salt.get_secret_value()
             ingestion = Ingestion(specs, seen, producer, salt=salt)
+            epoch = await resume_committed(consumer, settings, SERVICE)
             loop = ConsumeLoop(
-                consumer, ingestion, ingestion.policy, max_records=settings.batch_events
+                consumer,
+                ingestion,
+                ingestion.policy,
+                max_records=settings.batch_events,
+                epoch=epoch,
             )
             health.ready = lambda: True
             logger.info("ingesting usecases=%s", sorted(specs))

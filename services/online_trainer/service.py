@@ -359,9 +359,8 @@ class OnlineTrainer:
             consumer = await start_consumer(
                 settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
             )
-            await resume_from_checkpoints(
-                consumer, self.trainers, await log_epoch(settings.bootstrap)
-            )
+            epoch = await log_epoch(settings.bootstrap)
+            await resume_from_checkpoints(consumer, self.trainers, epoch)
             self.processor = OnlineTrainerProcessor(
                 self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri
             )
@@ -372,6 +371,7 @@ class OnlineTrainer:
                 DeadLetterPolicy(SERVICE, producer),
                 max_records=settings.max_records,
                 poll_timeout_ms=settings.poll_timeout_ms,
+                epoch=epoch,
             )
             if health is not None:
                 health.ready = lambda: True

@@ -38,7 +38,7 @@ from schemas.events import DriftAlert, ModelCandidate, Prediction, Promotion, Tr
 from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, read_to_end, start_consumer, start_producer
-from services.common.consume import ConsumeLoop
+from services.common.consume import ConsumeLoop, resume_committed
 from services.common.deadletter import DeadLetterPolicy
 from services.common.epoch import log_epoch
 from services.common.health import HealthServer
@@ -405,7 +405,8 @@ async def run(
         log = await PromotionLog.open(settings.bootstrap, registry.on_promotion)
         registry.log = log
         await log.catch_up()
-        await registry.finish_replay(await log_epoch(settings.bootstrap))
+        epoch = await log_epoch(settings.bootstrap)
+        await registry.finish_replay(epoch)
         recalled = await recall_requests(settings.bootstrap, registry)
         logger.info("training requests recalled=%d", recalled)
         intake = await start_consumer(
@@ -414,10 +415,11 @@ async def run(
             settings.consumer_group(SERVICE),
             mode=settings.consumer_mode,
         )
+        await resume_committed(intake, settings, SERVICE)
         feed = await LiveFeed.open(settings.bootstrap, registry)
         loop = ConsumeLoop(
             intake, registry, DeadLetterPolicy(SERVICE, producer),
-            max_records=100, poll_timeout_ms=settings.poll_timeout_ms,
+            max_records=100, poll_timeout_ms=settings.poll_timeout_ms, epoch=epoch,
         )  # fmt: skip
         health.ready = lambda: True
         if on_ready is not None:

@@ -32,7 +32,7 @@ from services.cli.bench.runner import (
     unavailable,
 )
 
-ALL_IDS = [f"B{n}" for n in range(1, 10)]
+ALL_IDS = [f"B{n}" for n in range(1, 11)]
 
 
 def spec(target: Target) -> BenchmarkSpec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from services.cli.bench.runner import REGISTRY, BenchmarkSpec
 
-MODULES = ("ingest", "learning", "featureread", "drift", "serving", "loop")
+MODULES = ("ingest", "learning", "featureread", "drift", "serving", "loop", "restart")
 
 
 def load_benchmarks() -> dict[str, BenchmarkSpec]:
