@@ -154,13 +154,7 @@ def up(
 ) -> None:
     """Start the broker, create the topics, run every service; Ctrl-C stops all."""
     from schemas import topics
-    from services.cli.up import (
-        Supervisor,
-        discover_services,
-        health_ports,
-        run_until_stopped,
-        service_argv,
-    )
+    from services.cli.up import Supervisor, discover_services, run_until_stopped, start_services
     from services.common.broker import EmbeddedBroker
     from services.common.bus import ensure_topics, wait_for_broker
     from services.common.epoch import log_epoch
@@ -177,6 +171,8 @@ def up(
         errors.print(f"[red]unknown services {unknown}; known: {available}[/]")
         raise typer.Exit(2)
     live = view and demo is not None
+    port = os.environ.get("DRIFTLINE_PORT", "8000")
+    inference_url = os.environ.get("DRIFTLINE_INFERENCE_URL", f"http://127.0.0.1:{port}")
     log_dir = config.home / "logs"
     embedded = None
     if not external_broker:
@@ -202,19 +198,13 @@ def up(
                 f"log epoch {epoch[:8]}: the embedded broker keeps nothing; the services resume "
                 f"from {config.home} (checkpoints, Feast) and MLflow (the champion)"
             )
-        for name, port in zip(chosen, health_ports(len(chosen)), strict=True):
-            supervisor.start(name, service_argv(name), {"DRIFTLINE_HEALTH_PORT": str(port)})
-            where = "http://127.0.0.1:8000/docs" if name == "inference" else f":{port}/healthz"
-            console.print(f"started [bold]{name}[/] ({where})")
+        start_services(supervisor, chosen, inference_url)
         if demo is not None:
             drift = drift_at if drift_at is not None else 3000
             argv = [sys.executable, "-m", "services.cli", "demo", demo, "--events", str(events)]
             argv += ["--rate", str(rate), "--drift-at", str(drift)]
             if "inference" in chosen:
-                argv += [
-                    "--predict-url",
-                    os.environ.get("DRIFTLINE_INFERENCE_URL", "http://127.0.0.1:8000"),
-                ]
+                argv += ["--predict-url", inference_url]
             supervisor.start("demo", argv)
         if live:
             from services.cli.live import LiveThread
@@ -227,6 +217,8 @@ def up(
                 partitions=config.partitions,
             ).start()
         status = run_until_stopped(supervisor)
+    except KeyboardInterrupt:  # Ctrl-C while starting: what started stops, cleanly
+        status = 0
     finally:
         if live_view is not None:
             live_view.stop()

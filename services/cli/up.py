@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -112,8 +113,53 @@ def health_ports(count: int, base: int = HEALTH_PORT_BASE) -> list[int]:
     return ports
 
 
+SERVING = ("registry", "inference")
+
+
+def serving_first(chosen: list[str]) -> list[list[str]]:
+    """Start stages: the serving path (the promoter restores the champion, inference
+    answers), then the rest, so that on two cores a restart answers first.
+
+    >>> serving_first(["batch_trainer", "inference", "ingestion", "registry"])
+    [['inference', 'registry'], ['batch_trainer', 'ingestion']]
+    >>> serving_first(["ingestion"])
+    [['ingestion']]
+    """
+    first = [name for name in chosen if name in SERVING]
+    rest = [name for name in chosen if name not in SERVING]
+    return [stage for stage in (first, rest) if stage]
+
+
+def wait_ready(supervisor: Supervisor, url: str, timeout: float = 60.0) -> bool:
+    """Wait until ``url`` answers 200 (or a child dies, or ``timeout``); whether it did."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not supervisor.failed():
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def service_argv(name: str) -> list[str]:
     return [sys.executable, "-m", f"services.{name}"]
+
+
+def start_services(supervisor: Supervisor, chosen: list[str], inference_url: str) -> None:
+    """Each chosen service as a process with a health port of its own, serving path first."""
+    ports = dict(zip(chosen, health_ports(len(chosen)), strict=True))
+    for stage in serving_first(chosen):
+        for name in stage:
+            supervisor.start(name, service_argv(name), {"DRIFTLINE_HEALTH_PORT": str(ports[name])})
+            where = f"{inference_url}/docs" if name == "inference" else f":{ports[name]}/healthz"
+            supervisor.console.print(f"started [bold]{name}[/] ({where})")
+        if "inference" in stage:
+            wait_ready(supervisor, f"{inference_url}/readyz")
 
 
 def run_until_stopped(supervisor: Supervisor, interval: float = 0.5) -> int:

@@ -7,8 +7,10 @@ service starts, waits and stops the same way.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 
 from services.common.bus import wait_for_broker
@@ -78,6 +80,20 @@ async def _run_on_one_log(
         watch.cancel()
         relay.cancel()
     return renewed and not stop.is_set()
+
+
+def preload(*modules: str) -> None:
+    """Import ``modules`` in a background thread while the service starts.
+
+    For a heavy import the service needs soon after start (mlflow, about 2 s:
+    the restored champion is loaded and scored through it), not at once.
+    """
+
+    def load() -> None:
+        for module in modules:
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name="preload", daemon=True).start()
 
 
 def run_service(service: str, settings: CommonSettings, body: ServiceBody) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 from services.common.health import HealthServer
 from services.common.plugins import load_callable
-from services.common.runtime import run_service
+from services.common.runtime import preload, run_service
 from services.registry.errors import RegistryError
 from services.registry.evaluation import GateData
 from services.registry.service import SERVICE, run
@@ -28,6 +28,7 @@ def load_gate_data(reference: str) -> GateData:
 def main() -> None:
     settings = RegistrySettings()
     data_source = load_gate_data(settings.gate_data)
+    preload("mlflow")  # the lineup is restored from it at start, and candidates scored
 
     async def body(stop: asyncio.Event, health: HealthServer) -> None:
         await run(settings, data_source, stop, health)

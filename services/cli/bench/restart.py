@@ -82,6 +82,7 @@ def one_restart(stack: BenchStack, champion: str, body: bytes, timeout: float) -
     port = free_port()
     env = {
         **stack.env(),
+        "DRIFTLINE_LOG_LEVEL": "INFO",  # the promoter's restore is an INFO decision
         "DRIFTLINE_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "DRIFTLINE_PORT": str(port),
         "DRIFTLINE_INFERENCE_URL": f"http://127.0.0.1:{port}",
