@@ -9,7 +9,8 @@ from services.common.plugins import load_callable
 from services.common.runtime import preload, run_service
 from services.registry.errors import RegistryError
 from services.registry.evaluation import GateData
-from services.registry.service import SERVICE, run
+from services.registry.serve import run
+from services.registry.service import SERVICE
 from services.registry.settings import RegistrySettings
 
 

@@ -1,0 +1,114 @@
+"""The registry service's body: its consumers around one :class:`Registry`, until stopped.
+
+The promotion history is replayed first (and MLflow's lineup restored onto a
+log that has none), then ``training.requests`` is read once into the retrain
+policy, then candidates and drift alerts are consumed in the service's group
+and live predictions and labels are followed, in one loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+
+from aiokafka import AIOKafkaConsumer
+
+from schemas import topics
+from schemas.usecase import UseCase
+from services.common.bus import ensure_topics, read_to_end, start_consumer, start_producer
+from services.common.consume import ConsumeLoop, resume_committed
+from services.common.deadletter import DeadLetterPolicy
+from services.common.epoch import log_epoch
+from services.common.health import HealthServer
+from services.common.promotions.log import PromotionLog
+from services.registry.evaluation import Evaluator, GateData, ModelStore
+from services.registry.live import LiveFeed
+from services.registry.service import SERVICE, Registry
+from services.registry.settings import RegistrySettings
+
+logger = logging.getLogger(__name__)
+
+
+async def recall_requests(bootstrap: str, registry: Registry) -> int:
+    """Replay ``training.requests`` to its current end into the retrain policy."""
+    consumer = await start_consumer(bootstrap, [topics.TRAINING_REQUESTS], None)
+    try:
+        recalled = 0
+        async for record in read_to_end(consumer, from_beginning=True, max_records=5000):
+            recalled += registry.recall_request(record.value)
+        return recalled
+    finally:
+        await consumer.stop()
+
+
+async def run(
+    settings: RegistrySettings,
+    data_source: GateData,
+    stop: asyncio.Event,
+    health: HealthServer,
+    *,
+    served: Mapping[str, UseCase] | None = None,
+    known: Collection[str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    on_ready: Callable[[Registry], None] | None = None,
+) -> None:
+    """The service body: serve ``served`` (the configured use cases unless given) until ``stop``.
+
+    ``on_ready`` is called with the registry once the history is replayed (tests look in).
+    """
+    if served is None:
+        served = settings.load_usecases()
+        known = set(settings.model_copy(update={"usecases": None}).load_usecases())
+    names = [topics.MODELS_CANDIDATES, topics.MODELS_PROMOTIONS, topics.DRIFT_ALERTS,
+             topics.TRAINING_REQUESTS]  # fmt: skip
+    for uc in served:
+        names += [topics.predictions(uc), topics.labels(uc), topics.deadletter(uc)]
+    await ensure_topics(
+        settings.bootstrap, names, settings.partitions, retention_ms=settings.retention_ms
+    )
+    producer = await start_producer(settings.bootstrap)
+    workdir = settings.service_home(SERVICE) / "models"
+    models = ModelStore(settings.home, settings.mlflow_uri, workdir)
+    evaluator = Evaluator(data_source, models, settings.min_gate_rows)
+    registry = Registry(settings, served, evaluator, producer, known=known, clock=clock)
+    log: PromotionLog | None = None
+    intake: AIOKafkaConsumer | None = None
+    feed: LiveFeed | None = None
+    try:
+        log = await PromotionLog.open(settings.bootstrap, registry.on_promotion)
+        registry.log = log
+        await log.catch_up()
+        epoch = await log_epoch(settings.bootstrap)
+        await registry.finish_replay(epoch)
+        recalled = await recall_requests(settings.bootstrap, registry)
+        logger.info("training requests recalled=%d", recalled)
+        intake = await start_consumer(
+            settings.bootstrap,
+            [topics.MODELS_CANDIDATES, topics.DRIFT_ALERTS],
+            settings.consumer_group(SERVICE),
+            mode=settings.consumer_mode,
+        )
+        await resume_committed(intake, settings, SERVICE)
+        feed = await LiveFeed.open(settings.bootstrap, registry)
+        loop = ConsumeLoop(
+            intake, registry, DeadLetterPolicy(SERVICE, producer),
+            max_records=100, poll_timeout_ms=settings.poll_timeout_ms, epoch=epoch,
+        )  # fmt: skip
+        health.ready = lambda: True
+        if on_ready is not None:
+            on_ready(registry)
+        logger.info("registry ready usecases=%s", sorted(served))
+        while not stop.is_set():
+            await log.poll()
+            await loop.run_once()
+            await feed.poll(settings.poll_timeout_ms)
+    finally:
+        health.ready = lambda: False
+        for consumer in (intake, feed.consumer if feed else None):
+            if consumer is not None:
+                await consumer.stop()
+        if log is not None:
+            await log.stop()
+        await producer.stop()
