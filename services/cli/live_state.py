@@ -44,6 +44,7 @@ from schemas.events import (
 )
 from schemas.usecase import LOWER_IS_BETTER, UseCase
 from services.common.metrics import classification_metrics, regression_metrics
+from services.common.promotions import history as fold
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 PREFERRED_METRICS = ("roc_auc", "accuracy", "f1", "r2", "mae", "rmse", "mse")
@@ -116,18 +117,47 @@ class RateMeter:
 
 
 @dataclass(frozen=True)
-class ModelRef:
-    """A model that serves: the champion, or a canary or shadow challenger."""
+class ServingModel:
+    """A model that serves, as the promotion history says: the champion, or a trial's challenger."""
 
-    name: str
-    version: str
+    model: fold.ModelRef
     role: Literal["champion", "canary", "shadow"]
     since: datetime
     traffic_share: float | None = None
 
     @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
     def label(self) -> str:
-        return f"{self.name} v{self.version}"
+        return self.model.label
+
+    @classmethod
+    def champion_of(
+        cls, state: fold.UseCaseHistory, before: ServingModel | None, at: datetime
+    ) -> ServingModel | None:
+        """The champion the fold says; ``before`` (with its ``since``) when it stayed."""
+        if state.champion is None:
+            return None
+        if before is not None and state.champion.same_model(before.model):
+            return before
+        return cls(state.champion, "champion", at)
+
+    @classmethod
+    def challenger_of(cls, state: fold.UseCaseHistory) -> ServingModel | None:
+        trial = state.challenger
+        if trial is None:
+            return None
+        return cls(trial.model, trial.mode, trial.started_at, trial.traffic_share)
+
+
+# The name the renderer (services/cli/live.py) imports; it goes when live.py says ServingModel.
+ModelRef = ServingModel
 
 
 @dataclass(frozen=True)
@@ -263,8 +293,8 @@ class LiveState:
     last_deadletter: DeadLetter | None = None
     unreadable: int = 0
 
-    champion: ModelRef | None = None
-    challenger: ModelRef | None = None
+    champion: ServingModel | None = None
+    challenger: ServingModel | None = None
     online: ModelCandidate | None = None
     online_history: deque[tuple[datetime, float]] = field(init=False)
     live: LiveMetric = field(init=False)
@@ -278,6 +308,7 @@ class LiveState:
     replaced: dict[str, str] = field(default_factory=dict)
     started_at: datetime | None = None
     last_at: datetime | None = None
+    lineup: fold.PromotionHistory = field(default_factory=fold.PromotionHistory)
     _seen: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -421,30 +452,22 @@ class LiveState:
         self._milestone(candidate.occurred_at, "candidate", f"candidate {_ref(candidate)}{shown}")
 
     def _observe_promotion(self, promotion: Promotion) -> None:
+        """Who serves is what the shared fold says; the view adds the story's milestones."""
         self.promotions.append(promotion)
         model = f"{promotion.model_name} v{promotion.model_version}"
         moment = promotion.occurred_at
         action = promotion.action
+        before = self.champion
+        self.lineup.apply(promotion)
+        state = self.lineup.get(self.usecase)
+        self.champion = ServingModel.champion_of(state, before, moment)
+        self.challenger = ServingModel.challenger_of(state)
         if action in ("promote", "rollback"):
-            first = self.champion is None
-            if self.champion is not None:
-                # The event names the old champion's version only; its name may differ.
-                self.replaced[promotion.event_id] = self.champion.label
-            self.champion = ModelRef(
-                promotion.model_name, promotion.model_version, "champion", moment
-            )
-            self.challenger = None
-            if first:
+            if before is None:
                 self._milestone(moment, "champion", f"first champion {model}")
                 return
-        elif action in ("canary", "shadow"):
-            self.challenger = ModelRef(
-                promotion.model_name,
-                promotion.model_version,
-                "canary" if action == "canary" else "shadow",
-                moment,
-                promotion.traffic_share,
-            )
+            # The event names the old champion's version only; its name may differ.
+            self.replaced[promotion.event_id] = before.label
         was = self.replaced.get(promotion.event_id)
         was = f" (was {was})" if was else ""
         self._milestone(moment, "promotion", f"{action} {model}{was}")

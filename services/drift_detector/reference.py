@@ -1,7 +1,9 @@
 """The reference: the training data of the current champion, found through its lineage.
 
-The champion of a use case is the model of its last ``promote`` or
-``rollback`` on ``models.promotions``; its :class:`~schemas.events.ModelCandidate`
+The champion of a use case is what the promotion history on
+``models.promotions`` says, folded by the one fold every reader uses
+(:class:`~services.common.promotions.history.PromotionHistory`); its
+:class:`~schemas.events.ModelCandidate`
 (on ``models.candidates``, matched by model name and version) carries the
 ``data_window`` it was trained on, and the reference rows are that window's
 training data from the Feast offline store, sampled to ``reference_rows``.
@@ -19,6 +21,9 @@ False
 True
 >>> lineage.champion("credit")
 ('credit', '3')
+>>> lineage.offer_promotion(Promotion(usecase="credit", action="rollback", model_name="credit",
+...                                   model_version="3", reason="a trial ended"))
+False
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pandas as pd
 
 from schemas.events import ModelCandidate, Promotion
 from schemas.usecase import UseCase
+from services.common.promotions.history import PromotionHistory
 from services.drift_detector.errors import ReferenceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -38,7 +44,6 @@ logger = logging.getLogger(__name__)
 ReferenceSource = Callable[[UseCase, ModelCandidate], pd.DataFrame]
 """``(spec, champion's candidate) -> its training rows`` (one column per feature)."""
 
-CHAMPION_ACTIONS = frozenset({"promote", "rollback"})
 SAMPLE_SEED = 0
 
 
@@ -78,27 +83,26 @@ class Lineage:
     """Candidates and the champion of each use case, from the two model topics."""
 
     candidates: dict[tuple[str, str, str], ModelCandidate] = field(default_factory=dict)
-    champions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    history: PromotionHistory = field(default_factory=PromotionHistory)
 
     def offer_candidate(self, candidate: ModelCandidate) -> None:
         key = (candidate.usecase, candidate.model_name, candidate.model_version)
         self.candidates[key] = candidate
 
     def offer_promotion(self, promotion: Promotion) -> bool:
-        """Record a promotion; True when it changes the use case's champion."""
-        if promotion.action not in CHAMPION_ACTIONS:
-            return False
-        champion = (promotion.model_name, promotion.model_version)
-        changed = self.champions.get(promotion.usecase) != champion
-        self.champions[promotion.usecase] = champion
-        return changed
+        """Fold a promotion in; True when it changes the use case's champion."""
+        before = self.champion(promotion.usecase)
+        self.history.apply(promotion)
+        return self.champion(promotion.usecase) != before
 
     def champion(self, usecase: str) -> tuple[str, str] | None:
-        return self.champions.get(usecase)
+        """The champion's ``(model_name, model_version)``, as the promotion history says."""
+        ref = self.history.get(usecase).champion
+        return (ref.name, ref.version) if ref is not None else None
 
     def champion_candidate(self, usecase: str) -> ModelCandidate | None:
         """The candidate event of the current champion, if it was seen."""
-        champion = self.champions.get(usecase)
+        champion = self.champion(usecase)
         if champion is None:
             return None
         return self.candidates.get((usecase, *champion))

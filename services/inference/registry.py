@@ -1,6 +1,9 @@
 """The loaded champion and challenger of each use case, swapped atomically.
 
-A promotion is applied in two steps: every model of the new lineup that is
+Each use case's lineup is read from its fold of the promotion history
+(:class:`~services.common.promotions.history.PromotionHistory`, the one every
+reader of the log uses); an event enters that fold only once inference has
+accepted it. A promotion is applied in two steps: every model of the new lineup that is
 not loaded yet is downloaded and loaded (its sha256 checked) in a worker
 thread, then one reference per use case is replaced. A request reads that
 reference once, so it finishes with the models it started with, and no
@@ -26,8 +29,9 @@ from schemas.events import Promotion
 from schemas.usecase import UseCase
 from services.common.models import Model, load_model
 from services.common.models.protocol import ArtifactMismatch
+from services.common.promotions.history import ModelRef, PromotionHistory
 from services.inference.errors import ModelRefused, NoChampion, UnknownUseCase
-from services.inference.lineup import Lineup, ModelRef, apply_promotion
+from services.inference.lineup import Lineup, check_servable
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +74,13 @@ class MlflowLoader:
         if self._client is None:
             self._client = tracking.client(self.home, self.mlflow_uri)
         self.scratch.mkdir(parents=True, exist_ok=True)
+        if ref.artifact_uri is None or ref.artifact_sha256 is None:
+            # check_servable keeps such promotions out of the fold; this is the loader's guard
+            raise ValueError(f"{ref.label} names no artifact_uri or artifact_sha256")
         directory = Path(tempfile.mkdtemp(prefix=f"{ref.name}-{ref.version}-", dir=self.scratch))
         try:
             path = tracking.download_model_dir(self._client, ref.artifact_uri, directory)
-            return load_model(path, expected_sha256=ref.sha256)
+            return load_model(path, expected_sha256=ref.artifact_sha256)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
@@ -93,6 +100,9 @@ class ModelRegistry:
         self.on_refused = on_refused
         self.on_swap = on_swap
         self._serving: dict[str, Serving] = {name: Serving() for name in self.specs}
+        self._history: dict[str, PromotionHistory] = {
+            name: PromotionHistory() for name in self.specs
+        }
         self._lock = asyncio.Lock()
         self.swaps = 0
         self.refusals = 0
@@ -111,24 +121,28 @@ class ModelRegistry:
             raise NoChampion(usecase)
         return serving
 
-    def next_lineup(self, promotion: Promotion, lineup: Lineup) -> Lineup:
-        share = self.specs[promotion.usecase].promotion.canary_share
-        return apply_promotion(lineup, promotion, share)
-
     async def apply(self, promotion: Promotion) -> bool:
-        """Apply one live promotion; False when it was refused or is for another service."""
+        """Apply one live promotion; False when it was refused or is for another service.
+
+        The fold keeps the event only once its lineup is loaded: a refused
+        promotion changes neither what serves nor the history it is read from.
+        """
         if promotion.usecase not in self.specs:
             return False
         async with self._lock:
+            history = self._history[promotion.usecase]
+            state = history.after(promotion)
+            if state is None:
+                return True  # applied already (a redelivered event)
             current = self._serving[promotion.usecase]
             try:
-                lineup = self.next_lineup(promotion, current.lineup)
-                if lineup == current.lineup:
-                    return True
-                serving = await self._load(lineup, current)
+                check_servable(promotion)
+                lineup = Lineup.of(state)
+                serving = current if lineup == current.lineup else await self._load(lineup, current)
             except ModelRefused as refusal:
                 await self._refuse(promotion, refusal)
                 return False
+            history.keep(promotion, state)
             self._swap(promotion.usecase, serving)
             return True
 
@@ -143,7 +157,8 @@ class ModelRegistry:
             for usecase in self.specs:
                 events = [p for p in history if p.usecase == usecase]
                 while True:
-                    lineup = self._fold(events)
+                    folded = self._fold(events)
+                    lineup = Lineup.of(folded.get(usecase))
                     try:
                         serving = await self._load(lineup, self._serving[usecase])
                     except ModelRefused as refusal:
@@ -151,26 +166,30 @@ class ModelRegistry:
                         await self._refuse(events[index], refusal)
                         events = events[:index] + events[index + 1 :]
                         continue
+                    self._history[usecase] = folded
                     self._swap(usecase, serving)
                     break
 
-    def _fold(self, events: Sequence[Promotion]) -> Lineup:
-        lineup = Lineup()
+    @staticmethod
+    def _fold(events: Sequence[Promotion]) -> PromotionHistory:
+        history = PromotionHistory()
         for promotion in events:
             try:
-                lineup = self.next_lineup(promotion, lineup)
+                check_servable(promotion)
             except ModelRefused as refusal:
                 logger.warning("promotion skipped on replay reason=%s", refusal.reason)
-        return lineup
+                continue
+            history.apply(promotion)
+        return history
 
     async def _load(self, lineup: Lineup, current: Serving) -> Serving:
-        loaded = {m.ref.key: m for m in (current.champion, current.challenger) if m is not None}
+        loaded = {_key(m.ref): m for m in (current.champion, current.challenger) if m is not None}
         for ref in lineup.refs():
-            if ref.key not in loaded:
-                loaded[ref.key] = LoadedModel(ref, await asyncio.to_thread(self._load_one, ref))
+            if _key(ref) not in loaded:
+                loaded[_key(ref)] = LoadedModel(ref, await asyncio.to_thread(self._load_one, ref))
 
         def pick(ref: ModelRef | None) -> LoadedModel | None:
-            return loaded[ref.key] if ref is not None else None
+            return loaded[_key(ref)] if ref is not None else None
 
         return Serving(lineup, pick(lineup.champion), pick(lineup.challenger))
 
@@ -193,7 +212,7 @@ class ModelRegistry:
             "model loaded name=%s version=%s sha256=%s seconds=%.3f",
             ref.name,
             ref.version,
-            ref.sha256[:12],
+            (ref.artifact_sha256 or "")[:12],
             time.perf_counter() - started,
         )
         return model
@@ -235,6 +254,11 @@ def _introduced_by(events: Sequence[Promotion], refusal: ModelRefused) -> int:
         if (event.model_name, event.model_version) == (refusal.model_name, refusal.model_version):
             return index
     return len(events) - 1
+
+
+def _key(ref: ModelRef) -> tuple[str, str, str | None]:
+    """What a loaded model is kept under: the same model with the same artifact bytes."""
+    return (ref.name, ref.version, ref.artifact_sha256)
 
 
 def _label(ref: ModelRef | None) -> str:

@@ -4,8 +4,10 @@ Replaying the topic from its beginning through :meth:`PromotionHistory.apply`
 rebuilds, per use case, the champion, the challenger of a running canary or
 shadow trial, the stack of earlier champions (what ``driftline rollback``
 goes back to) and the candidates already decided (so a redelivered candidate
-is not gated twice). It depends on ``schemas`` only, so the inference service
-and the command line can fold the same history the same way.
+is not gated twice). It depends on ``schemas`` only, so every reader folds the
+same history the same way: the promoter, inference (which serves the champion
+and the trial), the drift detector (whose reference is the champion's
+training data) and the command line (``driftline models`` and the live view).
 
 >>> history = PromotionHistory()
 >>> def event(action, version, **extra):
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -40,13 +42,18 @@ KEEP_EVENTS = 20
 
 @dataclass(frozen=True)
 class ModelRef:
-    """One model version, and what a consumer needs to load and verify it."""
+    """One model version, and what a consumer needs to load and verify it.
+
+    The score is what the model was judged by, not part of which model it is:
+    two references that differ only in it are equal.
+    """
 
     name: str
     version: str
     artifact_uri: str | None = None
     artifact_sha256: str | None = None
-    score: float | None = None  # the candidate's gate score when it was promoted
+    # the candidate's gate score when it was promoted
+    score: float | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, event: Promotion) -> ModelRef:
@@ -92,6 +99,11 @@ class UseCaseHistory:
     def rollback_target(self) -> ModelRef | None:
         """The champion before the current one (where ``driftline rollback`` goes)."""
         return self.earlier[-1] if self.earlier else None
+
+    def copy(self) -> UseCaseHistory:
+        """A state that later events change without changing this one."""
+        recent = deque(self.recent, maxlen=self.recent.maxlen)
+        return replace(self, earlier=list(self.earlier), recent=recent, decided=set(self.decided))
 
     def apply(self, event: Promotion) -> None:
         """Fold one promotion event into the state (the semantics of each action)."""
@@ -143,6 +155,24 @@ class PromotionHistory:
         self._seen.add(event.event_id)
         self.get(event.usecase).apply(event)
         return True
+
+    def after(self, event: Promotion) -> UseCaseHistory | None:
+        """The state ``event`` would leave its use case in, this history unchanged.
+
+        None when the event was applied already. For a reader that may refuse an
+        event (inference refuses a model it cannot load): it looks first, then
+        :meth:`keep` makes the state its own, or it drops it.
+        """
+        if event.event_id in self._seen:
+            return None
+        state = self.get(event.usecase).copy()
+        state.apply(event)
+        return state
+
+    def keep(self, event: Promotion, state: UseCaseHistory) -> None:
+        """Make ``state``, which :meth:`after` gave for ``event``, its use case's state."""
+        self._seen.add(event.event_id)
+        self.usecases[event.usecase] = state
 
     def apply_all(self, events: Iterable[Promotion]) -> PromotionHistory:
         for event in events:
