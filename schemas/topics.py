@@ -1,8 +1,9 @@
 """Topic names: the one place they are spelled.
 
 Per use case ``uc``: ``uc.raw``, ``uc.labels``, ``uc.features``,
-``uc.deadletter``, ``uc.predictions``; global: ``models.candidates``,
-``models.promotions``, ``drift.alerts``, ``training.requests``.
+``uc.deadletter``, ``uc.predictions`` (its event streams) and ``uc.stats``
+(its state); global: ``models.candidates``, ``models.promotions``,
+``drift.alerts``, ``training.requests``.
 
 >>> raw("credit")
 'credit.raw'
@@ -18,6 +19,8 @@ its records are keyed so that compaction keeps every one that matters.
 
 >>> kind_of("credit.raw"), kind_of(MODELS_PROMOTIONS), kind_of(LOG_EPOCH)
 ('stream', 'state', 'state')
+>>> kind_of(stats("credit")), usecase_of(stats("credit"))
+('state', 'credit')
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ GLOBAL_TOPICS: tuple[str, ...] = (
 STATE_TOPICS: frozenset[str] = frozenset({MODELS_PROMOTIONS, LOG_EPOCH})
 
 _SUFFIXES = ("raw", "labels", "features", "deadletter", "predictions")
+# Per-use-case state topics: ``<uc>.stats`` is keyed by the use case, so
+# compaction keeps the latest snapshot and a reader needs only the last record.
+_STATE_SUFFIXES = ("stats",)
 
 
 def raw(usecase: str) -> str:
@@ -74,20 +80,27 @@ def predictions(usecase: str) -> str:
     return f"{usecase}.predictions"
 
 
+def stats(usecase: str) -> str:
+    """Ingestion's imputation statistics, snapshots keyed by use case (a state topic)."""
+    return f"{usecase}.stats"
+
+
 def usecase_topics(usecase: str) -> list[str]:
-    """The five topics of one use case."""
+    """The five event streams of one use case."""
     return [f"{usecase}.{suffix}" for suffix in _SUFFIXES]
 
 
 def all_topics(usecases: Iterable[str]) -> list[str]:
     """Every topic a stack serving ``usecases`` needs."""
-    names = [t for uc in usecases for t in usecase_topics(uc)]
+    names = [t for uc in usecases for t in (*usecase_topics(uc), stats(uc))]
     return [*names, *GLOBAL_TOPICS, LOG_EPOCH]
 
 
 def kind_of(topic: str) -> TopicKind:
     """Whether ``topic`` is an event stream (deleted by age) or a state topic (compacted)."""
-    return "state" if topic in STATE_TOPICS else "stream"
+    if topic in STATE_TOPICS or topic.rpartition(".")[2] in _STATE_SUFFIXES:
+        return "state"
+    return "stream"
 
 
 def usecase_of(topic: str) -> str | None:
@@ -95,4 +108,5 @@ def usecase_of(topic: str) -> str | None:
     if topic in GLOBAL_TOPICS or topic == LOG_EPOCH:
         return None
     usecase, _, suffix = topic.rpartition(".")
-    return usecase if suffix in _SUFFIXES and usecase else None
+    known = suffix in _SUFFIXES or suffix in _STATE_SUFFIXES
+    return usecase if known and usecase else None

@@ -5,8 +5,12 @@ The rule, per request item:
 1. When ``features`` carries every required field of the use case (a value
    that is not null), those fields are validated, cleaned and featurized by
    the shared :class:`~services.common.prep.Preparer` (``learn=False``: serving
-   never changes the cleaning statistics), exactly as ingestion does. A value
-   the preparer rejects is a 422 with its reason, naming the field.
+   never changes the cleaning statistics), exactly as ingestion does: a
+   missing optional field is imputed from ingestion's running statistics,
+   the latest snapshot it published on ``<uc>.stats`` (see
+   :mod:`services.inference.stats`; before any, the spec's fills, as a fresh
+   ingestion would). A value the preparer rejects is a 422 with its reason,
+   naming the field.
 2. Otherwise the entity's latest row in the Feast online store is used as it
    is (the ingestion already featurized it); request fields are then ignored.
 3. With neither, the answer is a 422 naming the required fields missing.
@@ -174,15 +178,26 @@ class FeatureResolver:
         key_field = spec.fields.get(spec.entity_key)
         self.pseudonymized_key = key_field is not None and key_field.pseudonymize
 
+    def use_statistics(self, state: dict[str, Any]) -> None:
+        """Impute from ingestion's statistics ``state`` (a ``Preparer.state()``) from now on.
+
+        A new preparer replaces the old one whole, so a request being resolved
+        meanwhile (in a worker thread) finishes with the statistics it began with.
+        Raises :class:`~schemas.usecase.UseCaseError` for a state of another use
+        case or version; the current statistics are kept then.
+        """
+        self.preparer = Preparer(self.spec, state, salt=self.salt)
+
     def resolve(self, items: Sequence[Item]) -> list[Resolved]:
         """Features for every item; raises :class:`InvalidFeatures` for the first bad one."""
+        preparer = self.preparer  # one set of statistics for the whole request
         resolved: list[Resolved | None] = [None] * len(items)
         lookups: list[int] = []
         for index, item in enumerate(items):
             if missing_fields(self.spec, item.fields):
                 lookups.append(index)
             else:
-                resolved[index] = self._from_request(index, item)
+                resolved[index] = self._from_request(preparer, index, item)
         if lookups:
             rows = self._online([items[i].entity_id for i in lookups])
             for index, row in zip(lookups, rows, strict=True):
@@ -199,7 +214,7 @@ class FeatureResolver:
                 resolved[index] = Resolved(item.entity_id, event_id, row, "online")
         return [r for r in resolved if r is not None]
 
-    def _from_request(self, index: int, item: Item) -> Resolved:
+    def _from_request(self, preparer: Preparer, index: int, item: Item) -> Resolved:
         event_id = item.event_id or uuid.uuid4().hex
         payload = dict(item.fields)
         payload["event_id"] = event_id
@@ -207,7 +222,7 @@ class FeatureResolver:
         if payload.get(self.spec.timestamp_field) is None:
             payload[self.spec.timestamp_field] = datetime.now(UTC).isoformat()
         try:
-            row = self.preparer.prepare(payload, learn=False)
+            row = preparer.prepare(payload, learn=False)
         except InvalidInput as exc:
             raise InvalidFeatures(exc.reason, field=field_of(exc.reason), index=index) from exc
         return Resolved(item.entity_id, event_id, dict(row.features), "request")

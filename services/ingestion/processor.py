@@ -3,11 +3,12 @@
 ``process`` validates, de-duplicates, cleans and featurizes one raw event
 and sends its row; ``flush`` waits for the broker to acknowledge every row
 of the batch and only then records the events as seen, together with the
-imputation statistics, in one SQLite transaction. The consume loop commits
-the batch's offsets after that. So a crash anywhere leaves every event
-either recorded (its row is on ``<uc>.features``) or uncommitted (it is read
-again): none is lost, and a redelivered one adds at worst a second copy of
-its row, which the features service writes once.
+imputation statistics, in one SQLite transaction; those recorded statistics
+are what :mod:`services.ingestion.statistics` publishes for serving. The
+consume loop commits the batch's offsets after that. So a crash anywhere
+leaves every event either recorded (its row is on ``<uc>.features``) or
+uncommitted (it is read again): none is lost, and a redelivered one adds at
+worst a second copy of its row, which the features service writes once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from services.common.deadletter import DeadLetterPolicy
 from services.common.errors import InvalidInput
 from services.common.prep import Preparer, feature_row_id
 from services.common.seen import SeenIds
+from services.ingestion.statistics import StatisticsPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +77,13 @@ class Ingestion:
         self.seen = seen
         self.producer = producer
         self.policy = DeadLetterPolicy(SERVICE, producer)
-        self.preparers = {
-            name: Preparer(spec, seen.state(state_name(name)), salt=salt)
-            for name, spec in specs.items()
-        }
+        self.statistics = StatisticsPublisher(producer)
+        self.preparers: dict[str, Preparer] = {}
+        for name, spec in specs.items():
+            recorded = seen.state(state_name(name))
+            self.preparers[name] = Preparer(spec, recorded, salt=salt)
+            if recorded is not None:
+                self.statistics.record(name, self.preparers[name].state())
         self.output = {name: topics.features(name) for name in specs}
         self.pending: dict[tuple[str, str], Sent] = {}
         self._counters: dict[tuple[str, str], Any] = {}
@@ -132,8 +137,9 @@ class Ingestion:
                 continue
             done[item.usecase].append(item.event_id)
         for usecase, event_ids in done.items():
-            state = {state_name(usecase): self.preparers[usecase].state()}
-            self.seen.add(usecase, KIND, event_ids, state=state)
+            state = self.preparers[usecase].state()
+            self.seen.add(usecase, KIND, event_ids, state={state_name(usecase): state})
+            self.statistics.record(usecase, state)
             self._count(usecase, "featurized", len(event_ids))
 
     def _count(self, usecase: str, outcome: str, amount: int = 1) -> None:

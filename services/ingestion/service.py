@@ -36,12 +36,19 @@ class IngestionSettings(CommonSettings):
         default=SecretStr(""), description="secret mixed into pseudonymized fields"
     )
     batch_events: int = Field(default=2000, gt=0, description="most raw events in one batch")
+    stats_publish_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often the recorded imputation statistics go to <uc>.stats when changed",
+    )
 
 
 async def serve(settings: IngestionSettings, stop: asyncio.Event, health: HealthServer) -> None:
     specs = settings.load_usecases()
     sources = [topics.raw(uc) for uc in specs]
-    outputs = [t for uc in specs for t in (topics.features(uc), topics.deadletter(uc))]
+    outputs = [
+        t for uc in specs for t in (topics.features(uc), topics.deadletter(uc), topics.stats(uc))
+    ]
     await ensure_topics(
         settings.bootstrap,
         sources + outputs,
@@ -63,9 +70,18 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
                 max_records=settings.batch_events,
                 epoch=epoch,
             )
+            publishing = asyncio.create_task(
+                ingestion.statistics.run(stop, settings.stats_publish_seconds),
+                name="statistics-publisher",
+            )
             health.ready = lambda: True
             logger.info("ingesting usecases=%s", sorted(specs))
-            await loop.run(stop)
+            try:
+                await loop.run(stop)
+            finally:
+                publishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publishing
 
 
 def main() -> None:

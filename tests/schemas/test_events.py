@@ -147,5 +147,5 @@ def test_topic_names_follow_the_contract() -> None:
         "training.requests",
     }
     assert topics.usecase_of("models.candidates") is None
-    assert len(topics.all_topics(["a", "b"])) == 15  # and the log epoch
+    assert len(topics.all_topics(["a", "b"])) == 17  # and the log epoch
     assert topics.LOG_EPOCH in topics.all_topics([])

@@ -116,7 +116,7 @@ class MostFrequent:
         return self.originals[key]
 
     def state(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "originals": self.originals}
+        return {"counts": dict(self.counts), "originals": dict(self.originals)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> MostFrequent:
