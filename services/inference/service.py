@@ -1,11 +1,11 @@
 """The inference runtime: broker clients, feature store, models, and the scoring path.
 
 :class:`InferenceService` is what the HTTP layer (:mod:`.api`) calls. It owns
-one producer (prediction log, feedback, refusal alerts), one consumer on
-``models.promotions`` (the listener), the Feast store and the model
-registry. ``start()`` sends again what earlier runs' prediction journals did
-not ship and replays the promotions before the service says it is ready;
-``stop()`` flushes the prediction log.
+one producer (prediction log, feedback, refusal alerts), the Feast store, the
+model registry and the :class:`~.following.PromotionFollower` that keeps the
+registry following ``models.promotions``. ``start()`` sends again what
+earlier runs' prediction journals did not ship and replays the promotions
+before the service says it is ready; ``stop()`` flushes the prediction log.
 
 A refused promotion (sha256 mismatch or unloadable artifact) publishes two
 events: a ``DriftAlert`` (``kind="quality"``, ``severity="critical"``,
@@ -17,7 +17,6 @@ promotion, so it can be inspected and replayed once the artifact is fixed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -25,20 +24,19 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from schemas import topics
 from schemas.events import DeadLetter, DriftAlert, Promotion, Window
 from schemas.inputs import Label
 from schemas.usecase import UseCase
-from services.common.bus import ensure_topics, start_consumer, start_producer, wait_for_broker
-from services.common.epoch import log_epoch, watch_log
+from services.common.bus import ensure_topics, start_producer, wait_for_broker
 from services.common.serde import encode
 from services.inference import metrics
 from services.inference.errors import InvalidFeatures, ModelRefused, UnknownUseCase
 from services.inference.features import FeatureResolver, Item, OnlineReader, Resolved
+from services.inference.following import PromotionFollower, ensure_service_topics
 from services.inference.predlog import PredictionLog
-from services.inference.promotions import PromotionListener
 from services.inference.registry import LoadedModel, MlflowLoader, ModelRegistry, Serving
 from services.inference.routing import route
 from services.inference.settings import InferenceSettings
@@ -111,14 +109,10 @@ class InferenceService:
         )
         self.resolvers: dict[str, FeatureResolver] = {}
         self.producer: AIOKafkaProducer | None = None
-        self.consumer: AIOKafkaConsumer | None = None
         self.prediction_log: PredictionLog | None = None
         self.statistics: StatisticsFollower | None = None
-        self.listener: PromotionListener | None = None
+        self.follower = PromotionFollower(settings, self.registry, on_stopped=self._not_ready)
         self.ready = False
-        self._stop = asyncio.Event()
-        self._listen_task: asyncio.Task[None] | None = None
-        self._watch_task: asyncio.Task[None] | None = None
         self._exported: list[tuple[str, str, str, str]] = []
 
     # ---- life cycle --------------------------------------------------------------
@@ -127,7 +121,7 @@ class InferenceService:
         """Connect, open the feature store, replay promotions, start the background tasks."""
         settings = self.settings
         await wait_for_broker(settings.bootstrap, settings.broker_wait_seconds)
-        await self._ensure_topics()
+        await ensure_service_topics(settings, self.specs)
         if self.store is None:
             self.store = await asyncio.to_thread(self._open_store)
         reader = OnlineReader(self.store, settings.feature_read)
@@ -149,87 +143,26 @@ class InferenceService:
             ),
         )
         await self.prediction_log.start()  # earlier runs' unshipped answers first
-        self.consumer = await start_consumer(
-            settings.bootstrap, [topics.MODELS_PROMOTIONS], None, mode="assign"
-        )
-        self.listener = PromotionListener(self.consumer, self.registry, settings.poll_timeout_ms)
-        await self.listener.replay()
-        self._listen_task = asyncio.create_task(self._listen(), name="promotion-listener")
-        epoch = await log_epoch(settings.bootstrap)
-        self._watch_task = asyncio.create_task(self._follow_log(epoch), name="log-watch")
+        await self.follower.start()  # the promotion history replayed: who serves is known
         self.ready = True
         logger.info("inference ready usecases=%s", sorted(self.specs))
-
-    async def _ensure_topics(self) -> None:
-        settings = self.settings
-        names = [topics.MODELS_PROMOTIONS, topics.DRIFT_ALERTS]
-        for usecase in self.specs:
-            names += [topics.predictions(usecase), topics.labels(usecase)]
-            names.append(topics.deadletter(usecase))
-        await ensure_topics(
-            settings.bootstrap, names, settings.partitions, retention_ms=settings.retention_ms
-        )
-
-    async def _follow_log(self, epoch: str) -> None:
-        """On a new broker log: its topics, and its promotion history read from the beginning.
-
-        The loaded lineup keeps serving meanwhile; the promoter puts MLflow's
-        champion on the new log, which changes nothing here when it is the same.
-        """
-        settings = self.settings
-        while not self._stop.is_set():
-            await watch_log(settings.bootstrap, epoch)
-            epoch = await log_epoch(settings.bootstrap)
-            await self._ensure_topics()
-            if self._listen_task is not None:
-                self._listen_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._listen_task
-            if self.consumer is not None:
-                await self.consumer.stop()
-            self.consumer = await start_consumer(
-                settings.bootstrap, [topics.MODELS_PROMOTIONS], None, mode="assign"
-            )
-            await self.consumer.seek_to_beginning(*self.consumer.assignment())
-            self.listener = PromotionListener(
-                self.consumer, self.registry, settings.poll_timeout_ms
-            )
-            self._listen_task = asyncio.create_task(self._listen(), name="promotion-listener")
-            logger.warning("new broker log epoch=%s: following its promotion history", epoch)
 
     def _open_store(self) -> Any:
         from services.common.featurestore import open_store
 
         return open_store(self.settings, list(self.specs.values()))
 
-    async def _listen(self) -> None:
-        assert self.listener is not None
-        try:
-            await self.listener.run(self._stop)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("promotion listener stopped; lineups no longer follow promotions")
-            self.ready = False
+    def _not_ready(self) -> None:
+        self.ready = False
 
     async def stop(self) -> None:
         """Stop listening, flush the prediction log, close the clients."""
         self.ready = False
         if self.statistics is not None:
             await self.statistics.stop()
-        self._stop.set()
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
-        if self._listen_task is not None:
-            self._listen_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listen_task
+        await self.follower.stop()
         if self.prediction_log is not None:
             await self.prediction_log.stop()
-        if self.consumer is not None:
-            await self.consumer.stop()
         if self.producer is not None:
             await self.producer.stop()
 
@@ -420,7 +353,7 @@ def _describe_model(loaded: LoadedModel | None) -> dict[str, Any] | None:
         "model_name": loaded.ref.name,
         "model_version": loaded.ref.version,
         "artifact_uri": loaded.ref.artifact_uri,
-        "artifact_sha256": loaded.ref.sha256,
+        "artifact_sha256": loaded.ref.artifact_sha256,
         "flavor": loaded.model.flavor,
         "loaded_at": datetime.fromtimestamp(loaded.loaded_at, UTC).isoformat(),
     }
