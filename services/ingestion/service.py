@@ -80,8 +80,7 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
                 await loop.run(stop)
             finally:
                 publishing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await publishing
+                await asyncio.wait({publishing})  # a cancel of this body still propagates
 
 
 def main() -> None:
