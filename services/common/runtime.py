@@ -12,9 +12,13 @@ import logging
 import signal
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka.errors import KafkaError
 
 from services.common.bus import wait_for_broker
 from services.common.epoch import log_epoch, watch_log
+from services.common.errors import BrokerUnavailable
 from services.common.health import HealthServer
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
@@ -43,16 +47,20 @@ async def serve(service: str, settings: CommonSettings, body: ServiceBody) -> No
         logger.info("starting service=%s bootstrap=%s", service, settings.bootstrap)
         while not stop.is_set():
             await wait_for_broker(settings.bootstrap, settings.broker_wait_seconds)
-            if not await _run_on_one_log(service, settings, body, stop, health):
+            reason = await _run_on_one_log(service, settings, body, stop, health)
+            if reason is None or stop.is_set():
                 break
             health.ready = lambda: False
-            logger.warning(
-                "service=%s: the broker's log is new; starting again from the durable state",
-                service,
-            )
+            logger.warning("service=%s: %s; starting again from the durable state", service, reason)
     finally:
         await health.stop()
         logger.info("stopped service=%s", service)
+
+
+# What a lost broker raises in a body: the body starts again once the broker answers.
+BROKER_ERRORS = (KafkaError, BrokerUnavailable, ConnectionError)
+# How long a body told to stop on an old log may take before it is cancelled.
+STOP_GRACE_SECONDS = 30.0
 
 
 async def _run_on_one_log(
@@ -61,25 +69,51 @@ async def _run_on_one_log(
     body: ServiceBody,
     stop: asyncio.Event,
     health: HealthServer,
-) -> bool:
-    """Run ``body`` until ``stop`` or a new log; True when it ended for a new log."""
-    epoch = await log_epoch(settings.bootstrap)
+) -> str | None:
+    """Run ``body`` until ``stop`` (None) or until it must start again (why)."""
+    try:
+        epoch = await log_epoch(settings.bootstrap)
+    except BROKER_ERRORS as exc:
+        await asyncio.sleep(1.0)
+        return f"the broker was lost at start ({type(exc).__name__})"
     body_stop = asyncio.Event()
     watch = asyncio.create_task(watch_log(settings.bootstrap, epoch), name="log-watch")
     relay = asyncio.create_task(stop.wait(), name="stop-relay")
     watch.add_done_callback(lambda _: body_stop.set())
     relay.add_done_callback(lambda _: body_stop.set())
+    running: asyncio.Future[None] = asyncio.ensure_future(body(body_stop, health))
+    renewed = False
     try:
-        await body(body_stop, health)
-    except Exception:
-        if not (watch.done() and not watch.cancelled()):
-            raise
-        logger.warning("service=%s stopped on the old log with an error", service, exc_info=True)
+        either: set[asyncio.Future[Any]] = {running, watch}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        renewed = watch.done() and not watch.cancelled() and watch.exception() is None
+        if renewed and not running.done():
+            # Told to stop; a body waiting on a broker that is gone may not hear it.
+            finished, _ = await asyncio.wait({running}, timeout=STOP_GRACE_SECONDS)
+            if not finished:
+                logger.warning("service=%s did not stop on the old log; cancelled", service)
+                running.cancel()
+        try:
+            await running
+        except asyncio.CancelledError:
+            if not renewed:
+                raise
+        except BROKER_ERRORS as exc:
+            if stop.is_set():
+                return None
+            logger.warning("service=%s lost the broker: %s", service, exc, exc_info=True)
+            await asyncio.sleep(1.0)  # then wait_for_broker: no tight loop while it is away
+            return f"the broker was lost ({type(exc).__name__})"
+        except Exception:
+            if not renewed:
+                raise
+            logger.warning(
+                "service=%s stopped on the old log with an error", service, exc_info=True
+            )
     finally:
-        renewed = watch.done() and not watch.cancelled()
-        watch.cancel()
-        relay.cancel()
-    return renewed and not stop.is_set()
+        for task in (watch, relay, running):
+            task.cancel()
+    return "the broker's log is new" if renewed and not stop.is_set() else None
 
 
 def preload(*modules: str) -> None:

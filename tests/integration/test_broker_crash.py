@@ -130,8 +130,8 @@ def test_a_broker_killed_mid_stream_is_survived_without_restarting_a_service(
     # Nobody was restarted: the same processes, each of which saw the new log.
     for name, process in started.items():
         assert process.poll() is None, f"{name} exited: {stack.tail(name)}"
-    for name in SERVICES:
-        assert stack.logged(name, "the broker's log is new") >= 1, stack.tail(name)
+    for name in SERVICES:  # each started its body again, on the new log
+        assert stack.logged(name, "starting again from the durable state") >= 1, stack.tail(name)
     assert stack.logged("inference", "new broker log") >= 1, stack.tail("inference")
     assert httpx.get(f"http://127.0.0.1:{api}/readyz", timeout=5).status_code == 200
     tally.add("faults_survived")
