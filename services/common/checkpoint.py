@@ -44,19 +44,29 @@ def offset_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-def save_checkpoint(path: Path, state: Any) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as stream:
-            pickle.dump(state, stream, protocol=pickle.HIGHEST_PROTOCOL)
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint(path: Path, state: Any) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    write_atomically(path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def save_text(path: Path, text: str) -> None:
+    """Write a small text file atomically."""
+    write_atomically(path, text.encode())
 
 
 def load_checkpoint(path: Path, error: type[Exception] = CheckpointError) -> Any | None:

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from services.common.checkpoint import offset_key, resume
+from services.common.checkpoint import offset_key, resume, save_text
 from services.common.deadletter import ErrorPolicy
 from services.common.epoch import log_epoch
 from services.common.settings import CommonSettings
@@ -116,15 +116,23 @@ async def committed_offsets(
 
 
 async def start_at_committed(
-    consumer: AIOKafkaConsumer, bootstrap: str, group: str, epoch: str, *, owner: str
+    consumer: AIOKafkaConsumer,
+    bootstrap: str,
+    group: str,
+    epoch: str,
+    *,
+    owner: str,
+    new_log: bool = False,
 ) -> dict[str, int]:
     """Seek an assigned consumer to its group's commits on this log, else the log's beginning.
 
+    ``new_log``: this service last ran on another log, so no commit is its own
+    (one may have reached the new broker from the old log's last batch).
     In ``group`` mode the coordinator hands out positions at each rebalance,
     and the group's commits are used as they are.
     """
     partitions = sorted(consumer.assignment())
-    offsets = await committed_offsets(bootstrap, group, partitions, epoch)
+    offsets = {} if new_log else await committed_offsets(bootstrap, group, partitions, epoch)
     starts = await resume(consumer, offsets, owner=owner)
     logger.info("%s resuming log_epoch=%s offsets=%s", owner, epoch, starts)
     return starts
@@ -133,9 +141,26 @@ async def start_at_committed(
 async def resume_committed(
     consumer: AIOKafkaConsumer, settings: CommonSettings, service: str
 ) -> str:
-    """Position a service's committed consumer on the current log; return the log's epoch."""
+    """Position a service's committed consumer on the current log; return the log's epoch.
+
+    The epoch this service last ran on is kept in ``DRIFTLINE_HOME/<service>/log_epoch``:
+    tansu drops a commit's metadata (it reads back empty, measured), so a commit
+    cannot say by itself which log it was made on.
+    """
     epoch = await log_epoch(settings.bootstrap)
+    marker = settings.service_home(service) / "log_epoch"
+    last = marker.read_text().strip() if marker.exists() else None
+    new_log = last is not None and last != epoch
+    if new_log:
+        logger.warning(
+            "new broker log: %s last ran on log %s, the broker's is %s; reading it from its "
+            "beginning (commits that reached it from the old log are not ours)",
+            service, last, epoch,
+        )  # fmt: skip
     if settings.consumer_mode == "assign":
         group = settings.consumer_group(service)
-        await start_at_committed(consumer, settings.bootstrap, group, epoch, owner=service)
+        await start_at_committed(
+            consumer, settings.bootstrap, group, epoch, owner=service, new_log=new_log
+        )
+    save_text(marker, epoch)
     return epoch
