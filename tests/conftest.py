@@ -31,6 +31,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of one test's own, for a test that kills it and starts another on its address."""
+    broker = EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp_path / "tansu.log")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
 def bootstrap(broker: EmbeddedBroker) -> str:
     return broker.bootstrap
 

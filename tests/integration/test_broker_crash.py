@@ -33,8 +33,8 @@ from schemas.usecase import load_usecase
 from services.common import featurestore
 from services.common.broker import EmbeddedBroker, free_port
 from tests.integration.test_ingest_path import valid_events
-from tests.integration.test_restart import checkpoint, rows_learned
 from tests.reliability import tally
+from tests.reliability.test_sigkill_online_trainer import checkpoint, rows_learned
 from tests.stack import ROOT, Stack, publish_raw, usecase_copy, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,14 +42,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 OLD_LOG = 1500
 NEW_LOG = 600
 SERVICES = ("ingestion", "features", "online_trainer", "registry", "drift_detector")
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp_path / "tansu.log")
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @pytest.fixture

@@ -39,11 +39,11 @@ from schemas.usecase import UseCase
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.bus import ensure_topics
 from services.common.serde import encode
-from services.online_trainer.checkpoint import TrainerState, load_checkpoint
 from tests.online_trainer.conftest import agrawal_rows, as_events
 from tests.registry.conftest import FEATURES, aliases, gate_frame, make_spec, register
 from tests.reliability import tally
 from tests.reliability.helpers import spec_stack, write_labeled_frame
+from tests.reliability.test_sigkill_online_trainer import checkpoint, rows_learned
 from tests.stack import Stack, publish_raw, read_topic, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -59,15 +59,6 @@ def spec(unique: str) -> UseCase:
     document = make_spec(unique, mode="direct").model_dump(mode="json", exclude_none=True)
     document["models"]["online"].update(snapshot_every_rows=10**9, snapshot_every_seconds=1e9)
     return UseCase.model_validate(document)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker of this test's own: the test kills it and starts another on its address."""
-    broker = EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp_path / "tansu.log")
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @pytest.fixture
@@ -94,17 +85,6 @@ def stop_services(stack: Stack, *, kill: bool) -> None:
         return
     for service in list(stack.processes):
         stack.kill(service)
-
-
-def checkpoint(stack: Stack, usecase: str) -> TrainerState | None:
-    path = stack.home / "online_trainer" / "checkpoints" / f"{usecase}.ckpt"
-    state: TrainerState | None = load_checkpoint(path)
-    return state
-
-
-def rows_learned(stack: Stack, usecase: str) -> int:
-    state = checkpoint(stack, usecase)
-    return state.learner.rows_learned if state is not None else 0
 
 
 def stream(
