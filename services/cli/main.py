@@ -144,6 +144,13 @@ def up(
     only: Annotated[
         str | None, typer.Option(help="comma-separated services to run (default: all)")
     ] = None,
+    replicas: Annotated[
+        str | None,
+        typer.Option(
+            help="processes of stateless services, e.g. ingestion=2,features=2,inference=2 "
+            "(group mode; DRIFTLINE_PARTITIONS sets the topics' partitions)"
+        ),
+    ] = None,
     view: Annotated[
         bool,
         typer.Option(
@@ -154,7 +161,14 @@ def up(
 ) -> None:
     """Start the broker, create the topics, run every service; Ctrl-C stops all."""
     from schemas import topics
-    from services.cli.up import Supervisor, discover_services, run_until_stopped, start_services
+    from services.cli.up import (
+        Supervisor,
+        discover_services,
+        parse_replicas,
+        replicas_warning,
+        run_until_stopped,
+        start_services,
+    )
     from services.common.broker import EmbeddedBroker
     from services.common.bus import ensure_topics, wait_for_broker
     from services.common.epoch import log_epoch
@@ -170,6 +184,14 @@ def up(
     if unknown:
         errors.print(f"[red]unknown services {unknown}; known: {available}[/]")
         raise typer.Exit(2)
+    try:
+        counts = parse_replicas(replicas, available)
+    except ValueError as exc:
+        errors.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    warning = replicas_warning(counts, config.partitions)
+    if warning is not None:
+        errors.print(f"[yellow]warning: {warning}[/]", highlight=False)
     live = view and demo is not None
     port = os.environ.get("DRIFTLINE_PORT", "8000")
     inference_url = os.environ.get("DRIFTLINE_INFERENCE_URL", f"http://127.0.0.1:{port}")
@@ -198,7 +220,7 @@ def up(
                 f"log epoch {epoch[:8]}: the embedded broker keeps nothing; the services resume "
                 f"from {config.home} (checkpoints, Feast) and MLflow (the champion)"
             )
-        start_services(supervisor, chosen, inference_url)
+        start_services(supervisor, chosen, inference_url, counts)
         if demo is not None:
             drift = drift_at if drift_at is not None else 3000
             argv = [sys.executable, "-m", "services.cli", "demo", demo, "--events", str(events)]

@@ -150,16 +150,108 @@ def service_argv(name: str) -> list[str]:
     return [sys.executable, "-m", f"services.{name}"]
 
 
-def start_services(supervisor: Supervisor, chosen: list[str], inference_url: str) -> None:
-    """Each chosen service as a process with a health port of its own, serving path first."""
-    ports = dict(zip(chosen, health_ports(len(chosen)), strict=True))
+SINGLETONS = ("batch_trainer", "drift_detector", "online_trainer", "registry")
+
+
+def parse_replicas(text: str | None, available: list[str]) -> dict[str, int]:
+    """``ingestion=2,features=2`` as counts by service; raise ValueError naming what is wrong.
+
+    >>> parse_replicas("ingestion=2, features=3", ["features", "ingestion"])
+    {'ingestion': 2, 'features': 3}
+    >>> parse_replicas(None, ["ingestion"])
+    {}
+    >>> parse_replicas("registry=2", ["registry"])
+    Traceback (most recent call last):
+    ...
+    ValueError: registry is a singleton: it runs once (standbys are not supported yet), not 2
+    """
+    counts: dict[str, int] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, _, number = item.strip().partition("=")
+        name = name.strip()
+        if name not in available:
+            raise ValueError(f"--replicas: unknown service {name!r}; known: {available}")
+        try:
+            count = int(number)
+        except ValueError:
+            raise ValueError(f"--replicas: expected {name}=N, got {item.strip()!r}") from None
+        if count < 1:
+            raise ValueError(f"--replicas: {name} needs at least 1 replica, got {count}")
+        if count > 1 and name in SINGLETONS:
+            raise ValueError(
+                f"{name} is a singleton: it runs once (standbys are not supported yet), not {count}"
+            )
+        counts[name] = count
+    return counts
+
+
+def instance_names(name: str, count: int) -> list[str]:
+    """Log names of a service's processes: the name alone, or ``name-1`` .. ``name-N``.
+
+    >>> instance_names("ingestion", 1), instance_names("ingestion", 2)
+    (['ingestion'], ['ingestion-1', 'ingestion-2'])
+    """
+    return [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+
+
+def start_services(
+    supervisor: Supervisor,
+    chosen: list[str],
+    inference_url: str,
+    replicas: dict[str, int] | None = None,
+) -> list[str]:
+    """Each chosen service as processes with a health port each, serving path first.
+
+    A service with more than one replica runs in group mode
+    (``DRIFTLINE_CONSUMER_MODE=group``): its replicas share the partitions. Each
+    inference replica after the first gets an API port of its own
+    (``DRIFTLINE_PORT``). Returns the inference replicas' URLs.
+    """
+    counts = {name: (replicas or {}).get(name, 1) for name in chosen}
+    ports = iter(health_ports(sum(counts.values())))
+    extra_inference = counts.get("inference", 1) - 1
+    api_base = int(inference_url.rsplit(":", 1)[-1]) if extra_inference else 0
+    api_ports = iter(health_ports(extra_inference, base=api_base + 1) if extra_inference else [])
+    urls: list[str] = []
     for stage in serving_first(chosen):
         for name in stage:
-            supervisor.start(name, service_argv(name), {"DRIFTLINE_HEALTH_PORT": str(ports[name])})
-            where = f"{inference_url}/docs" if name == "inference" else f":{ports[name]}/healthz"
-            supervisor.console.print(f"started [bold]{name}[/] ({where})")
-        if "inference" in stage:
-            wait_ready(supervisor, f"{inference_url}/readyz")
+            for instance in instance_names(name, counts[name]):
+                health = next(ports)
+                env = {"DRIFTLINE_HEALTH_PORT": str(health)}
+                if counts[name] > 1:
+                    env["DRIFTLINE_CONSUMER_MODE"] = "group"
+                url = inference_url
+                if name == "inference" and urls:
+                    url = f"{inference_url.rsplit(':', 1)[0]}:{next(api_ports)}"
+                    env["DRIFTLINE_PORT"] = url.rsplit(":", 1)[-1]
+                if name == "inference":
+                    urls.append(url)
+                supervisor.start(instance, service_argv(name), env)
+                where = f"{url}/docs" if name == "inference" else f":{health}/healthz"
+                supervisor.console.print(f"started [bold]{instance}[/] ({where})")
+        for url in urls if "inference" in stage else []:
+            wait_ready(supervisor, f"{url}/readyz")
+    return urls
+
+
+def replicas_warning(replicas: dict[str, int], partitions: int) -> str | None:
+    """A warning when a service has more replicas than its topics have partitions.
+
+    >>> replicas_warning({"ingestion": 3, "features": 1}, 2)
+    'ingestion: 3 replicas but topics have 2 partition(s) (DRIFTLINE_PARTITIONS): 1 will sit idle'
+    >>> replicas_warning({"ingestion": 2}, 3) is None
+    True
+    """
+    over = [(name, n) for name, n in replicas.items() if n > partitions and name != "inference"]
+    if not over:
+        return None
+    return "; ".join(
+        f"{name}: {n} replicas but topics have {partitions} partition(s) "
+        f"(DRIFTLINE_PARTITIONS): {n - partitions} will sit idle"
+        for name, n in over
+    )
 
 
 def run_until_stopped(supervisor: Supervisor, interval: float = 0.5) -> int:

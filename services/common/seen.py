@@ -6,6 +6,12 @@ stand for are durable, so a crash between the two leaves at worst a repeat
 of those side effects on redelivery (which the next stage absorbs by event
 id), never a loss. A service's small running state (ingestion's imputation
 statistics) is recorded in the same transaction, so the two always agree.
+
+Replicas of a service on one machine share one home, hence one file: WAL
+lets readers run beside the one writer, and a writer that finds the file
+locked waits (``BUSY_TIMEOUT_S``) instead of failing with "database is
+locked". Replicas on different machines need this record elsewhere (a
+shared database), which this module does not provide.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+BUSY_TIMEOUT_S = 30.0
 
 
 class SeenIds:
@@ -34,7 +42,10 @@ class SeenIds:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # One caller at a time, from whichever worker thread runs its flush.
-        self.connection = sqlite3.connect(str(path), check_same_thread=False)
+        self.connection = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False
+        )
+        self.connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute(
             "CREATE TABLE IF NOT EXISTS seen ("

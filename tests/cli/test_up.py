@@ -135,3 +135,71 @@ def test_tansu_is_shipped() -> None:
 
     assert tansu_binary().exists()
     assert shutil.which(str(tansu_binary()))
+
+
+def test_up_refuses_replicas_of_a_singleton(tmp_path: Path) -> None:
+    process = start(["up", "--replicas", "ingestion=2,registry=2"], toy_env(tmp_path))
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2, output
+    assert "registry is a singleton" in output, output
+
+
+def test_up_starts_replicas_in_group_mode_and_warns_above_the_partitions(tmp_path: Path) -> None:
+    env = {**toy_env(tmp_path), "DRIFTLINE_PARTITIONS": "1"}
+    process = start(["up", "--only", "ingestion", "--replicas", "ingestion=2"], env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: "".join(lines).count("ingesting usecases") == 2, timeout=120), (
+            "".join(lines)
+        )
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=90)
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert process.returncode == 0, output
+    assert "ingestion: 2 replicas but topics have 1 partition(s)" in output, output
+    for name in ("ingestion-1", "ingestion-2"):
+        assert f"started {name} (:" in output, output
+        assert f"{name} | " in output, output
+
+
+class FakeSupervisor:
+    """Records what would start; 'failed' so that waiting for readiness returns at once."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+        self.started: dict[str, dict[str, str]] = {}
+
+    def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
+        self.started[name] = extra_env or {}
+
+    def failed(self) -> list[tuple[str, int]]:
+        return [("none", 1)]
+
+
+def test_each_inference_replica_gets_its_own_api_port() -> None:
+    from services.cli.up import start_services
+
+    supervisor = FakeSupervisor()
+    chosen = ["features", "inference", "registry"]
+    replicas = {"inference": 2, "features": 2}
+    urls = start_services(supervisor, chosen, "http://127.0.0.1:18000", replicas)  # type: ignore[arg-type]
+    assert sorted(supervisor.started) == [
+        "features-1",
+        "features-2",
+        "inference-1",
+        "inference-2",
+        "registry",
+    ]
+    assert urls[0] == "http://127.0.0.1:18000" and len(set(urls)) == 2
+    assert "DRIFTLINE_PORT" not in supervisor.started["inference-1"]
+    assert urls[1].endswith(":" + supervisor.started["inference-2"]["DRIFTLINE_PORT"])
+    assert supervisor.started["features-2"]["DRIFTLINE_CONSUMER_MODE"] == "group"
+    assert "DRIFTLINE_CONSUMER_MODE" not in supervisor.started["registry"]
+    health = {env["DRIFTLINE_HEALTH_PORT"] for env in supervisor.started.values()}
+    assert len(health) == 5
