@@ -194,7 +194,7 @@ def serving_kept(context: BenchContext) -> tuple[float, dict[str, object]]:
     workdir = Path(context.workdir) / "drift-loop"
     log = (rig.stack.logs / "drift-loop.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.bench.serving", "drift-loop", str(workdir)],
+        [sys.executable, "-m", "services.cli.bench.drift", str(workdir)],
         cwd=ROOT,
         env=rig.stack.env(),
         stdout=log,
@@ -241,3 +241,7 @@ def serving_kept(context: BenchContext) -> tuple[float, dict[str, object]]:
         "without_rps": without,
         "checks_during_load": checks,
     }
+
+
+if __name__ == "__main__":  # the drift check looping beside the B5 rig (B7)
+    drift_loop(Path(sys.argv[1]))

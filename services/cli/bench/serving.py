@@ -455,15 +455,11 @@ def serving(context: BenchContext) -> Result:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m services.cli.bench.serving noop PORT`` | ``drift-loop WORKDIR``."""
+    """``python -m services.cli.bench.serving noop PORT``: the no-op baseline server."""
     if argv[:1] == ["noop"] and len(argv) == 2:
         serve_noop(int(argv[1]))
-    elif argv[:1] == ["drift-loop"] and len(argv) == 2:
-        from services.cli.bench.drift import drift_loop
-
-        drift_loop(Path(argv[1]))
     else:
-        raise SystemExit("usage: serving.py noop PORT | drift-loop WORKDIR")
+        raise SystemExit("usage: serving.py noop PORT")
 
 
 if __name__ == "__main__":

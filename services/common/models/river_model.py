@@ -96,6 +96,21 @@ class RiverModel:
             raise TypeError("predict_proba: a regressor has no class probabilities")
         return [self.decode_proba(self.estimator.predict_proba_one(x)) for x in rows]
 
+    def predict_with_proba(
+        self, rows: Sequence[FeatureDict]
+    ) -> tuple[list[Any], list[dict[Any, float]]]:
+        """``(predict(rows), predict_proba(rows))`` of a classifier from one model call a row.
+
+        >>> from river import linear_model
+        >>> model = RiverModel(linear_model.LogisticRegression(), "classification", [0, 1])
+        >>> model.predict_with_proba([{"x": 1.0}]) == (
+        ...     model.predict([{"x": 1.0}]), model.predict_proba([{"x": 1.0}]))
+        True
+        """
+        probabilities = self.predict_proba(rows)
+        answers = [max(p, key=p.__getitem__) if p else None for p in probabilities]
+        return answers, probabilities
+
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
