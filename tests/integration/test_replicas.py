@@ -92,11 +92,18 @@ def stored_parts(stack: Stack, usecase: str) -> pd.DataFrame:
 class Replicas:
     """N processes of one service in group mode, each its own log and health port."""
 
-    def __init__(self, stack: Stack, service: str, count: int, **env: str) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        service: str,
+        count: int,
+        each: list[dict[str, str]] | None = None,
+        **env: str,
+    ) -> None:
         self.stack = stack
         self.service = service
         self.names = [f"{service}-{i}" for i in range(1, count + 1)]
-        for name in self.names:
+        for i, name in enumerate(self.names):
             log = (stack.logs / f"{name}.log").open("ab")
             stack.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{service}"],
@@ -107,6 +114,7 @@ class Replicas:
                     "DRIFTLINE_HEALTH_PORT": "0",
                     "DRIFTLINE_PARTITIONS": str(PARTITIONS),
                     **env,
+                    **(each[i] if each else {}),
                 },
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -242,3 +250,51 @@ def test_replicas_in_groups_store_each_event_once_through_a_sigkill(
     for name in ("ingestion-2", "features-2"):
         assert stack.processes[name].poll() is None, stack.tail(name)
     tally.add("faults_survived", 2)
+
+
+def answered_model(base: str, usecase: str) -> tuple[str, str] | None:
+    """The (model name, version) one prediction from ``base`` came from, or None."""
+    import httpx
+
+    from tests.inference.conftest import raw_events, request_fields
+
+    event, _ = next(iter(raw_events(1, seed=5)))
+    body = {"entity_id": event["entity_id"], "features": request_fields(event)}
+    try:
+        answer = httpx.post(f"{base}/v1/predict/{usecase}", json=body, timeout=10)
+    except httpx.HTTPError:
+        return None
+    if answer.status_code != 200:
+        return None
+    return answer.json()["model_name"], str(answer.json()["model_version"])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_every_inference_replica_follows_a_promotion(stack: Stack, unique: str) -> None:
+    from services.common.broker import free_port
+    from tests.reliability.helpers import publish_promotion, register_credit_model, wait_ready
+
+    spec = load_usecase(ROOT / "usecases" / "credit.yaml").model_copy(update={"name": unique})
+    first = register_credit_model(stack.home, spec, f"{unique}-first")
+    publish_promotion(stack.bootstrap, first)
+    ports = [free_port(), free_port()]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    each = [{"DRIFTLINE_PORT": str(port)} for port in ports]  # each its own API port
+    Replicas(stack, "inference", 2, each, DRIFTLINE_USECASES=unique)
+    for base in bases:
+        wait_ready(stack, base)
+    expected = (first.model_name, str(first.model_version))
+    assert [answered_model(base, unique) for base in bases] == [expected, expected]
+
+    second = register_credit_model(stack.home, spec, f"{unique}-second")
+    promoted_at = time.monotonic()
+    publish_promotion(stack.bootstrap, second)
+    expected = (second.model_name, str(second.model_version))
+    for base in bases:
+        assert wait_until(lambda b=base: answered_model(b, unique) == expected, timeout=60), (
+            base,
+            answered_model(base, unique),
+        )
+    took = time.monotonic() - promoted_at
+    print(f"both inference replicas served the new champion {took:.1f}s after its promotion")
