@@ -46,6 +46,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+_PREDICT = "/v1/predict/"
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -103,6 +104,9 @@ class BadRequest(Exception):
         self.errors = errors
 
 
+_REFUSED = (BadRequest, InvalidFeatures, UnknownUseCase, NoChampion, FeatureStoreUnavailable)
+
+
 def parse_body(body: bytes, one: TypeAdapter[Any], many: TypeAdapter[Any], limit: int) -> Any:
     """One object or a list, validated; raises :class:`BadRequest` naming the field.
 
@@ -134,18 +138,28 @@ def parse_body(body: bytes, one: TypeAdapter[Any], many: TypeAdapter[Any], limit
     return value
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # json.dumps's, made once
+
+
 def _json(content: Any, status: int = 200) -> Response:
-    body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+    body = _ENCODER.encode(content).encode()
     return Response(body, status_code=status, media_type="application/json")
 
 
 class GuardMiddleware:
     """API key and body-size checks, before any routing or parsing (plain ASGI: cheap)."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_key: str | None,
+        max_body_bytes: int,
+        predict: Callable[[str, bytes], Awaitable[tuple[int, bytes]]] | None = None,
+    ) -> None:
         self.app = app
         self.api_key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
+        self.predict = predict  # POST /v1/predict/{uc} answered here, past FastAPI's routing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,6 +191,10 @@ class GuardMiddleware:
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
+            if self.predict is not None and (usecase := _predict_usecase(scope)) is not None:
+                status, answer = await self.predict(usecase, body)
+                await _send_json(send, status, answer)
+                return
             replayed = False
 
             async def replay() -> Message:
@@ -192,10 +210,28 @@ class GuardMiddleware:
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await _send_json(send, status, json.dumps({"detail": detail}).encode())
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _predict_usecase(scope: Scope) -> str | None:
+    """The use case of a ``POST /v1/predict/{uc}`` the router would match, else None.
+
+    >>> _predict_usecase({"method": "POST", "path": "/v1/predict/credit"})
+    'credit'
+    >>> _predict_usecase({"method": "POST", "path": "/v1/predict/credit/"}) is None
+    True
+    """
+    path: str = scope["path"]
+    if scope["method"] != "POST" or scope.get("root_path") or not path.startswith(_PREDICT):
+        return None
+    usecase = path[len(_PREDICT) :]
+    return usecase if usecase and "/" not in usecase else None
 
 
 def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
@@ -219,12 +255,30 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
     )
     settings = service.settings
     key = settings.api_key.get_secret_value() if settings.api_key is not None else None
-    app.add_middleware(GuardMiddleware, api_key=key, max_body_bytes=settings.max_body_bytes)
     limit = settings.max_batch_items
 
     def failed(usecase: str, endpoint: str, status: int, content: Any) -> Response:
         metrics.REQUESTS.labels(usecase, endpoint, str(status)).inc()
         return _json(content, status)
+
+    async def predict_body(usecase: str, body: bytes) -> tuple[int, bytes]:
+        many = False  # the status and JSON body of POST /v1/predict/{usecase}
+        try:
+            service.registry.champion(usecase)  # 404 / 503 before reading the body
+            parsed = parse_body(body, _ONE_PREDICT, _MANY_PREDICT, limit)
+            many = isinstance(parsed, list)
+            requests: list[PredictRequest] = parsed if many else [parsed]
+            items = [Item(r.entity_id, r.event_id, r.features) for r in requests]
+            answers = await service.predict(usecase, items)
+        except _REFUSED as exc:
+            answer = refused(usecase, "predict", exc, many)
+            return answer.status_code, bytes(answer.body)
+        metrics.child(metrics.REQUESTS, usecase, "predict", "200").inc()
+        content = answers if many else answers[0]
+        return 200, _ENCODER.encode(content).encode()
+
+    guard = {"api_key": key, "max_body_bytes": settings.max_body_bytes, "predict": predict_body}
+    app.add_middleware(GuardMiddleware, **guard)  # type: ignore[arg-type]
 
     def refused(usecase: str, endpoint: str, exc: Exception, many: bool = True) -> Response:
         if isinstance(exc, BadRequest):
@@ -269,24 +323,9 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
         },
     )
     async def predict(usecase: str, request: Request) -> Response:
-        many = False
-        try:
-            service.registry.champion(usecase)  # 404 / 503 before reading the body
-            parsed = parse_body(await request.body(), _ONE_PREDICT, _MANY_PREDICT, limit)
-            many = isinstance(parsed, list)
-            requests: list[PredictRequest] = parsed if many else [parsed]
-            items = [Item(r.entity_id, r.event_id, r.features) for r in requests]
-            answers = await service.predict(usecase, items)
-        except (
-            BadRequest,
-            InvalidFeatures,
-            UnknownUseCase,
-            NoChampion,
-            FeatureStoreUnavailable,
-        ) as exc:
-            return refused(usecase, "predict", exc, many)
-        metrics.REQUESTS.labels(usecase, "predict", "200").inc()
-        return _json(answers if many else answers[0])
+        # Documents the route; the guard middleware answers it (predict_body) first.
+        status, body = await predict_body(usecase, await request.body())
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.post(
         "/v1/feedback/{usecase}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (
@@ -48,3 +50,21 @@ PREDICTION_LOG_PENDING = Gauge(
     "driftline_inference_prediction_log_pending",
     "Predictions journaled and not yet acknowledged by the broker",
 )
+
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: the request path skips the label lookup.
+
+    Only for metrics whose label sets are never removed (counters and histograms
+    here; ``SERVING`` removes its children, so it is not cached).
+
+    >>> child(REQUESTS, "doc", "predict", "200") is child(REQUESTS, "doc", "predict", "200")
+    True
+    """
+    key = (id(metric), labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found

@@ -51,6 +51,7 @@ SEGMENT_SUFFIX = ".jsonl"
 SHIPPED_SUFFIX = ".shipped"
 
 TopicsReady = Callable[[list[str]], Awaitable[object]]
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps(..., separators=) made once
 
 
 def shipped_path(segment: Path) -> Path:
@@ -181,9 +182,8 @@ class PredictionLog:
     # ---- the request path ------------------------------------------------------------
 
     def submit(self, prediction: dict[str, Any]) -> None:
-        """Journal one prediction's fields (``Prediction`` keyword arguments) and queue it.
-
-        Returns once the line is written to the OS; never waits for the broker.
+        """Journal one prediction's fields (``Prediction`` keyword arguments) and queue it;
+        return once the line is written to the OS, never waiting for the broker.
         """
         if self._unacknowledged >= self.capacity:
             self.dropped += 1
@@ -191,7 +191,7 @@ class PredictionLog:
             return
         record = {"event_id": new_id(), "occurred_at": time.time(), **prediction}  # Unix seconds
         try:
-            line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+            line = (_ENCODER.encode(record) + "\n").encode()
         except (TypeError, ValueError) as exc:
             PREDICTION_LOG.labels("failed").inc()
             logger.warning("prediction not logged reason=%s", exc)

@@ -34,7 +34,13 @@ from services.common.bus import ensure_topics, start_producer, wait_for_broker
 from services.common.serde import encode
 from services.inference import metrics
 from services.inference.errors import InvalidFeatures, ModelRefused, UnknownUseCase
-from services.inference.features import FeatureResolver, Item, OnlineReader, Resolved
+from services.inference.features import (
+    FeatureResolver,
+    Item,
+    OnlineReader,
+    Resolved,
+    missing_fields,
+)
 from services.inference.following import PromotionFollower, ensure_service_topics
 from services.inference.predlog import PredictionLog
 from services.inference.registry import LoadedModel, MlflowLoader, ModelRegistry, Serving
@@ -204,22 +210,26 @@ class InferenceService:
                     versions.add(outcome["model_version"])
         seconds = time.perf_counter() - started
         for version in versions:
-            metrics.REQUEST_SECONDS.labels(usecase, version).observe(seconds)
+            metrics.child(metrics.REQUEST_SECONDS, usecase, version).observe(seconds)
         return answers
 
     def _score(
         self, spec: UseCase, loaded: LoadedModel, variant: str, rows: Sequence[Resolved]
     ) -> list[dict[str, Any]]:
         features = [row.features for row in rows]
-        predictions = loaded.model.predict(features)
+        model = loaded.model
         probabilities: list[dict[str, float] | None] = [None] * len(rows)
         if spec.task == "classification":
-            probabilities = [
-                {json_key(k): float(v) for k, v in p.items()}
-                for p in loaded.model.predict_proba(features)
-            ]
+            both = getattr(model, "predict_with_proba", None)  # one model call for both
+            if both is not None:
+                predictions, found = both(features)
+            else:
+                predictions, found = model.predict(features), model.predict_proba(features)
+            probabilities = [{json_key(k): float(v) for k, v in p.items()} for p in found]
+        else:
+            predictions = model.predict(features)
         ref = loaded.ref
-        metrics.PREDICTIONS.labels(spec.name, variant, ref.version).inc(len(rows))
+        metrics.child(metrics.PREDICTIONS, spec.name, variant, ref.version).inc(len(rows))
         return [
             {
                 "prediction_id": uuid.uuid4().hex,
@@ -341,8 +351,6 @@ class InferenceService:
 
 def resolver_needs_store(resolver: FeatureResolver, item: Item) -> bool:
     """Whether an item falls back to the online store (a blocking read, run off the loop)."""
-    from services.inference.features import missing_fields
-
     return bool(missing_fields(resolver.spec, item.fields))
 
 
