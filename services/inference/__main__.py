@@ -9,7 +9,6 @@ from __future__ import annotations
 import uvicorn
 
 from services.common.logs import configure_logging
-from services.common.runtime import preload
 from services.inference.api import create_app
 from services.inference.service import InferenceService
 from services.inference.settings import InferenceSettings
@@ -18,7 +17,6 @@ from services.inference.settings import InferenceSettings
 def main() -> None:
     settings = InferenceSettings()
     configure_logging(settings.log_level)
-    preload("mlflow")  # every model is loaded through it; the first promotion comes soon
     app = create_app(InferenceService(settings))
     uvicorn.run(
         app,

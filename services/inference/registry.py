@@ -59,30 +59,70 @@ class Serving:
 
 
 class MlflowLoader:
-    """Downloads a model's artifact from MLflow into a scratch directory and loads it."""
+    """Loads a model's artifact from MLflow, keeping a verified copy by sha256 for restarts.
 
-    def __init__(self, home: Path, scratch: Path, mlflow_uri: str | None = None) -> None:
+    An artifact is immutable and named by its sha256, so a copy in ``cache`` is
+    as good as MLflow's: a restarted service loads the champion it served from
+    there (the sha256 checked again) without importing mlflow, in milliseconds.
+    The cache keeps the ``keep`` most recently used models.
+    """
+
+    def __init__(
+        self, home: Path, scratch: Path, mlflow_uri: str | None = None, *, keep: int = 8
+    ) -> None:
         self.home = home
         self.scratch = scratch
+        self.cache = scratch / "by-sha256"
         self.mlflow_uri = mlflow_uri
+        self.keep = keep
         self._client: Any = None
 
     def __call__(self, ref: ModelRef) -> Model:
+        if ref.artifact_uri is None or ref.artifact_sha256 is None:
+            # check_servable keeps such promotions out of the fold; this is the loader's guard
+            raise ValueError(f"{ref.label} names no artifact_uri or artifact_sha256")
+        cached = self.cache / ref.artifact_sha256
+        if cached.is_dir():
+            try:
+                model = load_model(cached, expected_sha256=ref.artifact_sha256)
+            except Exception:  # a damaged copy: MLflow's is the truth
+                logger.warning("cached model unusable, fetching again: %s", cached, exc_info=True)
+                shutil.rmtree(cached, ignore_errors=True)
+            else:
+                os.utime(cached)
+                return model
+        return self._download(ref, ref.artifact_uri, ref.artifact_sha256)
+
+    def _download(self, ref: ModelRef, uri: str, sha256: str) -> Model:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from services.common import tracking
 
         if self._client is None:
             self._client = tracking.client(self.home, self.mlflow_uri)
         self.scratch.mkdir(parents=True, exist_ok=True)
-        if ref.artifact_uri is None or ref.artifact_sha256 is None:
-            # check_servable keeps such promotions out of the fold; this is the loader's guard
-            raise ValueError(f"{ref.label} names no artifact_uri or artifact_sha256")
         directory = Path(tempfile.mkdtemp(prefix=f"{ref.name}-{ref.version}-", dir=self.scratch))
         try:
-            path = tracking.download_model_dir(self._client, ref.artifact_uri, directory)
-            return load_model(path, expected_sha256=ref.artifact_sha256)
+            path = tracking.download_model_dir(self._client, uri, directory)
+            model = load_model(path, expected_sha256=sha256)
+            self._keep_copy(path, sha256)
+            return model
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+    def _keep_copy(self, path: Path, sha256: str) -> None:
+        self.cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{sha256[:12]}-", dir=self.cache))
+        shutil.copytree(path, staging, dirs_exist_ok=True)
+        try:
+            staging.rename(self.cache / sha256)  # atomic: a copy is whole or absent
+        except OSError:  # another process (a replica) kept it first
+            shutil.rmtree(staging, ignore_errors=True)
+        kept = sorted(
+            (entry for entry in self.cache.iterdir() if not entry.name.startswith(".")),
+            key=lambda entry: entry.stat().st_mtime,
+        )
+        for old in kept[: max(0, len(kept) - self.keep)]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 class ModelRegistry:
