@@ -186,10 +186,10 @@ async def run(
             mode=settings.consumer_mode,
             max_poll_interval_ms=settings.max_poll_interval_ms,
         )
-        epoch = await resume_committed(consumer, settings, SERVICE)
+        await resume_committed(consumer, settings, SERVICE)
         handler = TrainingRequestHandler(settings, served, data_source, producer, known)
         policy = DeadLetterPolicy(SERVICE, producer)
-        loop = ConsumeLoop(consumer, handler, policy, max_records=1, epoch=epoch)
+        loop = ConsumeLoop(consumer, handler, policy, max_records=1)
         health.ready = lambda: True
         logger.info("batch trainer ready usecases=%s", sorted(served))
         await loop.run(stop)

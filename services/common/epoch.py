@@ -24,7 +24,9 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -39,8 +41,9 @@ EPOCH_PARTITION = TopicPartition(topics.LOG_EPOCH, 0)
 
 
 async def _first_epoch(bootstrap: str) -> str | None:
+    # A short fetch wait: tansu holds a fetch for the whole wait even when it has the record.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20
     )
     await consumer.start()
     try:
@@ -81,30 +84,42 @@ async def log_epoch(bootstrap: str) -> str:
     return found
 
 
-def reconcile(
-    offsets: dict[str, int], saved_epoch: str | None, epoch: str, *, owner: str
-) -> dict[str, int]:
-    """The offsets to resume from on the log ``epoch``: the saved ones, or none on another log.
+class Checkpointed(Protocol):
+    """A piece of checkpointed state: the offsets it has read and the log they belong to."""
 
-    >>> reconcile({"uc.features:0": 4217}, "a", "a", owner="t")
-    {'uc.features:0': 4217}
-    >>> reconcile({"uc.features:0": 4217}, "a", "b", owner="t")
-    {}
+    offsets: dict[str, int]
+    log_epoch: str | None
 
-    A checkpoint written before epochs existed (``saved_epoch`` None) is trusted:
-    offsets beyond the log's end are caught by :func:`services.common.checkpoint.resume`.
+
+def adopt(states: Mapping[str, Checkpointed], epoch: str, *, owner: str) -> dict[str, int]:
+    """Move each state onto the log ``epoch``; return the offsets to resume from, all states'.
+
+    A state from another log keeps what it learned and drops its offsets (the
+    new log is read from its beginning). A state written before epochs existed
+    (``log_epoch`` None) is trusted: offsets past the log's end are caught by
+    :func:`services.common.checkpoint.resume`.
+
+    >>> from types import SimpleNamespace as State
+    >>> same = State(offsets={"a:0": 7}, log_epoch="e1")
+    >>> other = State(offsets={"b:0": 9}, log_epoch="e0")
+    >>> adopt({"same": same, "other": other}, "e1", owner="t")
+    {'a:0': 7}
+    >>> other.offsets, other.log_epoch
+    ({}, 'e1')
     """
-    if saved_epoch is None or saved_epoch == epoch or not offsets:
-        return dict(offsets)
-    logger.warning(
-        "new broker log: %s's checkpoint refers to log %s, the broker's is %s; "
-        "its learned state is kept and the new log is read from its beginning (dropped offsets %s)",
-        owner,
-        saved_epoch,
-        epoch,
-        offsets,
-    )
-    return {}
+    offsets: dict[str, int] = {}
+    for name, state in states.items():
+        if state.log_epoch not in (None, epoch) and state.offsets:
+            logger.warning(
+                "new broker log: %s:%s's checkpoint refers to log %s, the broker's is %s; "
+                "its learned state is kept and the new log is read from its beginning "
+                "(dropped offsets %s)",
+                owner, name, state.log_epoch, epoch, state.offsets,
+            )  # fmt: skip
+            state.offsets = {}
+        state.log_epoch = epoch
+        offsets.update(state.offsets)
+    return offsets
 
 
 async def observed_epoch(bootstrap: str) -> str | None:

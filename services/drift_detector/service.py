@@ -47,7 +47,7 @@ from services.common.bus import (
 from services.common.checkpoint import offset_key, resume, save_checkpoint
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
-from services.common.epoch import log_epoch, reconcile
+from services.common.epoch import adopt, log_epoch
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
 from services.common.serde import decode_object, encode
@@ -267,13 +267,7 @@ class DriftDetector:
         log other than the checkpoint's, the windows are kept and the new log is
         read from its beginning.
         """
-        offsets: dict[str, int] = {}
-        for name, monitor in self.monitors.items():
-            monitor.offsets = reconcile(
-                monitor.offsets, monitor.log_epoch, epoch, owner=f"{SERVICE}:{name}"
-            )
-            monitor.log_epoch = epoch
-            offsets.update(monitor.offsets)
+        offsets = adopt(self.monitors, epoch, owner=SERVICE)
         for partition, end in model_ends.items():
             offsets[offset_key(partition.topic, partition.partition)] = end
         starts = await resume(consumer, offsets, owner=SERVICE)
@@ -307,7 +301,6 @@ class DriftDetector:
                 DeadLetterPolicy(SERVICE, producer),
                 max_records=settings.max_records,
                 poll_timeout_ms=settings.poll_timeout_ms,
-                epoch=epoch,
             )
             if health is not None:
                 health.ready = lambda: True

@@ -49,9 +49,9 @@ async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthS
                 settings.home,
                 online_last_write_wins=settings.feast_profile == "embedded",
             )
-            epoch = await resume_committed(consumer, settings, SERVICE)
+            await resume_committed(consumer, settings, SERVICE)
             policy = DeadLetterPolicy(SERVICE, producer)
-            loop = ConsumeLoop(consumer, sink, policy, max_records=settings.batch_rows, epoch=epoch)
+            loop = ConsumeLoop(consumer, sink, policy, max_records=settings.batch_rows)
             health.ready = lambda: True
             await loop.run(stop)
 

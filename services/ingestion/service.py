@@ -62,13 +62,12 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
         ) as (consumer, producer):
             salt = settings.pseudonym_salt.get_secret_value()
             ingestion = Ingestion(specs, seen, producer, salt=salt)
-            epoch = await resume_committed(consumer, settings, SERVICE)
+            await resume_committed(consumer, settings, SERVICE)
             loop = ConsumeLoop(
                 consumer,
                 ingestion,
                 ingestion.policy,
                 max_records=settings.batch_events,
-                epoch=epoch,
             )
             publishing = asyncio.create_task(
                 ingestion.statistics.run(stop, settings.stats_publish_seconds),

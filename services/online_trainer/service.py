@@ -34,7 +34,7 @@ from services.common.bus import ensure_topics, start_consumer, start_producer
 from services.common.checkpoint import offset_key, resume, save_checkpoint
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
-from services.common.epoch import log_epoch, reconcile
+from services.common.epoch import adopt, log_epoch
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
 from services.common.serde import decode_object, encode
@@ -314,13 +314,8 @@ async def resume_from_checkpoints(
     On a log other than the checkpoint's (a broker that forgot its log) the
     learned state is kept and the new log is read from its beginning.
     """
-    offsets: dict[str, int] = {}
-    for name, trainer in trainers.items():
-        state = trainer.state
-        state.offsets = reconcile(state.offsets, state.log_epoch, epoch, owner=f"{SERVICE}:{name}")
-        state.log_epoch = epoch
-        offsets.update(state.offsets)
-    starts = await resume(consumer, offsets, owner=SERVICE)
+    states = {name: trainer.state for name, trainer in trainers.items()}
+    starts = await resume(consumer, adopt(states, epoch, owner=SERVICE), owner=SERVICE)
     logger.info("resuming log_epoch=%s offsets=%s", epoch, starts)
 
 
@@ -371,7 +366,6 @@ class OnlineTrainer:
                 DeadLetterPolicy(SERVICE, producer),
                 max_records=settings.max_records,
                 poll_timeout_ms=settings.poll_timeout_ms,
-                epoch=epoch,
             )
             if health is not None:
                 health.ready = lambda: True

@@ -94,7 +94,7 @@ async def run(
         feed = await LiveFeed.open(settings.bootstrap, registry)
         loop = ConsumeLoop(
             intake, registry, DeadLetterPolicy(SERVICE, producer),
-            max_records=100, poll_timeout_ms=settings.poll_timeout_ms, epoch=epoch,
+            max_records=100, poll_timeout_ms=settings.poll_timeout_ms,
         )  # fmt: skip
         health.ready = lambda: True
         if on_ready is not None:

@@ -32,6 +32,7 @@ from services.cli.bench.runner import (
     median,
     spec_of,
 )
+from services.cli.bench.serving import http_ok, register_champion
 from services.cli.bench.stack import ROOT, BenchStack
 from services.common.broker import free_port
 
@@ -41,7 +42,6 @@ TARGET = Target("<= 15 s", [Criterion("figure", "<=", 15.0)])
 
 def prepare_home(stack: BenchStack) -> str:
     """An earlier run's home: the champion in MLflow (alias set), the feature store made."""
-    from services.cli.bench.serving import register_champion
     from services.common import featurestore, tracking
 
     spec = stack.add_usecase(USECASE)
@@ -67,14 +67,6 @@ def predict(port: int, body: bytes) -> dict[str, Any] | None:
             return found
     except OSError:
         return None
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
 
 
 def one_restart(stack: BenchStack, champion: str, body: bytes, timeout: float) -> dict[str, float]:
@@ -103,7 +95,7 @@ def one_restart(stack: BenchStack, champion: str, body: bytes, timeout: float) -
         while time.monotonic() - started < timeout:
             if up.poll() is not None:
                 raise RuntimeError(f"driftline up exited with {up.returncode}")
-            if "ready" not in steps and ready(port):
+            if "ready" not in steps and http_ok(f"http://127.0.0.1:{port}/readyz"):
                 steps["ready"] = time.monotonic() - started
             answer = predict(port, body)
             if answer is not None and str(answer.get("model_version")) == champion:
