@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from schemas import topics
 from services.common.bus import ensure_topics, start_consumer
 from services.common.epoch import log_epoch, watch_log
+from services.common.runtime import BROKER_ERRORS
 from services.inference.promotions import PromotionListener
 from services.inference.registry import ModelRegistry
 from services.inference.settings import InferenceSettings
@@ -90,17 +91,22 @@ class PromotionFollower:
         settings = self.settings
         while not self._stop.is_set():
             await watch_log(settings.bootstrap, epoch)
-            epoch = await log_epoch(settings.bootstrap)
-            await ensure_service_topics(settings, self.registry.specs)
-            await _cancel(self._listen_task)
-            if self.consumer is not None:
-                await self.consumer.stop()
-            self.consumer = await self._open_consumer()
+            try:
+                new_epoch = await log_epoch(settings.bootstrap)
+                await ensure_service_topics(settings, self.registry.specs)
+                await _cancel(self._listen_task)
+                if self.consumer is not None:
+                    await self.consumer.stop()
+                self.consumer = await self._open_consumer()
+            except BROKER_ERRORS as exc:  # the broker went away again: the watch tells when back
+                logger.warning("could not follow the new broker log yet: %s", exc)
+                continue
             await self.consumer.seek_to_beginning(*self.consumer.assignment())
             self.listener = PromotionListener(
                 self.consumer, self.registry, settings.poll_timeout_ms
             )
             self._listen_task = asyncio.create_task(self._listen(), name="promotion-listener")
+            epoch = new_epoch
             logger.warning("new broker log epoch=%s: following its promotion history", epoch)
 
     async def _listen(self) -> None:

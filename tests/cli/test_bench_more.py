@@ -15,15 +15,10 @@ import pytest
 
 from services.cli.bench import load_benchmarks
 from services.cli.bench.featureread import SIDES, rotation
+from services.cli.bench.load import LoadStats, drive, http_request, parse_head
 from services.cli.bench.loop import STEPS, Timeline, loop_breakdown
 from services.cli.bench.runner import BenchContext, run_benchmarks
-from services.cli.bench.serving import (
-    LoadStats,
-    drive,
-    http_request,
-    noop_app,
-    parse_head,
-)
+from services.cli.bench.serving import noop_app
 from services.common.broker import free_port
 
 
