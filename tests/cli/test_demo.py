@@ -14,7 +14,8 @@ from river import tree
 
 from schemas import topics
 from schemas.usecase import UseCase, load_usecase
-from services.cli.demo import SOURCES, DemoError, demo_events, stream_demo
+from services.cli.demo import stream_demo
+from services.cli.demo_data import SOURCES, DemoError, demo_events
 from services.common.bus import start_consumer
 from services.common.prep import Preparer
 
@@ -229,7 +230,7 @@ def test_the_demo_command_streams_a_use_case_that_is_only_a_yaml_file(
 def test_the_examples_in_the_docstrings_hold() -> None:
     import doctest
 
-    import services.cli.demo
+    import services.cli.demo_data
 
-    found = doctest.testmod(services.cli.demo)
+    found = doctest.testmod(services.cli.demo_data)  # the pure stream carries the examples
     assert found.attempted > 0 and found.failed == 0

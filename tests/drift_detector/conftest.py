@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas.events import FeatureRow, ModelCandidate, Window
 from schemas.usecase import UseCase, load_usecase
-from services.cli.demo import demo_events
+from services.cli.demo_data import demo_events
 from services.common.errors import InvalidInput
 from services.common.prep import Preparer
 from tests.conftest import USECASES

@@ -22,7 +22,8 @@ import yaml
 from schemas import topics
 from schemas.events import ModelCandidate, Promotion
 from schemas.usecase import UseCase, load_usecase
-from services.cli.demo import demo_events, stream_demo
+from services.cli.demo import stream_demo
+from services.cli.demo_data import demo_events
 from services.common import metrics, tracking
 from services.common.broker import free_port
 from services.common.errors import InvalidInput

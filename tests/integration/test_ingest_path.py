@@ -10,7 +10,7 @@ import pytest
 
 from schemas import topics
 from schemas.usecase import load_usecase
-from services.cli.demo import demo_events
+from services.cli.demo_data import demo_events
 from services.common import featurestore
 from services.common.errors import InvalidInput
 from services.common.prep import Preparer

@@ -13,7 +13,7 @@ from typing import Any
 
 from schemas.events import FeatureRow
 from schemas.usecase import UseCase
-from services.cli.demo import demo_events
+from services.cli.demo_data import demo_events
 from services.common.errors import InvalidInput
 from services.common.prep import Preparer
 
