@@ -59,8 +59,10 @@ async def serve(service: str, settings: CommonSettings, body: ServiceBody) -> No
 
 # What a lost broker raises in a body: the body starts again once the broker answers.
 BROKER_ERRORS = (KafkaError, BrokerUnavailable, ConnectionError)
-# How long a body told to stop on an old log may take before it is cancelled.
-STOP_GRACE_SECONDS = 30.0
+# How long a body told to stop on an old log may take before it is cancelled. Cancelling
+# is safe at any point (effects are durable before commits, and idempotent), and what it
+# would still do belongs to the old log.
+STOP_GRACE_SECONDS = 10.0
 
 
 async def _run_on_one_log(
