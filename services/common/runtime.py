@@ -98,8 +98,15 @@ async def _run_on_one_log(
         try:
             await running
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if (current is not None and current.cancelling()) or stop.is_set():
+                raise  # this service itself is being stopped
             if not renewed:
-                raise
+                # Not cancelled by us: aiokafka's consumer.stop() can raise CancelledError
+                # out of its fetcher when the broker is gone (seen in a broker-crash run).
+                logger.warning("service=%s body ended cancelled with the broker away", service)
+                await asyncio.sleep(1.0)
+                return "the broker was lost (a client was cancelled under the body)"
         except BROKER_ERRORS as exc:
             if stop.is_set():
                 return None
