@@ -45,6 +45,9 @@ CLASSIFICATION_METRICS = (
 REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "mse", "rmse"})
 
+Task = Literal["classification", "regression"]
+"""What a use case predicts: a class from a fixed set, or a number."""
+
 AlertKind = Literal["data", "prediction", "performance", "concept"]
 ALERT_KINDS: tuple[AlertKind, ...] = ("data", "prediction", "performance", "concept")
 
@@ -329,7 +332,7 @@ class UseCase(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
     description: str = ""
-    task: Literal["classification", "regression"]
+    task: Task
     entity_key: str = "entity_id"
     timestamp_field: str = "timestamp"
     max_event_bytes: int = Field(default=64 * 1024, gt=0)

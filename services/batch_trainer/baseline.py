@@ -8,12 +8,12 @@ scored on the same test rows. scikit-learn is imported here only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-Task = Literal["classification", "regression"]
+from schemas.usecase import Task
 
 
 @dataclass

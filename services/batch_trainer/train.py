@@ -12,19 +12,18 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
-from schemas.usecase import BatchModelSpec
+from schemas.usecase import BatchModelSpec, Task
 from services.common.models.torch_model import MLPConfig, build_mlp
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["classification", "regression"]
 EpochCallback = Callable[[int, float], None]
 
 

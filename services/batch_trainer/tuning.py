@@ -20,8 +20,8 @@ import numpy.typing as npt
 import optuna
 import torch
 
-from schemas.usecase import TuningSpec
-from services.batch_trainer.train import FitResult, HyperParams, Task, fit_mlp
+from schemas.usecase import Task, TuningSpec
+from services.batch_trainer.train import FitResult, HyperParams, fit_mlp
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,10 @@ import pickle
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
+from schemas.usecase import Task
 from services.common.models.protocol import FeatureDict, Flavor, write_manifest
-
-Task = Literal["classification", "regression"]
 
 
 class RiverModel:

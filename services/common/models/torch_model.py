@@ -13,18 +13,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
+from schemas.usecase import Task
 from services.common.models.protocol import FeatureDict, Flavor, write_manifest
 
 FILENAME = "model.pt"
 FORMAT_VERSION = 1
-Task = Literal["classification", "regression"]
 FloatArray = npt.NDArray[np.float64]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
