@@ -98,6 +98,19 @@ class Prediction(SystemEvent):
     latency_ms: FiniteFloat = Field(ge=0)
 
 
+class ExportedArtifact(BaseModel):
+    """A file exported beside a model's artifact (``model.onnx``, ``model.int8.onnx``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+    metric_change: dict[str, FiniteFloat] = Field(
+        default_factory=dict, description="test metrics against the torch model's (int8 only)"
+    )
+
+
 class ModelCandidate(SystemEvent):
     """A newly registered model version with its evaluation and lineage (``models.candidates``)."""
 
@@ -106,13 +119,20 @@ class ModelCandidate(SystemEvent):
     model_name: str
     model_version: str
     trainer: Literal["online", "batch"]
-    flavor: Literal["river", "torch"]
+    flavor: Literal["river", "torch", "linear"]
     metrics: dict[str, FiniteFloat]
     baseline_metrics: dict[str, FiniteFloat] | None = None
     confusion_matrix: list[list[int]] | None = None
     data_window: Window
     artifact_uri: str
     artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    family: str | None = Field(default=None, description="the batch family that won: mlp, linear")
+    validation_scores: dict[str, FiniteFloat] | None = Field(
+        default=None, description="each family's primary metric on the validation rows"
+    )
+    exports: dict[str, ExportedArtifact] = Field(
+        default_factory=dict, description="onnx / int8 files beside the artifact"
+    )
     run_id: str | None = None
     training_request_id: str | None = None
     lineage: dict[str, str] = Field(

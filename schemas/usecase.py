@@ -248,6 +248,15 @@ class SplitSpec(_Strict):
         return self
 
 
+class ExportSpec(_Strict):
+    """What the batch trainer exports beside the MLP's torch file."""
+
+    onnx: bool = Field(default=True, description="export to ONNX (served when onnxruntime is)")
+    quantize: Literal["int8"] | None = Field(
+        default=None, description="also a dynamically quantized copy of the ONNX file"
+    )
+
+
 class BatchModelSpec(_Strict):
     """The batch trainer's torch MLP, its training loop and its tuning."""
 
@@ -268,6 +277,7 @@ class BatchModelSpec(_Strict):
     cv_folds: int | None = Field(default=None, ge=2)
     split: SplitSpec = Field(default_factory=SplitSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
 
 
 class ModelsSpec(_Strict):
