@@ -24,8 +24,8 @@ test: install lint types
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check schemas services tests feature_repo
-	$(BIN)/ruff format --check schemas services tests feature_repo
+	$(BIN)/ruff check schemas services bench tests feature_repo
+	$(BIN)/ruff format --check schemas services bench tests feature_repo
 
 types: install
 	$(BIN)/mypy

@@ -295,7 +295,7 @@ def main() -> None:
 
 def _register_commands() -> None:
     """Verbs that live in their own modules add themselves to the app."""
-    from services.cli import bench_command
+    from bench import command as bench_command
     from services.cli import demo as demo_commands
     from services.cli import features as features_commands
     from services.cli import live as live_commands

@@ -13,10 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from services.cli import bench_command
-from services.cli.bench import load_benchmarks
-from services.cli.bench.report import build_report, markdown, write_report
-from services.cli.bench.runner import (
+from bench import command as bench_command
+from bench import load_benchmarks
+from bench.report import build_report, markdown, write_report
+from bench.runner import (
     BenchContext,
     BenchmarkSpec,
     Criterion,
@@ -119,7 +119,7 @@ def test_only_parses_ids_and_refuses_unknown_ones() -> None:
 def test_a_benchmark_that_raises_becomes_a_failed_line_and_the_others_still_run(
     tmp_path: Path,
 ) -> None:
-    from services.cli.bench import runner
+    from bench import runner
 
     def broken(context: BenchContext) -> Result:
         raise RuntimeError("the broker fell over")

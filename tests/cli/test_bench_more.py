@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.cli.bench import load_benchmarks
-from services.cli.bench.featureread import SIDES, rotation
-from services.cli.bench.load import LoadStats, drive, http_request, parse_head
-from services.cli.bench.loop import STEPS, Timeline, loop_breakdown
-from services.cli.bench.runner import BenchContext, run_benchmarks
-from services.cli.bench.serving import noop_app
+from bench import load_benchmarks
+from bench.featureread import SIDES, rotation
+from bench.load import LoadStats, drive, http_request, parse_head
+from bench.loop import STEPS, Timeline, loop_breakdown
+from bench.runner import BenchContext, run_benchmarks
+from bench.serving import noop_app
 from services.common.broker import free_port
 
 
@@ -148,8 +148,8 @@ def test_a_loop_that_never_served_has_no_total_nor_overhead() -> None:
 
 def test_the_new_benchmarks_are_registered_by_their_own_modules() -> None:
     registry = load_benchmarks()
-    assert registry["B5"].function.__module__ == "services.cli.bench.serving"
-    assert registry["B8"].function.__module__ == "services.cli.bench.loop"
+    assert registry["B5"].function.__module__ == "bench.serving"
+    assert registry["B8"].function.__module__ == "bench.loop"
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.bench import load_benchmarks
-from services.cli.bench.runner import BenchContext, run_benchmarks
+from bench import load_benchmarks
+from bench.runner import BenchContext, run_benchmarks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

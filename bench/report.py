@@ -1,6 +1,6 @@
 """The report: ``report.json`` (everything) and ``report.md`` (the table the README shows).
 
->>> from services.cli.bench.runner import Result
+>>> from bench.runner import Result
 >>> line = Result("B3", "prequential fidelity", "measured", "exactly equal",
 ...               figure=0.8125, unit="roc_auc", baseline=0.8125, ratio=1.0, met=True)
 >>> markdown_row(line).split(" | ")[:7]
@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.cli.bench.runner import Result
+from bench.runner import Result
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:

@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas import topics
-from services.cli.bench.pending import not_available
-from services.cli.bench.runner import (
+from bench.pending import not_available
+from bench.runner import (
     BenchContext,
     Criterion,
     Result,
@@ -44,7 +43,8 @@ from services.cli.bench.runner import (
     median,
     spec_of,
 )
-from services.cli.bench.stack import BenchStack, StackError
+from bench.stack import BenchStack, StackError
+from schemas import topics
 
 USECASE = "b8"
 SERVICES = (

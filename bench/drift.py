@@ -5,7 +5,7 @@ reference profile built once (as the service builds it when its reference
 changes) with every feature of the use case; the baseline is scipy's
 ``ks_2samp`` plus a 10-bin PSI on the same columns.
 
-The serving half loads the B5 rig (:mod:`services.cli.bench.serving`: the
+The serving half loads the B5 rig (:mod:`bench.serving`: the
 inference service with a champion, the same load generator) while
 :func:`drift_loop` runs the same check back to back in another process, and
 without it: that process is paused (``SIGSTOP``) for the baseline and
@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from schemas.usecase import UseCase
-from services.cli.bench.data import workload
-from services.cli.bench.runner import (
+from bench.data import workload
+from bench.runner import (
     BenchContext,
     Criterion,
     Result,
@@ -39,7 +38,8 @@ from services.cli.bench.runner import (
     median,
     spec_of,
 )
-from services.cli.bench.stack import ROOT, StackError, wait_for, write_usecase
+from bench.stack import ROOT, StackError, wait_for, write_usecase
+from schemas.usecase import UseCase
 
 PSI_BINS = 10
 
@@ -188,13 +188,13 @@ def _checks(workdir: Path) -> int:
 
 def serving_kept(context: BenchContext) -> tuple[float, dict[str, object]]:
     """Serving requests/s with a drift check looping beside it over requests/s without."""
-    from services.cli.bench.serving import CONCURRENCY, load_seconds, serving_rig
+    from bench.serving import CONCURRENCY, load_seconds, serving_rig
 
     rig = serving_rig(context)
     workdir = Path(context.workdir) / "drift-loop"
     log = (rig.stack.logs / "drift-loop.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.bench.drift", str(workdir)],
+        [sys.executable, "-m", "bench.drift", str(workdir)],
         cwd=ROOT,
         env=rig.stack.env(),
         stdout=log,

@@ -28,7 +28,7 @@ from services.common.broker import EmbeddedBroker, free_port
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 USECASES = ROOT / "usecases"
 
 

@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schemas import topics
-from schemas.usecase import UseCase
-from services.cli.bench.data import Workload, workload
-from services.cli.bench.runner import (
+from bench.data import Workload, workload
+from bench.runner import (
     BenchContext,
     Criterion,
     Result,
@@ -34,7 +32,9 @@ from services.cli.bench.runner import (
     median,
     spec_of,
 )
-from services.cli.bench.stack import BenchStack, StackError, publish, wait_for, write_usecase
+from bench.stack import BenchStack, StackError, publish, wait_for, write_usecase
+from schemas import topics
+from schemas.usecase import UseCase
 
 TRAINER = "online_trainer"
 ROWS_LEARNED = "driftline_online_rows_learned"

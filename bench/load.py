@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.cli.bench.runner import percentile
+from bench.runner import percentile
 
 # ---- statistics -------------------------------------------------------------------
 

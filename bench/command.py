@@ -1,7 +1,7 @@
 """``driftline bench``: run the benchmarks, show a progress bar, write the report.
 
-The method and the benchmarks live in :mod:`services.cli.bench`; this module
-is the command line around them.
+The method and the benchmarks live in the other modules of :mod:`bench`; this
+module is the command line around them, which the CLI registers as a verb.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from services.cli.bench.report import met_word, number, write_report
-from services.cli.bench.runner import (
+from bench.report import met_word, number, write_report
+from bench.runner import (
     BenchContext,
     BenchmarkSpec,
     Result,
     parse_only,
     run_benchmarks,
 )
-from services.cli.bench.runner import Progress as BenchProgress
+from bench.runner import Progress as BenchProgress
 
 console = Console()
 errors = Console(stderr=True)
@@ -117,19 +117,19 @@ def register(app: typer.Typer) -> None:
         ] = False,
         out: Annotated[
             Path, typer.Option(help="where report.json and report.md are written")
-        ] = Path("bench"),
+        ] = Path("reports/bench"),
         repetitions: Annotated[
             int | None,
             typer.Option(min=1, help=f"default {DEFAULT_REPETITIONS}, 1 with --quick"),
         ] = None,
     ) -> None:
-        """Run the benchmarks of BENCHMARKS.md on the embedded stack; write bench/report.*.
+        """Run the benchmarks of BENCHMARKS.md on the embedded stack; write reports/bench/report.*.
 
         Every figure is compared with a baseline measured in the same run;
         baseline and candidate are interleaved; the median of the repetitions
         is reported. A benchmark whose part does not exist yet says so.
         """
-        from services.cli.bench import load_benchmarks
+        from bench import load_benchmarks
 
         registry = load_benchmarks()
         try:

@@ -7,7 +7,7 @@ answers an ``unavailable`` line naming it instead of producing a figure.
 
 from __future__ import annotations
 
-from services.cli.bench.runner import Result, spec_of, unavailable
+from bench.runner import Result, spec_of, unavailable
 
 
 def missing_parts(parts: dict[str, str]) -> list[str]:

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from services.cli.bench.runner import (
+from bench.runner import (
     BenchContext,
     Criterion,
     Result,
@@ -32,8 +32,8 @@ from services.cli.bench.runner import (
     median,
     spec_of,
 )
-from services.cli.bench.serving import http_ok, register_champion
-from services.cli.bench.stack import ROOT, BenchStack
+from bench.serving import http_ok, register_champion
+from bench.stack import ROOT, BenchStack
 from services.common.broker import free_port
 
 USECASE = "b10"

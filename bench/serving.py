@@ -7,15 +7,15 @@ by the online trainer's own :func:`~services.online_trainer.learner.learn_stream
 registered in MLflow and promoted by a ``Promotion`` event on
 ``models.promotions``. The baseline is a FastAPI app in the same uvicorn
 configuration whose one ``POST`` reads the body and answers a small JSON
-object (``python -m services.cli.bench.serving noop PORT``).
+object (``python -m bench.serving noop PORT``).
 
-Both are driven by the same load generator, :func:`services.cli.bench.load.drive`
+Both are driven by the same load generator, :func:`bench.load.drive`
 (raw keep-alive HTTP/1.1 connections in a closed loop). It shares the machine's
 cores with the server (and, for the candidate, with the broker the prediction
 log writes to): the report's notes say so.
 
 The server this module starts is shared, through the bench context, with the
-serving half of B7 (:mod:`services.cli.bench.drift`), which loads it while a
+serving half of B7 (:mod:`bench.drift`), which loads it while a
 drift check loops in another process.
 """
 
@@ -34,12 +34,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from schemas import topics
-from schemas.events import Promotion
-from services.cli.bench.data import workload
-from services.cli.bench.load import LoadStats, drive
-from services.cli.bench.pending import not_available
-from services.cli.bench.runner import (
+from bench.data import workload
+from bench.load import LoadStats, drive
+from bench.pending import not_available
+from bench.runner import (
     BenchContext,
     Criterion,
     Result,
@@ -51,7 +49,9 @@ from services.cli.bench.runner import (
     median,
     spec_of,
 )
-from services.cli.bench.stack import ROOT, BenchStack, StackError, publish, wait_for
+from bench.stack import ROOT, BenchStack, StackError, publish, wait_for
+from schemas import topics
+from schemas.events import Promotion
 from services.common.broker import free_port
 
 USECASE = "b5"
@@ -189,7 +189,7 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
         noop_port = free_port()
         log = (stack.logs / "noop.log").open("ab")
         noop = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.bench.serving", "noop", str(noop_port)],
+            [sys.executable, "-m", "bench.serving", "noop", str(noop_port)],
             cwd=ROOT,
             env=stack.env(),
             stdout=log,
@@ -312,7 +312,7 @@ def serving(context: BenchContext) -> Result:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m services.cli.bench.serving noop PORT``: the no-op baseline server."""
+    """``python -m bench.serving noop PORT``: the no-op baseline server."""
     if argv[:1] == ["noop"] and len(argv) == 2:
         serve_noop(int(argv[1]))
     else:

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.cli.bench.data import workload
-from services.cli.bench.runner import (
+from bench.data import workload
+from bench.runner import (
     BenchContext,
     Criterion,
     Result,
@@ -31,7 +31,7 @@ from services.cli.bench.runner import (
     percentile,
     spec_of,
 )
-from services.cli.bench.stack import write_usecase
+from bench.stack import write_usecase
 from services.inference.features import OnlineReader
 
 WARMUP_LOOKUPS = 50

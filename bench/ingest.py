@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schemas import topics
-from schemas.usecase import load_usecase
-from services.cli.bench.data import workload
-from services.cli.bench.runner import (
+from bench.data import workload
+from bench.runner import (
     BenchContext,
     Criterion,
     Result,
@@ -30,7 +28,9 @@ from services.cli.bench.runner import (
     percentile,
     spec_of,
 )
-from services.cli.bench.stack import USECASES, BenchStack, StackError, publish, wait_for
+from bench.stack import USECASES, BenchStack, StackError, publish, wait_for
+from schemas import topics
+from schemas.usecase import load_usecase
 
 INGEST_SERVICES = ["ingestion", "features"]
 WRITTEN = "driftline_features_written_total"

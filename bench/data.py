@@ -33,7 +33,7 @@ def workload(spec: UseCase, count: int, *, seed: int = 7, drift_at: int | None =
     """``count`` valid demo events of ``spec`` with their feature rows and labels.
 
     >>> from schemas.usecase import load_usecase
-    >>> from services.cli.bench.stack import USECASES
+    >>> from bench.stack import USECASES
     >>> load = workload(load_usecase(USECASES / "credit.yaml"), 20)
     >>> len(load.events), len(load.rows), load.rows[0].source_event_id == load.events[0]["event_id"]
     (20, 20, True)
