@@ -4,8 +4,9 @@ Feature rows fill the data window; every ``step_rows`` rows the data and
 quality checks run (in a worker thread, so the event loop stays free).
 Champion predictions fill the prediction window, checked against the first
 ``window_rows`` champion predictions seen after the reference was set.
-Predictions joined with labels (``source_event_id`` = label ``event_id``)
-fill the performance window, whose primary metric is compared with the
+Predictions joined with labels (``source_event_id`` = label ``event_id``, in
+the shared :class:`~services.common.join.KeyedJoin`, bounded by
+``max_pending`` per side) fill the performance window, whose primary metric is compared with the
 champion's reported test metric.
 
 Until a champion exists, the first ``reference_rows`` feature rows are a
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from schemas.events import (
 )
 from schemas.inputs import Label
 from schemas.usecase import UseCase
+from services.common.join import KeyedJoin
 from services.drift_detector import reports
 from services.drift_detector.alerts import Hysteresis, alert_id, severity_for, with_report
 from services.drift_detector.checks import (
@@ -110,8 +111,10 @@ class UseCaseMonitor:
         self.prediction_reference: list[float] = []
         self.prediction_window = SlidingWindow(drift.window_rows, drift.step_rows)
         self.performance_window = SlidingWindow(drift.window_rows, drift.step_rows)
-        self.pending_predictions: OrderedDict[str, WindowRow] = OrderedDict()
-        self.pending_labels: OrderedDict[str, WindowRow] = OrderedDict()
+        # champion predictions and labels, by event id; time is the event's own
+        self.join: KeyedJoin[WindowRow, WindowRow] = KeyedJoin(
+            max_pending, event_kind="predictions"
+        )
         share = drift.drift_share
         quality = drift.max_missing_share
         self.gates = {
@@ -134,6 +137,18 @@ class UseCaseMonitor:
         state["_prediction_profile"] = None
         state["alerts"] = []
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "join" not in state:  # checkpointed before the shared join
+            join: KeyedJoin[WindowRow, WindowRow] = KeyedJoin(
+                state["max_pending"], event_kind="predictions"
+            )
+            for key, row in state.pop("pending_predictions").items():
+                join.offer_event(key, row, row.at)
+            for key, row in state.pop("pending_labels").items():
+                join.offer_label(key, row, row.at)
+            state["join"] = join
+        self.__dict__.update(state)
 
     @property
     def name(self) -> str:
@@ -168,8 +183,7 @@ class UseCaseMonitor:
         self._prediction_profile = None
         self.prediction_window.clear()
         self.performance_window.clear()
-        self.pending_predictions.clear()
-        self.pending_labels.clear()
+        self.join.clear()
         for gate in self.gates.values():
             gate.drifting = False
             gate.last_severity = "info"
@@ -239,24 +253,15 @@ class UseCaseMonitor:
                 at,
                 {"prediction": prediction.prediction, "probabilities": prediction.probabilities},
             )
-            label = self.pending_labels.pop(prediction.source_event_id, None)
-            if label is None:
-                self._remember(self.pending_predictions, prediction.source_event_id, entry)
-            else:
-                await self._joined(entry, label, reports_dir)
+            joined = self.join.offer_event(prediction.source_event_id, entry, at)
+            if joined is not None:
+                await self._joined(joined.event, joined.label, reports_dir)
 
     async def offer_label(self, label: Label, reports_dir: Path) -> None:
-        entry = WindowRow(label.timestamp.timestamp(), {"label": label.label})
-        prediction = self.pending_predictions.pop(label.event_id, None)
-        if prediction is None:
-            self._remember(self.pending_labels, label.event_id, entry)
-        else:
-            await self._joined(prediction, entry, reports_dir)
-
-    def _remember(self, pending: OrderedDict[str, WindowRow], key: str, entry: WindowRow) -> None:
-        pending[key] = entry
-        while len(pending) > self.max_pending:
-            pending.popitem(last=False)
+        at = label.timestamp.timestamp()
+        joined = self.join.offer_label(label.event_id, WindowRow(at, {"label": label.label}), at)
+        if joined is not None:
+            await self._joined(joined.event, joined.label, reports_dir)
 
     async def _joined(self, prediction: WindowRow, label: WindowRow, reports_dir: Path) -> None:
         values = {**prediction.values, "label": label.values["label"]}

@@ -1,12 +1,12 @@
 """The label join: feature rows and late labels meet by ``event_id``, whichever comes first.
 
-Unmatched halves wait in bounded, insertion-ordered maps with a time to live.
-Time is the caller's clock (the service passes Kafka record timestamps, so a
-replay after a restart sees the same clock and joins the same way). A half
-older than the TTL never joins: features whose label never came are counted as
-``labels_missing``; labels whose features never came as ``features_missing``.
-An ``event_id`` already learned is a duplicate and is counted, not learned
-again.
+The shared :class:`~services.common.join.KeyedJoin`, bounded by count and by a
+time to live. Time is the caller's clock (the service passes Kafka record
+timestamps, so a replay after a restart sees the same clock and joins the same
+way). A half older than the TTL never joins: features whose label never came
+are counted as ``labels_missing``; labels whose features never came as
+``features_missing``. An ``event_id`` already learned is a duplicate and is
+counted, not learned again.
 
 >>> join = LabelJoin(ttl_seconds=10, max_pending=100)
 >>> join.offer_label("e1", 1, now=0.0) is None
@@ -26,14 +26,9 @@ import collections
 from dataclasses import dataclass
 from typing import Any
 
-OUTCOMES = (
-    "joined",
-    "duplicates",
-    "labels_missing",
-    "features_missing",
-    "evicted_features",
-    "evicted_labels",
-)
+from services.common.join import Joined, KeyedJoin
+
+FeatureHalf = tuple[dict[str, float], Any]  # (features, event timestamp)
 
 
 @dataclass(frozen=True)
@@ -50,83 +45,46 @@ class LabelJoin:
     """Pending feature rows and labels, by ``event_id``, bounded by count and age."""
 
     def __init__(self, ttl_seconds: float, max_pending: int) -> None:
-        self.ttl = ttl_seconds
-        self.max_pending = max_pending
-        # event_id -> (payload, arrival time); insertion order is arrival order
-        self.features: collections.OrderedDict[str, tuple[tuple[dict[str, float], Any], float]] = (
-            collections.OrderedDict()
+        self.pairs: KeyedJoin[FeatureHalf, Any] = KeyedJoin(
+            max_pending, ttl_seconds, event_kind="features"
         )
-        self.labels: collections.OrderedDict[str, tuple[Any, float]] = collections.OrderedDict()
-        self.learned: collections.OrderedDict[str, float] = collections.OrderedDict()
-        self.counts: collections.Counter[str] = collections.Counter(dict.fromkeys(OUTCOMES, 0))
 
     def offer_features(
         self, event_id: str, features: dict[str, float], event_timestamp: Any, now: float
     ) -> JoinedRow | None:
         """A feature row arrived; return the joined row if its label was waiting."""
-        if event_id in self.learned or event_id in self.features:
-            self.counts["duplicates"] += 1
-            return None
-        waiting = self.labels.pop(event_id, None)
-        if waiting is not None and self._fresh(waiting[1], now):
-            return self._joined(event_id, features, event_timestamp, waiting[0], now)
-        if waiting is not None:
-            self.counts["features_missing"] += 1
-        self.features[event_id] = ((features, event_timestamp), now)
-        self._bound(self.features, "evicted_features")
-        return None
+        return _row(self.pairs.offer_event(event_id, (features, event_timestamp), now))
 
     def offer_label(self, event_id: str, label: Any, now: float) -> JoinedRow | None:
         """A label arrived; return the joined row if its features were waiting."""
-        if event_id in self.learned or event_id in self.labels:
-            self.counts["duplicates"] += 1
-            return None
-        waiting = self.features.pop(event_id, None)
-        if waiting is not None and self._fresh(waiting[1], now):
-            (features, event_timestamp), _ = waiting
-            return self._joined(event_id, features, event_timestamp, label, now)
-        if waiting is not None:
-            self.counts["labels_missing"] += 1
-        self.labels[event_id] = (label, now)
-        self._bound(self.labels, "evicted_labels")
-        return None
+        return _row(self.pairs.offer_label(event_id, label, now))
 
     def expire(self, now: float) -> None:
         """Drop (and count) halves older than the TTL, and forget old learned ids."""
-        self._expire(self.features, "labels_missing", now)
-        self._expire(self.labels, "features_missing", now)
-        while self.learned and not self._fresh(next(iter(self.learned.values())), now):
-            self.learned.popitem(last=False)
+        self.pairs.expire(now)
+
+    @property
+    def counts(self) -> collections.Counter[str]:
+        return self.pairs.counts
 
     @property
     def pending(self) -> dict[str, int]:
-        return {"features": len(self.features), "labels": len(self.labels)}
+        return self.pairs.pending
 
-    def _expire(
-        self, pending: collections.OrderedDict[str, tuple[Any, float]], outcome: str, now: float
-    ) -> None:
-        while pending and not self._fresh(next(iter(pending.values()))[1], now):
-            pending.popitem(last=False)
-            self.counts[outcome] += 1
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "pairs" not in state:  # checkpointed before the join moved to services.common
+            pairs: KeyedJoin[FeatureHalf, Any] = KeyedJoin(state["max_pending"], state["ttl"])
+            pairs.event_kind = "features"
+            pairs.events = state["features"]
+            pairs.labels = state["labels"]
+            pairs.joined = state["learned"]
+            pairs.counts = state["counts"]
+            state = {"pairs": pairs}
+        self.__dict__.update(state)
 
-    def _fresh(self, arrived: float, now: float) -> bool:
-        return now - arrived <= self.ttl
 
-    def _joined(
-        self,
-        event_id: str,
-        features: dict[str, float],
-        event_timestamp: Any,
-        label: Any,
-        now: float,
-    ) -> JoinedRow:
-        self.counts["joined"] += 1
-        self.learned[event_id] = now
-        self._bound(self.learned, None)
-        return JoinedRow(event_id, features, event_timestamp, label)
-
-    def _bound(self, pending: collections.OrderedDict[str, Any], outcome: str | None) -> None:
-        while len(pending) > self.max_pending:
-            pending.popitem(last=False)
-            if outcome is not None:
-                self.counts[outcome] += 1
+def _row(joined: Joined[FeatureHalf, Any] | None) -> JoinedRow | None:
+    if joined is None:
+        return None
+    features, event_timestamp = joined.event
+    return JoinedRow(joined.key, features, event_timestamp, joined.label)

@@ -4,7 +4,9 @@ The inference service logs every answer on ``<uc>.predictions`` with its
 ``variant`` (``champion``, ``challenger`` for a canary, ``shadow``) and the
 ``source_event_id`` of the input; ground truth arrives later on
 ``<uc>.labels`` under the same event id. :class:`LiveTrial` joins the two in
-either order (each side waits, bounded, for the other), keeps the joined rows
+either order, one shared :class:`~services.common.join.KeyedJoin` per side
+(each half waits, bounded, for the other; in shadow mode both sides answer
+the same event, so each side's join gets every label), keeps the joined rows
 per side, and is :meth:`~LiveTrial.ready` once the challenger has
 ``canary_min_count`` labeled predictions and both sides can be scored.
 
@@ -34,12 +36,12 @@ per side, and is :meth:`~LiveTrial.ready` once the challenger has
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from schemas.events import Prediction
 from schemas.usecase import UseCase
+from services.common.join import KeyedJoin
 from services.common.promotions.history import ModelRef, Trial
 from services.registry.scoring import score
 
@@ -66,9 +68,9 @@ class LiveTrial:
         self.trial = trial
         self.max_pending = max_pending
         self.rows: dict[Side, _Rows] = {"champion": _Rows(), "challenger": _Rows()}
-        self._predictions: OrderedDict[str, list[tuple[Side, Prediction]]] = OrderedDict()
-        self._labels: OrderedDict[str, Any] = OrderedDict()
-        self.evicted = 0
+        self.joins: dict[Side, KeyedJoin[Prediction, Any]] = {
+            side: KeyedJoin(max_pending, event_kind="predictions") for side in self.rows
+        }
 
     def side_of(self, prediction: Prediction) -> Side | None:
         """Which side of the trial a prediction belongs to, if any."""
@@ -93,29 +95,21 @@ class LiveTrial:
         event_id = prediction.source_event_id
         if side is None or not event_id:
             return
-        if event_id in self._labels:
-            self._join(side, prediction, self._labels[event_id])
-            return
-        self._predictions.setdefault(event_id, []).append((side, prediction))
-        self._bound(self._predictions)
+        joined = self.joins[side].offer_event(event_id, prediction)
+        if joined is not None:
+            self._add_row(side, joined.event, joined.label)
 
     def add_label(self, event_id: str, label: Any) -> None:
-        # Kept after a join too: in shadow mode both sides answer the same event.
-        self._labels[event_id] = label
-        self._bound(self._labels)
-        for side, prediction in self._predictions.pop(event_id, []):
-            self._join(side, prediction, label)
+        for side, join in self.joins.items():
+            joined = join.offer_label(event_id, label)
+            if joined is not None:
+                self._add_row(side, joined.event, label)
 
-    def _join(self, side: Side, prediction: Prediction, label: Any) -> None:
+    def _add_row(self, side: Side, prediction: Prediction, label: Any) -> None:
         rows = self.rows[side]
         rows.truth.append(label)
         rows.predicted.append(prediction.prediction)
         rows.proba.append(prediction.probabilities)
-
-    def _bound(self, pending: OrderedDict[str, Any]) -> None:
-        while len(pending) > self.max_pending:
-            pending.popitem(last=False)
-            self.evicted += 1
 
     def counts(self) -> dict[str, int]:
         """Labeled predictions per side."""

@@ -42,7 +42,7 @@ def test_labels_that_never_come_expire_and_are_counted() -> None:
     join.offer_features("e2", X, None, now=8.0)
     join.expire(now=15.0)
     assert join.counts["labels_missing"] == 1
-    assert list(join.features) == ["e2"]
+    assert list(join.pairs.events) == ["e2"]
     # A label later than the TTL does not join, even before a sweep has run.
     assert join.offer_label("e2", 1, now=30.0) is None
     assert join.counts["labels_missing"] == 2 and join.counts["joined"] == 0
@@ -60,7 +60,7 @@ def test_pending_state_is_bounded() -> None:
     join = LabelJoin(ttl_seconds=1000, max_pending=3)
     for i in range(5):
         join.offer_features(f"e{i}", X, None, now=float(i))
-    assert list(join.features) == ["e2", "e3", "e4"]
+    assert list(join.pairs.events) == ["e2", "e3", "e4"]
     assert join.counts["evicted_features"] == 2
 
 
