@@ -253,7 +253,7 @@ def up(
 
 @topics_app.command("create")
 def topics_create() -> None:
-    """Create every topic the configured use cases need (those missing)."""
+    """Create the topics the services declare they read and write, for the configured use cases."""
     from schemas import topics
     from services.common.bus import ensure_topics, wait_for_broker
 
@@ -301,6 +301,7 @@ def _register_commands() -> None:
     from services.cli import live as live_commands
     from services.cli import models as model_commands
     from services.cli import predict as predict_commands
+    from services.cli import status as status_commands
 
     bench_command.register(app)
     demo_commands.register(app)
@@ -308,6 +309,7 @@ def _register_commands() -> None:
     live_commands.register(app)
     model_commands.register(app)
     predict_commands.register(app)
+    status_commands.register(app)
 
 
 _register_commands()
