@@ -56,6 +56,11 @@ class CommonSettings(BaseSettings):
         default="assign",
         description="assign: one process a service, starts at once; group: N replicas share",
     )
+    standby: bool = Field(
+        default=False,
+        description="a singleton (online trainer, registry, batch trainer, drift detector) works "
+        "only while it holds its lease (services/common/standby.py): a second one stands by",
+    )
 
     @field_validator("usecases", mode="before")
     @classmethod
