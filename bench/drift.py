@@ -87,7 +87,7 @@ def scipy_check(reference: pd.DataFrame, current: pd.DataFrame, columns: list[st
 )
 def drift_cost(context: BenchContext) -> Result:
     from services.cli.up import discover_services
-    from services.drift_detector.checks import check_data, profile_reference
+    from services.drift_detector import check_data, profile_reference
 
     rows = ROWS
     context.progress.start(4 * context.repetitions + 1)
@@ -163,7 +163,7 @@ def drift_loop(workdir: Path) -> None:
 
     Writes ``workdir/ready`` once the reference is profiled (evidently imported).
     """
-    from services.drift_detector.checks import check_data, profile_reference
+    from services.drift_detector import check_data, profile_reference
 
     workdir.mkdir(parents=True, exist_ok=True)
     spec, reference, current = drift_frames(workdir)

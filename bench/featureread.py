@@ -4,7 +4,7 @@ A private Feast repo (SQLite online store) is filled with feature rows by the
 same :func:`~services.common.featurestore.write_features` the features service
 uses; lookups of one entity (every feature of the view) then rotate, call by
 call, between three readers of the same key: the candidate, the inference
-service's ``direct`` reader (:class:`~services.inference.features.OnlineReader`,
+service's ``direct`` reader (:class:`~services.inference.OnlineReader`,
 what serves); the baseline, a plain ``SELECT`` on Feast's own table (the key
 serialized with Feast's own encoding); and the Feast SDK's
 ``get_online_features`` (``DRIFTLINE_FEATURE_READ=sdk``), whose figure the
@@ -32,7 +32,7 @@ from bench.runner import (
     spec_of,
 )
 from bench.stack import write_usecase
-from services.inference.features import OnlineReader
+from services.inference import OnlineReader
 
 WARMUP_LOOKUPS = 50
 SIDES = ("baseline", "candidate", "sdk")

@@ -4,9 +4,10 @@ B2 runs the real online trainer service on rows and labels already on its
 topics and reads its progress from its ``/metrics``; the baseline is
 ``river.evaluate.progressive_val_score`` with the same model on the same rows
 in one process. B3 compares the trainer's prequential metrics with river's on
-the same ordered rows: through :func:`~services.online_trainer.learner.learn_stream`
-(the service's own per-row code, in process) and, when B2 ran in the same
-session, through the service's exported cumulative metrics too.
+the same ordered rows: through :func:`~services.online_trainer.learn_stream`
+(the service's own per-row code, in process, as the service package exports
+it) and, when B2 ran in the same session, through the service's exported
+cumulative metrics too.
 """
 
 # river's metric classes are untyped.
@@ -54,15 +55,37 @@ def cached_workload(context: BenchContext, spec: UseCase, count: int, seed: int)
 
 
 def river_dataset(spec: UseCase, load: Workload) -> list[tuple[dict[str, float], Any]]:
-    """(x, y) pairs as the trainer learns them: numeric features, the encoded label."""
-    from services.online_trainer.learner import normalize_label, numeric_features
-    from services.online_trainer.pipeline import build_model
+    """(x, y) pairs as the trainer learns them: the features as floats, the label as the
+    use case's class (``UseCase.class_of``) encoded by the trainer's model."""
+    from services.online_trainer import build_model
 
     model = build_model(spec)
     return [
-        (numeric_features(row.features), model.encode(normalize_label(spec, label["label"])))
+        (
+            {name: float(value) for name, value in row.features.items()},
+            model.encode(class_of(spec, label["label"])),
+        )
         for row, label in zip(load.rows, load.labels, strict=True)
     ]
+
+
+def class_of(spec: UseCase, value: Any) -> Any:
+    """The class ``value`` denotes; a label that names none is an error of the workload.
+
+    >>> from bench.stack import USECASES
+    >>> from schemas.usecase import load_usecase
+    >>> spec = load_usecase(USECASES / "credit.yaml")
+    >>> class_of(spec, spec.label.classes[-1]) == spec.label.classes[-1]
+    True
+    >>> class_of(spec, "maybe")
+    Traceback (most recent call last):
+    ...
+    bench.stack.StackError: workload label 'maybe' is not a class of credit
+    """
+    found = spec.class_of(value)
+    if found is None:
+        raise StackError(f"workload label {value!r} is not a class of {spec.name}")
+    return found
 
 
 def river_metrics(spec: UseCase) -> Any:
@@ -100,9 +123,9 @@ def bare_river(spec: UseCase, dataset: Any, metric: Any) -> float:
     """Seconds for ``progressive_val_score`` over ``dataset`` with a fresh model of ``spec``."""
     from river import evaluate
 
-    from services.online_trainer.pipeline import build_estimator
+    from services.online_trainer import build_model
 
-    model = build_estimator(spec)
+    model = build_model(spec).estimator
     started = time.perf_counter()
     evaluate.progressive_val_score(dataset, model, metric)
     return time.perf_counter() - started
@@ -209,7 +232,7 @@ def online_learning(context: BenchContext) -> Result:
 
 @benchmark("B3", "prequential fidelity", Target("exactly equal", [Criterion("equal", "==", True)]))
 def prequential_fidelity(context: BenchContext) -> Result:
-    from services.online_trainer.learner import learn_stream
+    from services.online_trainer import learn_stream
 
     context.progress.start(2)
     service = context.cache.get("b2_service_metrics")

@@ -3,7 +3,7 @@
 The candidate is the real inference service (``python -m services.inference``,
 uvicorn with uvloop and httptools, one worker) on a private broker and home,
 serving a real champion: a river model learned on a few hundred credit rows
-by the online trainer's own :func:`~services.online_trainer.learner.learn_stream`,
+by the online trainer's own :func:`~services.online_trainer.learn_stream`,
 registered in MLflow and promoted by a ``Promotion`` event on
 ``models.promotions``. The baseline is a FastAPI app in the same uvicorn
 configuration whose one ``POST`` reads the body and answers a small JSON
@@ -118,7 +118,7 @@ def get_json(url: str) -> Any:
 def register_champion(stack: BenchStack, usecase: str, rows: int = MODEL_ROWS) -> Promotion:
     """Learn a river model on ``rows`` credit rows, register it, return its promotion."""
     from services.common import tracking
-    from services.online_trainer.learner import learn_stream
+    from services.online_trainer import learn_stream
 
     spec = stack.usecase(usecase)
     load = workload(spec, rows, seed=5)

@@ -5,4 +5,11 @@ joined with ``<uc>.labels`` (prediction drift, performance decay), compares a
 sliding window of recent rows with the reference (the training data of the
 current champion) using evidently's statistical tests, and publishes
 ``drift.alerts`` with an evidently HTML report per alert.
+
+Exported for use outside the service (the benchmark suite): the per-window data
+check, :func:`check_data`, on a reference profiled once by :func:`profile_reference`.
 """
+
+from services.drift_detector.checks import check_data, profile_reference
+
+__all__ = ["check_data", "profile_reference"]

@@ -5,4 +5,11 @@ featurizes the request's own fields with the shared preparer), routes the
 request to the champion, a canary challenger or a shadow, and logs every
 answer to ``<uc>.predictions``. Models come from MLflow and change on every
 ``models.promotions`` event without a restart.
+
+Exported for use outside the service (the benchmark suite): :class:`OnlineReader`,
+the service's reader of an entity's row in the online store.
 """
+
+from services.inference.features import OnlineReader
+
+__all__ = ["OnlineReader"]
