@@ -1,8 +1,10 @@
 """The simplest model beside the neural one: logistic or linear regression.
 
-Every report shows what the MLP adds over it. It is fit on the same
-preprocessed training part (class weights too, when the spec asks) and
-scored on the same test rows. scikit-learn is imported here only.
+Every report shows what the MLP adds over it, and it is the candidate when
+the MLP does not beat it on the validation rows. It is fit on the same
+preprocessed training part (class weights too, when the spec asks); its
+weights are served as a :class:`~services.common.models.linear_model.LinearModel`.
+scikit-learn is imported here only.
 """
 
 from __future__ import annotations
@@ -23,17 +25,6 @@ class Baseline:
     task: Task
     estimator: Any
     name: str
-
-    def predict_index(self, x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
-        """Class indices (classification) or numbers, on the model's own target scale."""
-        return np.asarray(self.estimator.predict(x))
-
-    def proba(self, x: npt.NDArray[np.float64], n_classes: int) -> npt.NDArray[np.float64]:
-        """One column per class index, zeros for a class absent from the training part."""
-        known = self.estimator.predict_proba(x)
-        full = np.zeros((len(x), n_classes))
-        full[:, self.estimator.classes_.astype(int)] = known
-        return full
 
 
 def fit_baseline(

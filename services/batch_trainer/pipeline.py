@@ -4,6 +4,11 @@ No Kafka and no MLflow here: :func:`train_candidate` takes a use case, the
 training frame and its window and returns the model with everything the run
 should record. The test rows are used once, after model selection; the
 preprocessing statistics come from the training part alone.
+
+Two families are fit on the same split: the MLP (tuned) and its linear
+baseline. The better on the validation rows by the primary metric is the
+candidate; the MLP must beat the linear model by more than
+``promotion.margin`` (a tie goes to the simpler model).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from schemas.events import Window
-from schemas.usecase import UseCase
+from schemas.usecase import LOWER_IS_BETTER, UseCase
 from services.batch_trainer.baseline import fit_baseline
 from services.batch_trainer.data import DataProfile, PreparedData, check_enough, prepare
 from services.batch_trainer.errors import TrainingRefused
@@ -27,6 +32,7 @@ from services.batch_trainer.split import Split, cv_folds, stratified_split, temp
 from services.batch_trainer.train import HyperParams, fit_mlp
 from services.batch_trainer.tuning import tune
 from services.common.metrics import classification_metrics, regression_metrics, scalar_metrics
+from services.common.models.linear_model import LinearModel
 from services.common.models.torch_model import Standardizer, TorchModel
 
 logger = logging.getLogger(__name__)
@@ -57,6 +63,10 @@ class TrainingReport:
     feature_names: list[str]
     classes: list[Any] | None
     feature_views: list[str] = field(default_factory=list)
+    family: str = "mlp"
+    validation_scores: dict[str, float] = field(default_factory=dict)
+    family_reason: str = ""
+    runner_up_metrics: dict[str, float] = field(default_factory=dict)
     cv: dict[str, Any] | None = None
     seconds: float = 0.0
 
@@ -68,14 +78,61 @@ class TrainingReport:
         return document
 
 
+BatchModel = TorchModel | LinearModel
+
+
 @dataclass
 class TrainingOutcome:
-    """The trained model, its report, and the test rows' truth and scores for the plots."""
+    """The winning model, its report, the test rows (raw features, truth, scores), the loser."""
 
-    model: TorchModel
+    model: BatchModel
     report: TrainingReport
     test_truth: list[Any]
     test_proba: npt.NDArray[np.float64] | None
+    test_features: npt.NDArray[np.float64] | None = None
+    runner_up: BatchModel | None = None
+
+    @property
+    def family(self) -> str:
+        return family_of(self.model)
+
+
+def family_of(model: BatchModel) -> str:
+    """``mlp`` or ``linear``: the names candidates and MLflow runs use."""
+    return "linear" if isinstance(model, LinearModel) else "mlp"
+
+
+def evaluate(
+    spec: UseCase, model: BatchModel, matrix: npt.NDArray[np.float64], truth: list[Any]
+) -> dict[str, Any]:
+    """A model's metrics on raw feature rows (with the confusion matrix for classifiers)."""
+    proba = model.proba_array(matrix) if spec.task == "classification" else None
+    return _score(spec, truth, model.predict_array(matrix), proba)
+
+
+def choose_family(spec: UseCase, scores: dict[str, float | None]) -> tuple[str, str]:
+    """The family that wins on validation and why: the MLP must beat linear by over the margin.
+
+    >>> from schemas.usecase import UseCase
+    >>> spec = UseCase.model_validate({"name": "t", "task": "regression",
+    ...     "fields": {"a": {"type": "float"}}, "features": [{"kind": "passthrough", "field": "a"}],
+    ...     "promotion": {"margin": 0.1}})
+    >>> choose_family(spec, {"mlp": 1.0, "linear": 1.05})[0]
+    'linear'
+    >>> choose_family(spec, {"mlp": 0.8, "linear": 1.05})[0]
+    'mlp'
+    """
+    metric, margin = spec.primary_metric, spec.promotion.margin
+    mlp, linear = scores.get("mlp"), scores.get("linear")
+    if mlp is None or linear is None or not np.isfinite(mlp) or not np.isfinite(linear):
+        return "mlp", f"validation {metric} not comparable (mlp={mlp}, linear={linear})"
+    gain = linear - mlp if metric in LOWER_IS_BETTER else mlp - linear
+    if gain > margin:
+        return "mlp", f"mlp beats linear on validation {metric} by {gain:.6g} > margin {margin}"
+    return "linear", (
+        f"mlp's gain over linear on validation {metric} is {gain:.6g}, not over margin {margin}: "
+        "the simpler model wins"
+    )
 
 
 def train_candidate(
@@ -119,20 +176,29 @@ def train_candidate(
         metadata={"usecase": spec.name, "spec_hash": spec.spec_hash(), "seed": str(batch.seed)},
     )
 
-    # The one look at the test rows: the selected model and the baseline, side by side.
-    truth = _labels(y["test"], data.classes)
-    test_proba = model.proba_array(x["test"]) if classification else None
-    test_metrics = _score(spec, truth, model.predict_array(x["test"]), test_proba)
     baseline = fit_baseline(
         xs["train"], ys["train"], task=spec.task, class_weights=batch.class_weights, seed=batch.seed
     )
-    if classification:
-        baseline_proba = baseline.proba(xs["test"], n_outputs)
-        baseline_pred = _labels(baseline_proba.argmax(axis=1), data.classes)
-        baseline_metrics = _score(spec, truth, baseline_pred, baseline_proba)
-    else:
-        baseline_pred = list(baseline.predict_index(xs["test"]) * target_scale + target_mean)
-        baseline_metrics = _score(spec, truth, baseline_pred, None)
+    linear = LinearModel.from_estimator(
+        baseline.estimator, task=spec.task, feature_names=data.feature_names,
+        preprocessing=preprocessing, classes=data.classes, target_mean=target_mean,
+        target_scale=target_scale, metadata=dict(model.metadata),
+    )  # fmt: skip
+    # The family is chosen on the validation rows; the test rows are looked at once, after.
+    validation_truth = _labels(y["validation"], data.classes)
+    validation_scores: dict[str, float | None] = {}
+    for name, candidate in (("mlp", model), ("linear", linear)):
+        scores = scalar_metrics(evaluate(spec, candidate, x["validation"], validation_truth))
+        validation_scores[name] = scores.get(spec.primary_metric)
+    family, reason = choose_family(spec, validation_scores)
+    winner: BatchModel = model if family == "mlp" else linear
+    runner_up: BatchModel = linear if family == "mlp" else model
+
+    truth = _labels(y["test"], data.classes)
+    test_proba = winner.proba_array(x["test"]) if classification else None
+    test_metrics = evaluate(spec, winner, x["test"], truth)
+    baseline_metrics = evaluate(spec, linear, x["test"], truth)
+    runner_up_metrics = evaluate(spec, runner_up, x["test"], truth)
 
     report = TrainingReport(
         usecase=spec.name,
@@ -156,22 +222,28 @@ def train_candidate(
         feature_names=data.feature_names,
         classes=data.classes,
         feature_views=data.feature_views,
+        family=family,
+        validation_scores={k: float(v) for k, v in validation_scores.items() if v is not None},
+        family_reason=reason,
+        runner_up_metrics=scalar_metrics(runner_up_metrics),
         cv=cross_validate(spec, data, split, tuned.params, torch_device)
         if batch.cv_folds
         else None,
         seconds=time.monotonic() - started,
     )
     logger.info(
-        "trained usecase=%s device=%s rows=%d best_epoch=%d %s=%s baseline=%s",
+        "trained usecase=%s device=%s rows=%d best_epoch=%d family=%s (%s) test %s=%s baseline=%s",
         spec.name,
         torch_device,
         data.profile.rows,
         report.best_epoch,
+        family,
+        reason,
         spec.primary_metric,
         report.metrics.get(spec.primary_metric),
         report.baseline_metrics.get(spec.primary_metric),
     )
-    return TrainingOutcome(model, report, truth, test_proba)
+    return TrainingOutcome(winner, report, truth, test_proba, x["test"], runner_up)
 
 
 def make_split(spec: UseCase, data: PreparedData) -> Split:

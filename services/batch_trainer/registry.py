@@ -6,6 +6,12 @@ per-epoch loss curves, plots and the report as artifacts, and the model
 directory registered as a new version whose ``artifact_sha256`` tag is the
 model file's. The candidate event is stored with the run (``candidate.json``)
 so a redelivered request republishes it instead of training again.
+
+The run is the winning family's (``mlp`` or ``linear``, see
+:func:`~services.batch_trainer.pipeline.choose_family`); the losing family
+gets a child run (its metrics and model, not registered). An MLP winner is
+exported to ONNX (and int8 when the spec asks) beside ``model.pt``, each
+file's sha256 recorded in the torch file and in the candidate's ``exports``.
 """
 
 from __future__ import annotations
@@ -15,16 +21,16 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from schemas.events import ModelCandidate, TrainingRequest
+from schemas.events import ExportedArtifact, ModelCandidate, TrainingRequest
 from schemas.usecase import UseCase
 from services.batch_trainer import plots
-from services.batch_trainer.pipeline import TrainingOutcome
+from services.batch_trainer.export import export_model
+from services.batch_trainer.pipeline import TrainingOutcome, evaluate, family_of
 from services.common import tracking
-
-if TYPE_CHECKING:
-    pass
+from services.common.metrics import scalar_metrics
+from services.common.models.torch_model import TorchModel
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +61,12 @@ def record_run(
     experiment = tracking.experiment_id(home, experiment_name(spec), mlflow_uri)
     report = outcome.report
     request_id = request.request_id if request is not None else None
+    flavor = outcome.model.flavor
     tags = {
         "driftline.usecase": spec.name,
         "driftline.trainer": "batch",
-        "driftline.flavor": "torch",
+        "driftline.flavor": flavor,
+        "driftline.family": outcome.family,
         "spec_hash": report.spec_hash,
         **({REQUEST_TAG: request_id} if request_id else {}),
     }
@@ -81,9 +89,11 @@ def record_run(
             client.log_artifacts(run_id, str(folder / "plots"), artifact_path="plots")
             (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2, default=str))
             client.log_artifact(run_id, str(folder / "report.json"))
+            exports = _export(spec, outcome, folder / "model")
             model_file = outcome.model.save(folder / "model")
-            version_tags = {"trainer": "batch", "flavor": "torch", "usecase": spec.name,
-                            "spec_hash": report.spec_hash}  # fmt: skip
+            version_tags = {"trainer": "batch", "flavor": flavor, "usecase": spec.name,
+                            "spec_hash": report.spec_hash, "family": outcome.family}  # fmt: skip
+            version_tags.update({f"{k}_sha256": v["sha256"] for k, v in exports.items()})
             if request_id:
                 version_tags[REQUEST_TAG] = request_id
             version, artifact_uri, sha256 = tracking.register_model_dir(
@@ -94,7 +104,10 @@ def record_run(
                 model_name=model_name(spec),
                 model_version=version,
                 trainer="batch",
-                flavor="torch",
+                flavor=flavor,
+                family=outcome.family,
+                validation_scores=report.validation_scores,
+                exports={k: ExportedArtifact(**v) for k, v in exports.items()},
                 metrics=report.metrics,
                 baseline_metrics=report.baseline_metrics,
                 confusion_matrix=report.confusion_matrix,
@@ -106,6 +119,7 @@ def record_run(
                 lineage=_lineage(report, run_id),
             )
             tracking.record_candidate(client, run_id, candidate)
+            _record_runner_up(client, experiment, run_id, spec, outcome, folder / "runner_up")
         client.set_terminated(run_id, "FINISHED")
     except Exception:
         client.set_terminated(run_id, "FAILED")
@@ -115,6 +129,46 @@ def record_run(
         spec.name, candidate.model_name, version, run_id, sha256[:12],
     )  # fmt: skip
     return candidate
+
+
+def _export(spec: UseCase, outcome: TrainingOutcome, directory: Path) -> dict[str, dict[str, Any]]:
+    """Export an MLP winner as ``models.batch.export`` asks (a linear winner exports nothing)."""
+    if not isinstance(outcome.model, TorchModel) or outcome.test_features is None:
+        return {}
+
+    def score(model: Any, matrix: Any) -> dict[str, float]:
+        return scalar_metrics(evaluate(spec, model, matrix, outcome.test_truth))
+
+    return export_model(
+        outcome.model, directory, spec.models.batch.export, score, outcome.test_features
+    )
+
+
+def _record_runner_up(
+    client: Any, experiment: str, parent: str, spec: UseCase, outcome: TrainingOutcome, folder: Path
+) -> None:
+    """The losing family as a child run: its validation and test scores and its model files."""
+    from mlflow.entities import Metric
+
+    loser = outcome.runner_up
+    if loser is None:
+        return
+    report = outcome.report
+    family = family_of(loser)
+    tags = {"mlflow.parentRunId": parent, "driftline.usecase": spec.name,
+            "driftline.family": family, "driftline.role": "runner_up"}  # fmt: skip
+    child = client.create_run(experiment, run_name=f"batch-{spec.name}-{family}", tags=tags)
+    child_id = child.info.run_id
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"test_{k}", v, now, 0) for k, v in report.runner_up_metrics.items()]
+    if family in report.validation_scores:
+        metrics.append(
+            Metric(f"validation_{spec.primary_metric}", report.validation_scores[family], now, 0)
+        )
+    client.log_batch(child_id, metrics=metrics)
+    loser.save(folder)
+    client.log_artifacts(child_id, str(folder), artifact_path="model")
+    client.set_terminated(child_id, "FINISHED")
 
 
 def _params(report: Any, request: TrainingRequest | None) -> dict[str, Any]:
@@ -132,6 +186,8 @@ def _params(report: Any, request: TrainingRequest | None) -> dict[str, Any]:
             "split_temporal": report.split["temporal"],
             **{f"split_{k}": v for k, v in report.split["sizes"].items()},
             "baseline": report.baseline_name,
+            "family": report.family,
+            "family_reason": report.family_reason,
             "best_epoch": report.best_epoch,
             "tuning_trials": len(report.trials),
             "spec_hash": report.spec_hash,
@@ -145,6 +201,7 @@ def _params(report: Any, request: TrainingRequest | None) -> dict[str, Any]:
 def _metrics(report: Any) -> dict[str, float]:
     metrics = {f"test_{k}": v for k, v in report.metrics.items()}
     metrics.update({f"baseline_{k}": v for k, v in report.baseline_metrics.items()})
+    metrics.update({f"validation_score.{k}": v for k, v in report.validation_scores.items()})
     metrics["best_val_loss"] = min(report.val_loss) if report.val_loss else float("nan")
     metrics["train_seconds"] = report.seconds
     if report.cv:
@@ -165,6 +222,7 @@ def _lineage(report: Any, run_id: str) -> dict[str, str]:
         "device": report.device,
         "rows": str(report.profile.rows),
         "baseline": report.baseline_name,
+        "family": report.family,
         "torch": torch.__version__,
         "run_id": run_id,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from services.batch_trainer.pipeline import train_candidate
 from services.batch_trainer.registry import REQUEST_TAG, record_run
 from services.common import tracking
 from services.common.models import load_model, sha256_of
+from services.common.models.protocol import MANIFEST
 from tests.batch_trainer.conftest import (
     agrawal_frame,
     binary_spec,
@@ -43,7 +45,9 @@ def test_run_is_logged_and_the_model_registered(home: Path, tmp_path: Path, case
     version = client.get_model_version(candidate.model_name, candidate.model_version)
     assert version.tags["artifact_sha256"] == candidate.artifact_sha256
     model_dir = tracking.download_model_dir(client, candidate.artifact_uri, tmp_path / "dl")
-    assert sha256_of(model_dir / "model.pt") == candidate.artifact_sha256
+    manifest = json.loads((model_dir / MANIFEST).read_text())
+    assert manifest["flavor"] == candidate.flavor == outcome.model.flavor
+    assert sha256_of(model_dir / manifest["file"]) == candidate.artifact_sha256
     served = load_model(model_dir, expected_sha256=candidate.artifact_sha256)
     rows = frame[spec.feature_names()].head(5).to_dict("records")
     assert served.predict(rows) == outcome.model.predict(rows)
@@ -70,7 +74,27 @@ def test_run_is_logged_and_the_model_registered(home: Path, tmp_path: Path, case
         test_rows = outcome.report.split["sizes"]["test"]
         assert sum(map(sum, candidate.confusion_matrix or [])) == test_rows
     assert candidate.lineage["spec_hash"] == spec.spec_hash()
-    assert candidate.trainer == "batch" and candidate.flavor == "torch"
+    assert candidate.trainer == "batch" and candidate.family == outcome.family
+    assert candidate.validation_scores == outcome.report.validation_scores
+    assert set(candidate.validation_scores or {}) == {"mlp", "linear"}
+    if candidate.family == "mlp":  # exported beside model.pt, each file with its own sha256
+        onnx = candidate.exports["onnx"]
+        assert sha256_of(model_dir / onnx.file) == onnx.sha256
+        assert (model_dir / onnx.file).stat().st_size == onnx.size_bytes
+    else:
+        assert candidate.exports == {}
+    # the losing family is a child run of the winner's, with its own model files
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert len(children) == 1
+    assert (
+        children[0].data.tags["driftline.family"]
+        == {"mlp": "linear", "linear": "mlp"}[outcome.family]
+    )
+    assert {a.path for a in client.list_artifacts(children[0].info.run_id, "model")} >= {
+        f"model/{MANIFEST}"
+    }
 
 
 @pytest.mark.integration

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 from services.common.models.protocol import MANIFEST, ArtifactMismatch, Model, sha256_of
 
 
-def load_model(directory: Path | str, expected_sha256: str | None = None) -> Model:
+def onnx_available() -> bool:
+    """Whether onnxruntime is installed (found without importing it)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def load_model(
+    directory: Path | str, expected_sha256: str | None = None, *, prefer_onnx: bool = False
+) -> Model:
     """Load the model saved in ``directory`` by its manifest's flavor.
 
     With ``expected_sha256`` the model file is checked first and a mismatch
     raises :class:`ArtifactMismatch` (a tampered or corrupted artifact).
+    With ``prefer_onnx``, a torch model that has an ONNX export answers
+    through onnxruntime when it is installed (the export's own sha256,
+    recorded in the checked torch file, checked too).
     """
     directory = Path(directory)
     manifest = json.loads((directory / MANIFEST).read_text())
@@ -28,5 +39,10 @@ def load_model(directory: Path | str, expected_sha256: str | None = None) -> Mod
     if manifest["flavor"] == "torch":
         from services.common.models.torch_model import TorchModel
 
-        return TorchModel.load(path)
+        runtime = "onnx" if prefer_onnx and onnx_available() else "torch"
+        return TorchModel.load(path, runtime=runtime)
+    if manifest["flavor"] == "linear":
+        from services.common.models.linear_model import LinearModel
+
+        return LinearModel.load(path)
     raise ValueError(f"{directory}: unknown model flavor {manifest['flavor']!r}")

@@ -3,8 +3,8 @@
 A model takes feature rows (``dict`` of feature name to number, the output of
 the shared transforms) and answers predictions. It saves to one file, whose
 sha256 travels with every candidate and promotion event, and loads back by
-its flavor. Adapters: ``river_model.RiverModel`` (online) and
-``torch_model.TorchModel`` (batch); torch is imported only by the latter.
+its flavor. Adapters: ``river_model.RiverModel`` (online), ``torch_model.TorchModel``
+and ``linear_model.LinearModel`` (batch); torch is imported only by the torch one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-Flavor = Literal["river", "torch"]
+Flavor = Literal["river", "torch", "linear"]
 FeatureDict = dict[str, Any]
 MANIFEST = "driftline-model.json"
 

@@ -6,6 +6,12 @@ and call it like any other :class:`~services.common.models.protocol.Model`:
 feature dicts in, classes, probabilities or numbers out. The file is written
 with ``torch.save`` and holds only tensors and plain values, so it loads with
 ``weights_only=True`` (no pickled code runs on load), on the CPU by default.
+
+The batch trainer may export the network to ONNX beside ``model.pt``
+(:mod:`services.batch_trainer.export`); the torch file records each exported
+file's sha256, so a loader that checked the torch file's sha256 can trust
+an exported one it checks against that record. ``load(runtime="onnx")``
+answers through onnxruntime (imported only then) with the same preprocessing.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -21,11 +27,20 @@ import torch
 from torch import nn
 
 from schemas.usecase import Task
-from services.common.models.protocol import FeatureDict, Flavor, write_manifest
+from services.common.models.protocol import (
+    ArtifactMismatch,
+    FeatureDict,
+    Flavor,
+    sha256_of,
+    write_manifest,
+)
+from services.common.models.tabular import Standardizer, rows_to_matrix
 
 FILENAME = "model.pt"
 FORMAT_VERSION = 1
 FloatArray = npt.NDArray[np.float64]
+Runtime = Literal["torch", "onnx", "int8"]
+__all__ = ["MLPConfig", "Standardizer", "TorchModel", "build_mlp", "rows_to_matrix"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -33,62 +48,6 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "silu": nn.SiLU,
 }
-
-
-def rows_to_matrix(rows: Sequence[FeatureDict], feature_names: Sequence[str]) -> FloatArray:
-    """Feature dicts as a float matrix in ``feature_names`` order; missing or None is NaN.
-
-    >>> rows_to_matrix([{"a": 1, "b": True}, {"a": None}], ["a", "b"]).tolist()
-    [[1.0, 1.0], [nan, nan]]
-    """
-    matrix = np.full((len(rows), len(feature_names)), np.nan, dtype=np.float64)
-    for i, row in enumerate(rows):
-        for j, name in enumerate(feature_names):
-            value = row.get(name)
-            if value is not None:
-                matrix[i, j] = float(value)
-    return matrix
-
-
-@dataclass(frozen=True)
-class Standardizer:
-    """Median imputation then standardization, with statistics of the training part only.
-
-    >>> s = Standardizer.fit(np.array([[1.0, 5.0], [3.0, np.nan], [np.nan, 5.0]]))
-    >>> s.median, s.mean, s.scale
-    ([2.0, 5.0], [2.0, 5.0], [0.816496580927726, 1.0])
-    >>> s.transform(np.array([[np.nan, 7.0]])).tolist()
-    [[0.0, 2.0]]
-    """
-
-    median: list[float]
-    mean: list[float]
-    scale: list[float]
-
-    @classmethod
-    def fit(cls, matrix: FloatArray) -> Standardizer:
-        """Statistics of ``matrix``: an all-missing column imputes 0, a constant one scales by 1."""
-        median = np.nan_to_num(_nanmedian(matrix), nan=0.0)
-        imputed = np.where(np.isnan(matrix), median, matrix)
-        mean = imputed.mean(axis=0)
-        scale = imputed.std(axis=0)
-        scale = np.where(scale > 1e-12, scale, 1.0)
-        return cls([float(v) for v in median], [float(v) for v in mean], [float(v) for v in scale])
-
-    def transform(self, matrix: FloatArray) -> FloatArray:
-        imputed = np.where(np.isnan(matrix), np.asarray(self.median), matrix)
-        result: FloatArray = (imputed - np.asarray(self.mean)) / np.asarray(self.scale)
-        return result
-
-
-def _nanmedian(matrix: FloatArray) -> FloatArray:
-    """Column medians ignoring NaN; NaN for an all-missing column (without numpy's warning)."""
-    medians = np.full(matrix.shape[1], np.nan)
-    for j in range(matrix.shape[1]):
-        column = matrix[:, j][~np.isnan(matrix[:, j])]
-        if column.size:
-            medians[j] = float(np.median(column))
-    return medians
 
 
 @dataclass(frozen=True)
@@ -145,9 +104,13 @@ class TorchModel:
         target_mean: float = 0.0,
         target_scale: float = 1.0,
         metadata: dict[str, str] | None = None,
+        exports: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         if task == "classification" and not classes:
             raise ValueError("a classifier needs its classes")
+        self.exports = dict(exports or {})  # runtime -> {"file", "sha256", ...}
+        self.runtime: Runtime = "torch"
+        self.session: Any = None  # an onnxruntime.InferenceSession when runtime != "torch"
         self.task: Task = task
         self.feature_names = list(feature_names)
         self.config = config
@@ -170,6 +133,10 @@ class TorchModel:
 
     def forward_array(self, matrix: FloatArray) -> FloatArray:
         """Raw outputs (logits, or the standardized target) for a raw feature matrix."""
+        if self.session is not None:
+            feed = {"inputs": self.transform(matrix).astype(np.float32)}
+            answer: FloatArray = np.asarray(self.session.run(None, feed)[0], dtype=np.float64)
+            return answer
         inputs = torch.as_tensor(self.transform(matrix), dtype=torch.float32, device=self.device)
         self.module.eval()
         with torch.no_grad():
@@ -219,6 +186,7 @@ class TorchModel:
             "preprocessing": asdict(self.preprocessing),
             "target": {"mean": self.target_mean, "scale": self.target_scale},
             "metadata": self.metadata,
+            "exports": self.exports,
         }
         torch.save(state, path)
         write_manifest(
@@ -229,19 +197,27 @@ class TorchModel:
             classes=self.classes,
             feature_names=self.feature_names,
             torch_version=torch.__version__,
+            exports=self.exports,
         )
         return path
 
     @classmethod
-    def load(cls, path: Path, device: str | torch.device = "cpu") -> TorchModel:
-        """Read a model written by :meth:`save`, onto ``device`` (the CPU unless told)."""
+    def load(
+        cls, path: Path, device: str | torch.device = "cpu", runtime: Runtime = "torch"
+    ) -> TorchModel:
+        """Read a model written by :meth:`save`, onto ``device`` (the CPU unless told).
+
+        With ``runtime="onnx"`` (or ``"int8"``) and that export recorded, the
+        exported file beside ``path`` is checked against its recorded sha256
+        (:class:`ArtifactMismatch` when it differs) and answers the predictions.
+        """
         state = torch.load(Path(path), map_location=device, weights_only=True)
         if state.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unknown torch model format {state.get('format')!r}")
         config = MLPConfig(**state["config"])
         module = build_mlp(config)
         module.load_state_dict(state["state_dict"])
-        return cls(
+        model = cls(
             task=state["task"],
             feature_names=state["feature_names"],
             config=config,
@@ -251,7 +227,28 @@ class TorchModel:
             target_mean=float(state["target"]["mean"]),
             target_scale=float(state["target"]["scale"]),
             metadata=state["metadata"],
+            exports=state.get("exports") or {},
         )
+        if runtime != "torch" and runtime in model.exports:
+            model.use_export(Path(path).parent, runtime)
+        return model
+
+    def use_export(self, directory: Path, runtime: Runtime) -> None:
+        """Answer through the exported ONNX file in ``directory`` (its sha256 checked first)."""
+        import onnxruntime
+
+        record = self.exports[runtime]
+        file = Path(directory) / record["file"]
+        actual = sha256_of(file)
+        if actual != record["sha256"]:
+            raise ArtifactMismatch(f"{file}: sha256 {actual} does not match {record['sha256']}")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # a small MLP: one thread answers fastest
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            str(file), options, providers=["CPUExecutionProvider"]
+        )
+        self.runtime = runtime
 
     def _require_classifier(self) -> None:
         if self.task != "classification":

@@ -1,0 +1,211 @@
+"""The linear adapter: the batch trainer's baseline, served when it beats the MLP.
+
+Logistic regression (one row of weights per class) or least squares on the
+same standardized inputs as the MLP (:class:`~.torch_model.Standardizer`).
+The file is plain JSON (weights, intercepts, preprocessing): no pickle, no
+scikit-learn at serving time, and the score is a dot product.
+
+A linear score explains itself exactly: the score is the intercept (the
+score of the training means, where every standardized input is 0) plus one
+``weight * standardized input`` term per feature; see :meth:`LinearModel.explain_array`.
+
+>>> from services.common.models.torch_model import Standardizer
+>>> model = LinearModel(task="regression", feature_names=["a", "b"], weights=[[2.0, -1.0]],
+...     intercepts=[0.5], preprocessing=Standardizer([0.0, 0.0], [0.0, 0.0], [1.0, 1.0]))
+>>> model.predict([{"a": 1.0, "b": 3.0}])
+[-0.5]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.usecase import Task
+from services.common.models.protocol import FeatureDict, Flavor, write_manifest
+from services.common.models.tabular import Standardizer, rows_to_matrix
+
+FILENAME = "model.json"
+FORMAT_VERSION = 1
+FloatArray = npt.NDArray[np.float64]
+
+
+class LinearModel:
+    """Weights on standardized inputs; classifiers score one logit per class."""
+
+    flavor: ClassVar[Flavor] = "linear"
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        feature_names: Sequence[str],
+        weights: Sequence[Sequence[float]],
+        intercepts: Sequence[float],
+        preprocessing: Standardizer,
+        classes: Sequence[Any] | None = None,
+        target_mean: float = 0.0,
+        target_scale: float = 1.0,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if task == "classification" and not classes:
+            raise ValueError("a classifier needs its classes")
+        self.task: Task = task
+        self.feature_names = list(feature_names)
+        self.weights = np.asarray(weights, dtype=np.float64).reshape(len(intercepts), -1)
+        self.intercepts = np.asarray(intercepts, dtype=np.float64)
+        if self.weights.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"{self.weights.shape[1]} weights per row for {len(self.feature_names)} features"
+            )
+        if task == "classification" and classes is not None and len(intercepts) != len(classes):
+            raise ValueError(f"{len(intercepts)} logit rows for {len(classes)} classes")
+        self.preprocessing = preprocessing
+        self.classes: list[Any] | None = list(classes) if classes is not None else None
+        self.target_mean = target_mean
+        self.target_scale = target_scale
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def from_estimator(
+        cls,
+        estimator: Any,
+        *,
+        task: Task,
+        feature_names: Sequence[str],
+        preprocessing: Standardizer,
+        classes: Sequence[Any] | None = None,
+        target_mean: float = 0.0,
+        target_scale: float = 1.0,
+        metadata: dict[str, str] | None = None,
+    ) -> LinearModel:
+        """From a fitted scikit-learn ``LogisticRegression`` or ``LinearRegression``.
+
+        Class indices absent from the training part get a logit of -1e9
+        (probability 0), as the baseline's own ``proba`` gives them.
+        """
+        coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
+        intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))
+        if task == "regression":
+            weights, intercepts = coef[:1], intercept[:1]
+        else:
+            assert classes is not None
+            present = [int(c) for c in estimator.classes_]
+            if len(present) == 2 and coef.shape[0] == 1:  # binary: one logit, for classes_[1]
+                coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+                intercept = np.array([0.0, intercept[0]])
+            weights = np.zeros((len(classes), coef.shape[1]))
+            intercepts = np.full(len(classes), -1e9)
+            for row, index in enumerate(present):
+                weights[index], intercepts[index] = coef[row], intercept[row]
+        return cls(
+            task=task, feature_names=feature_names, weights=weights.tolist(),
+            intercepts=intercepts.tolist(), preprocessing=preprocessing, classes=classes,
+            target_mean=target_mean, target_scale=target_scale, metadata=metadata,
+        )  # fmt: skip
+
+    # ---- arrays -----------------------------------------------------------------------
+
+    def transform(self, matrix: FloatArray) -> FloatArray:
+        return self.preprocessing.transform(matrix)
+
+    def forward_array(self, matrix: FloatArray) -> FloatArray:
+        """Logits per class, or the standardized target, for a raw feature matrix."""
+        result: FloatArray = self.transform(matrix) @ self.weights.T + self.intercepts
+        return result
+
+    def proba_array(self, matrix: FloatArray) -> FloatArray:
+        self._require_classifier()
+        logits = self.forward_array(matrix)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        result: FloatArray = exp / exp.sum(axis=1, keepdims=True)
+        return result
+
+    def predict_array(self, matrix: FloatArray) -> list[Any]:
+        if self.task == "classification":
+            assert self.classes is not None
+            return [self.classes[int(k)] for k in self.proba_array(matrix).argmax(axis=1)]
+        outputs = self.forward_array(matrix)[:, 0]
+        return [float(v) for v in outputs * self.target_scale + self.target_mean]
+
+    def explain_array(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray, list[str]]:
+        """Exact ``(contributions, expected values, units)``: score = expected + sum(contributions).
+
+        Binary classifiers explain the positive class's log-odds, multiclass
+        ones the predicted class's logit, regressors the target.
+        """
+        inputs = self.transform(matrix)
+        if self.task == "regression":
+            contributions = inputs * self.weights[0] * self.target_scale
+            expected = np.full(len(inputs), self.intercepts[0] * self.target_scale)
+            return contributions, expected + self.target_mean, ["target"] * len(inputs)
+        if len(self.intercepts) == 2:
+            weights = self.weights[1] - self.weights[0]
+            expected = np.full(len(inputs), self.intercepts[1] - self.intercepts[0])
+            return inputs * weights, expected, ["log_odds"] * len(inputs)
+        winners = self.forward_array(matrix).argmax(axis=1)
+        return inputs * self.weights[winners], self.intercepts[winners], ["logit"] * len(inputs)
+
+    # ---- the model protocol -------------------------------------------------------------
+
+    def predict(self, rows: Sequence[FeatureDict]) -> list[Any]:
+        return self.predict_array(rows_to_matrix(rows, self.feature_names))
+
+    def predict_proba(self, rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
+        self._require_classifier()
+        assert self.classes is not None
+        probabilities = self.proba_array(rows_to_matrix(rows, self.feature_names))
+        return [dict(zip(self.classes, map(float, row), strict=True)) for row in probabilities]
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / FILENAME
+        state = {
+            "format": FORMAT_VERSION,
+            "task": self.task,
+            "classes": self.classes,
+            "feature_names": self.feature_names,
+            "weights": self.weights.tolist(),
+            "intercepts": self.intercepts.tolist(),
+            "preprocessing": {
+                "median": self.preprocessing.median,
+                "mean": self.preprocessing.mean,
+                "scale": self.preprocessing.scale,
+            },
+            "target": {"mean": self.target_mean, "scale": self.target_scale},
+            "metadata": self.metadata,
+        }
+        path.write_text(json.dumps(state))
+        write_manifest(
+            directory, "linear", FILENAME, task=self.task, classes=self.classes,
+            feature_names=self.feature_names,
+        )  # fmt: skip
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> LinearModel:
+        state = json.loads(Path(path).read_text())
+        if state.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unknown linear model format {state.get('format')!r}")
+        return cls(
+            task=state["task"],
+            feature_names=state["feature_names"],
+            weights=state["weights"],
+            intercepts=state["intercepts"],
+            preprocessing=Standardizer(**state["preprocessing"]),
+            classes=state["classes"],
+            target_mean=float(state["target"]["mean"]),
+            target_scale=float(state["target"]["scale"]),
+            metadata=state["metadata"],
+        )
+
+    def _require_classifier(self) -> None:
+        if self.task != "classification":
+            raise TypeError("predict_proba: a regressor has no class probabilities")
