@@ -1,0 +1,168 @@
+"""How a use case learns, is judged and is watched: its label, models, metrics and policies.
+
+The label and its classes, the online and batch model specs (with the batch
+trainer's split, tuning and export), the metrics, the promotion policy, the
+drift policy and the demo stream. :class:`~schemas.usecase.UseCase` holds one
+of each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from schemas.classes import Scalar
+from schemas.strict import Strict
+
+AlertKind = Literal["data", "prediction", "performance", "concept"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("data", "prediction", "performance", "concept")
+
+
+class LabelSpec(Strict):
+    """The target: its name on the labels topic and, for classifiers, its classes.
+
+    Labels are matched to ``classes`` by the one class rule (:mod:`schemas.classes`).
+    """
+
+    name: str = "label"
+    classes: list[Scalar] | None = None
+    positive: Scalar | None = None
+
+
+class OnlineModelSpec(Strict):
+    """The online trainer's river pipeline and its snapshot and drift policy."""
+
+    model: (
+        Literal[
+            "logistic_regression",
+            "hoeffding_tree",
+            "adaptive_random_forest",
+            "linear_regression",
+            "hoeffding_tree_regressor",
+            "adaptive_random_forest_regressor",
+        ]
+        | None
+    ) = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    scale: bool = True
+    rolling_window: int = Field(default=1000, gt=0)
+    snapshot_every_rows: int = Field(default=2000, gt=0)
+    snapshot_every_seconds: float = Field(default=60.0, gt=0)
+    label_ttl_seconds: float = Field(default=3600.0, gt=0)
+    max_pending: int = Field(default=100_000, gt=0)
+    drift_detector: Literal["adwin", "kswin", "page_hinkley", "none"] = "adwin"
+    drift_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TuningSpec(Strict):
+    """Optuna search bounds."""
+
+    trials: int = Field(default=8, ge=0)
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+
+
+class SplitSpec(Strict):
+    """Train / validation / test shares; time-ordered unless ``temporal`` is false."""
+
+    train: float = Field(default=0.7, gt=0, lt=1)
+    validation: float = Field(default=0.2, gt=0, lt=1)
+    test: float = Field(default=0.1, gt=0, lt=1)
+    temporal: bool = True
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSpec:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1, not {total:g}")
+        return self
+
+
+class ExportSpec(Strict):
+    """What the batch trainer exports beside the MLP's torch file."""
+
+    onnx: bool = Field(default=True, description="export to ONNX (served when onnxruntime is)")
+    quantize: Literal["int8"] | None = Field(
+        default=None, description="also a dynamically quantized copy of the ONNX file"
+    )
+
+
+class BatchModelSpec(Strict):
+    """The batch trainer's torch MLP, its training loop and its tuning."""
+
+    hidden_layers: list[int] = Field(default_factory=lambda: [64, 32])
+    activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    batch_size: int = Field(default=256, gt=0)
+    max_epochs: int = Field(default=50, gt=0)
+    patience: int = Field(default=5, gt=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    class_weights: bool = True
+    window_seconds: float | None = Field(default=None, gt=0)
+    min_rows: int = Field(default=200, gt=0)
+    seed: int = 42
+    cv_folds: int | None = Field(default=None, ge=2)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    tuning: TuningSpec = Field(default_factory=TuningSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+
+
+class ModelsSpec(Strict):
+    online: OnlineModelSpec = Field(default_factory=OnlineModelSpec)
+    batch: BatchModelSpec = Field(default_factory=BatchModelSpec)
+
+
+class MetricsSpec(Strict):
+    """The primary metric decides promotions; ``report`` lists what is logged."""
+
+    primary: str | None = None
+    report: list[str] | None = None
+
+
+class PromotionSpec(Strict):
+    """How a candidate replaces the champion."""
+
+    mode: Literal["direct", "canary", "shadow"] = "direct"
+    margin: float = Field(default=0.0, ge=0, description="how much better a candidate must be")
+    min_quality: float | None = Field(default=None, description="first champion's floor")
+    eval_rows: int = Field(default=1000, gt=0)
+    canary_share: float = Field(default=0.1, gt=0, lt=1)
+    canary_min_count: int = Field(default=200, gt=0)
+    retrain_cooldown_seconds: float = Field(default=300.0, ge=0)
+    accept_online_candidates: bool | Literal["until_champion"] = Field(
+        default=False,
+        description="gate online snapshots too: always (true), never (false), or only "
+        "while the use case has no champion yet (until_champion: a fast first model)",
+    )
+
+
+class DriftSpec(Strict):
+    """When the drift detector raises an alert."""
+
+    window_rows: int = Field(default=1000, gt=0)
+    step_rows: int = Field(default=500, gt=0)
+    reference_rows: int = Field(default=5000, gt=0)
+    min_rows: int = Field(default=200, gt=0)
+    method: Literal["ks", "chisquare", "psi", "wasserstein", "jensenshannon"] | None = None
+    threshold: float | None = None
+    drift_share: float = Field(default=0.3, gt=0, le=1)
+    features: list[str] | None = None
+    cooldown_seconds: float = Field(default=120.0, ge=0)
+    retrain_on: list[AlertKind] = Field(
+        default_factory=lambda: list(ALERT_KINDS),
+        description="alert kinds that ask for a retrained model (others are only reported)",
+    )
+    max_missing_share: float = Field(default=0.1, ge=0, le=1)
+
+
+class DemoSpec(Strict):
+    """Where ``driftline demo`` draws its stream from (data that ships in a package)."""
+
+    source: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    drift_params: dict[str, Any] = Field(default_factory=dict)
+    label_delay_seconds: float = Field(default=1.0, ge=0)
