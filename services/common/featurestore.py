@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -86,6 +87,7 @@ def repo_config(settings: FeatureStoreSettings) -> RepoConfig:
     """Feast's configuration for this stack's profile and home."""
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+    from feast.infra.registry.sql import SqlRegistryConfig
     from feast.repo_config import RegistryConfig
 
     directory = (settings.home / "feast").resolve()
@@ -95,7 +97,7 @@ def repo_config(settings: FeatureStoreSettings) -> RepoConfig:
     if settings.feast_profile == "production":
         online = RedisOnlineStoreConfig(connection_string=settings.redis_url)
         if settings.feast_registry_url:
-            registry = RegistryConfig(
+            registry = SqlRegistryConfig(
                 registry_type="sql", path=settings.feast_registry_url, cache_ttl_seconds=60
             )
         else:
@@ -155,8 +157,24 @@ def open_store(
         for spec in specs:
             features_dir(settings.home, spec.name).mkdir(parents=True, exist_ok=True)
             labels_dir(settings.home, spec.name).mkdir(parents=True, exist_ok=True)
-        store.apply(definitions(specs, settings.home))
+        _apply(store, definitions(specs, settings.home))
     return store
+
+
+def _apply(store: FeatureStore, objects: list[Any], attempts: int = 5) -> None:
+    """``store.apply``, again after a clash: replicas starting together race to create the
+    SQL registry's tables and rows (a unique violation); a retry finds them and updates."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            store.apply(objects)
+            return
+        except DBAPIError as exc:
+            if attempt == attempts:
+                raise
+            logger.warning("feast apply clashed (attempt %d): %s", attempt, exc.orig)
+            time.sleep(0.5 * attempt)
 
 
 def rows_frame(spec: UseCase, rows: Sequence[FeatureRow]) -> pd.DataFrame:
