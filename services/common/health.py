@@ -12,7 +12,14 @@ logger = logging.getLogger(__name__)
 
 
 class HealthServer:
-    """Serves liveness, readiness (``ready()``) and Prometheus metrics on host:port."""
+    """Serves liveness, readiness (``ready()``) and Prometheus metrics on host:port.
+
+    ``role`` is a singleton's part under a lease (``services/common/standby.py``):
+    ``"active"`` or ``"standby"``, None for a service that runs alone. Both
+    endpoints name it; a standby is ready (200, ``"status": "standby"``): it
+    runs as it should, waiting to take over, so an orchestrator's rollout
+    does not wait on it forever.
+    """
 
     def __init__(
         self, service: str, host: str, port: int, ready: Callable[[], bool] = lambda: True
@@ -21,6 +28,7 @@ class HealthServer:
         self.host = host
         self.port = port
         self.ready = ready
+        self.role: str | None = None
         self._runner: web.AppRunner | None = None
 
     def _app(self) -> web.Application:
@@ -30,13 +38,18 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics)
         return app
 
+    def _named(self, body: dict[str, str]) -> dict[str, str]:
+        return body if self.role is None else {**body, "role": self.role}
+
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "service": self.service})
+        return web.json_response(self._named({"status": "ok", "service": self.service}))
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        if self.role == "standby":
+            return web.json_response(self._named({"status": "standby", "service": self.service}))
         ready = self.ready()
         body = {"status": "ready" if ready else "starting", "service": self.service}
-        return web.json_response(body, status=200 if ready else 503)
+        return web.json_response(self._named(body), status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(REGISTRY))

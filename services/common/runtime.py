@@ -1,7 +1,9 @@
-"""Running a service: logging, signals, the broker wait, the health endpoint.
+"""Running a service: logging, signals, the broker wait, the health endpoint, the lease.
 
 Every ``services/<name>/__main__.py`` ends in :func:`run_service`, so each
-service starts, waits and stops the same way.
+service starts, waits and stops the same way. A singleton started with
+``DRIFTLINE_STANDBY=true`` runs its body only while it holds its lease, and
+stands by otherwise (``services/common/standby.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import importlib
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -22,10 +23,11 @@ from services.common.errors import BrokerUnavailable
 from services.common.health import HealthServer
 from services.common.logs import configure_logging
 from services.common.settings import CommonSettings
+from services.common.standby import ServiceBody, guarded
 
 logger = logging.getLogger(__name__)
 
-ServiceBody = Callable[[asyncio.Event, HealthServer], Awaitable[None]]
+__all__ = ["BROKER_ERRORS", "ServiceBody", "preload", "run_service", "serve"]
 
 
 async def serve(service: str, settings: CommonSettings, body: ServiceBody) -> None:
@@ -35,7 +37,9 @@ async def serve(service: str, settings: CommonSettings, body: ServiceBody) -> No
     (the embedded broker died and an empty one took its address), ``body`` is
     stopped through its stop event and started again on the new log, from
     the service's durable state (checkpoints, Feast, MLflow), in this process.
+    A singleton with ``settings.standby`` takes its lease on each log first.
     """
+    body = guarded(service, settings, body)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,260 @@
+"""Active and standby: of a singleton's processes one works, the others wait to take over.
+
+The online trainer, the registry, the batch trainer and the drift detector
+each keep one model of the world (a learner, a promotion lineup, a queue of
+training requests, drift windows); two copies at work would register two
+candidates, make two decisions, train one request twice. So with
+``DRIFTLINE_STANDBY=true`` a singleton's body runs only while its process
+holds the **lease**: partition 0 of the one-partition topic ``driftline.lease``,
+handed out by the broker's group coordinator to one member of the consumer
+group :func:`lease_group` (the service's group, per served use-case set).
+Nothing here decides who leads; Kafka's group membership does:
+
+- the first member to join gets partition 0 and starts the body; a process
+  that joins later gets nothing and stands by (``/readyz`` answers 200 with
+  ``"status": "standby"``, ``driftline_lease_active`` is 0);
+- the sticky assignor (aiokafka's ``StickyPartitionAssignor``) leaves the
+  partition with its holder while the holder stays a member, so a standby
+  that joins does not move the lease; the holder's body keeps running
+  through that rebalance (a revocation with the membership intact);
+- a holder that stops (SIGTERM) leaves the group at once and a standby takes
+  over in one rebalance; a holder killed with SIGKILL is dropped when its
+  session times out (``SESSION_TIMEOUT_MS``), then a standby takes over;
+- a holder that loses its membership (the coordinator forgot it: a revocation
+  with its member id reset, or an assignment without partition 0) or cannot
+  reach the broker for half a session timeout stops its body at once, before
+  the coordinator can have handed the partition to anyone else, and joins
+  again as a standby with a new membership.
+
+A stalled holder (its event loop blocked past the session timeout) is
+dropped by the coordinator while it cannot notice; when it runs again it
+stops at its first heartbeat or contact check. What it did in between is
+what the services' idempotence already covers: decisions and candidates are
+keyed by event id, requests are committed after their candidate.
+
+Measured on the embedded tansu (0.6): a member's first join completes 3.0 s
+after its JoinGroup (an initial rebalance delay; Apache Kafka's default is
+3 s too), a second member's join leaves partition 0 where it was, and a
+SIGKILLed holder's partition reached the standby 8.3 s after the kill (6 s
+session timeout, then a 3 s rebalance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
+
+from services.common.bus import ensure_topics
+from services.common.health import HealthServer
+from services.common.settings import CommonSettings
+
+logger = logging.getLogger(__name__)
+
+ServiceBody = Callable[[asyncio.Event, HealthServer], Awaitable[None]]
+
+# The services that run once: with DRIFTLINE_STANDBY=true a second process stands by.
+SINGLETONS = ("batch_trainer", "drift_detector", "online_trainer", "registry")
+LEASE_TOPIC = "driftline.lease"
+LEASE = TopicPartition(LEASE_TOPIC, 0)
+SESSION_TIMEOUT_MS = 6000
+HEARTBEAT_INTERVAL_MS = 1000
+REBALANCE_TIMEOUT_MS = 3000
+# How long a body told to stop (the lease lost) may take before it is cancelled.
+STOP_GRACE_SECONDS = 5.0
+
+ACTIVE = Gauge(
+    "driftline_lease_active",
+    "1 while this process holds its singleton's lease (active), 0 while it stands by",
+    ["service"],
+)
+
+
+def lease_group(settings: CommonSettings, service: str) -> str:
+    """The consumer group whose partition 0 is ``service``'s lease.
+
+    One per service group and served use-case set: online trainers of other
+    use cases are other singletons.
+
+    >>> lease_group(CommonSettings(), "registry")
+    'driftline-registry.lease'
+    >>> lease_group(CommonSettings(usecases="phishing,credit"), "online_trainer")
+    'driftline-online_trainer.lease.credit.phishing'
+    """
+    group = f"{settings.consumer_group(service)}.lease"
+    if settings.usecases is not None:
+        group += "." + ".".join(sorted(settings.usecases))
+    return group
+
+
+class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Membership of the lease group; ``held`` once partition 0 is ours, ``lost`` after."""
+
+    def __init__(self, bootstrap: str, group: str, client_id: str) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.client_id = client_id
+        self.held = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.reason = ""
+        self.consumer: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.max_silence = SESSION_TIMEOUT_MS / 2000
+
+    async def start(self) -> None:
+        """Join the group (returns once the first assignment is in)."""
+        await ensure_topics(self.bootstrap, [LEASE_TOPIC])
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+            partition_assignment_strategy=(StickyPartitionAssignor,),
+        )
+        self.consumer.subscribe([LEASE_TOPIC], listener=self)
+        try:
+            await self.consumer.start()
+        except BaseException:
+            await self.consumer.stop()
+            raise
+        self._tasks = [
+            asyncio.create_task(self._poll(), name="lease-poll"),
+            asyncio.create_task(self._watch(), name="lease-watch"),
+        ]
+
+    async def stop(self) -> None:
+        """Leave the group (a standby takes over in one rebalance)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    def _member_id(self) -> str:
+        # aiokafka resets the member id to "" when the coordinator forgot the member.
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        return str(getattr(coordinator, "member_id", "") or "")
+
+    def lose(self, reason: str) -> None:
+        if self.held.is_set() and not self.lost.is_set():
+            self.reason = reason
+            self.lost.set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if LEASE in revoked and not self._member_id():
+            self.lose("the group coordinator no longer knows this member")
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if LEASE in assigned:
+            if not self.lost.is_set():
+                self.held.set()
+        else:
+            self.lose("the lease went to another member")
+
+    async def _poll(self) -> None:
+        """Keep the member polling: an idle consumer leaves its group after a while."""
+        assert self.consumer is not None
+        while True:
+            try:
+                await self.consumer.getmany(timeout_ms=1000)
+            except KafkaError as exc:
+                logger.debug("lease poll: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _watch(self) -> None:
+        """Drop a held lease when the broker has not answered for half a session timeout."""
+        assert self.consumer is not None
+        last_contact = time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_MS / 1000)
+            try:
+                await asyncio.wait_for(self.consumer.topics(), timeout=self.max_silence)
+                last_contact = time.monotonic()
+            except (KafkaError, OSError, TimeoutError):
+                pass
+            silence = time.monotonic() - last_contact
+            if silence > self.max_silence:
+                self.lose(f"no answer from the broker for {silence:.1f}s")
+
+
+async def _wait_first(*events: asyncio.Event) -> None:
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+async def _run_while_held(
+    service: str, body: ServiceBody, lease: Lease, stop: asyncio.Event, health: HealthServer
+) -> None:
+    """Run ``body`` until ``stop``, the body's own end, or the lease's loss."""
+    body_stop = asyncio.Event()
+    running: asyncio.Future[None] = asyncio.ensure_future(body(body_stop, health))
+    watcher = asyncio.ensure_future(_wait_first(stop, lease.lost))
+    try:
+        await asyncio.wait({running, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            body_stop.set()
+            if lease.lost.is_set():
+                logger.warning("service=%s lost its lease (%s); stopping", service, lease.reason)
+            finished, _ = await asyncio.wait({running}, timeout=STOP_GRACE_SECONDS)
+            if not finished and lease.lost.is_set():
+                logger.warning(
+                    "service=%s did not stop in %ss; cancelled", service, STOP_GRACE_SECONDS
+                )
+                running.cancel()
+        await running
+    finally:
+        watcher.cancel()
+        running.cancel()
+
+
+def leased(service: str, settings: CommonSettings, body: ServiceBody) -> ServiceBody:
+    """``body`` run only while this process holds ``service``'s lease; standing by otherwise."""
+    group = lease_group(settings, service)
+    client_id = f"{service}@{socket.gethostname()}:{os.getpid()}"
+
+    async def run(stop: asyncio.Event, health: HealthServer) -> None:
+        while not stop.is_set():
+            lease = Lease(settings.bootstrap, group, client_id)
+            await lease.start()
+            try:
+                health.role = "standby"
+                ACTIVE.labels(service).set(0)
+                if not lease.held.is_set():
+                    logger.info("service=%s stands by (lease group %s)", service, group)
+                await _wait_first(stop, lease.held)
+                if stop.is_set():
+                    return
+                health.role = "active"
+                ACTIVE.labels(service).set(1)
+                logger.info("service=%s is active: it holds the lease of group %s", service, group)
+                await _run_while_held(service, body, lease, stop, health)
+                if not lease.lost.is_set():
+                    return  # stopped, or the body ended by itself
+            finally:
+                health.ready = lambda: False
+                health.role = None
+                ACTIVE.labels(service).set(0)
+                await lease.stop()
+            logger.warning("service=%s joins again as a standby", service)
+
+    return run
+
+
+def guarded(service: str, settings: CommonSettings, body: ServiceBody) -> ServiceBody:
+    """The body the runtime runs: leased for a singleton with ``standby`` on, else ``body``."""
+    return leased(service, settings, body) if settings.standby and service in SINGLETONS else body

@@ -1,0 +1,270 @@
+"""Active and standby on the real embedded broker (services/common/standby.py).
+
+Lease holders run as processes through the runtime (``serve``) with a body
+that logs when it starts, works and stops, on one shared file; the log
+shows who was active when. ``python -m tests.common.test_standby`` is such a
+holder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.common.broker import EmbeddedBroker, free_port
+from services.common.health import HealthServer
+from services.common.settings import CommonSettings
+from services.common.standby import (
+    SESSION_TIMEOUT_MS,
+    Lease,
+    guarded,
+    lease_group,
+    leased,
+)
+from tests.stack import ROOT, wait_until
+
+pytestmark = pytest.mark.integration
+
+SERVICE = "registry"  # any singleton: the body is the test's own
+
+
+def note(path: Path, line: str) -> None:
+    """Append one timestamped line, atomically (O_APPEND), to the shared log."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(descriptor, f"{time.time():.3f} {line}\n".encode())
+    finally:
+        os.close(descriptor)
+
+
+def holder_main(log: Path, name: str) -> None:
+    """A lease holder process: the runtime around a body that logs its work."""
+    from services.common.runtime import run_service
+
+    async def body(stop: asyncio.Event, health: HealthServer) -> None:
+        note(log, f"start {name}")
+        health.ready = lambda: True
+        try:
+            while not stop.is_set():
+                note(log, f"work {name}")
+                await asyncio.sleep(0.2)
+        finally:
+            note(log, f"stop {name}")
+
+    run_service(SERVICE, CommonSettings(), body)
+
+
+class Holders:
+    """Lease holder processes sharing a broker, a group prefix and one log."""
+
+    def __init__(self, bootstrap: str, tmp_path: Path, prefix: str) -> None:
+        self.log = tmp_path / "holders.log"
+        self.log.touch()
+        self.tmp_path = tmp_path
+        self.env = {
+            **os.environ,
+            "DRIFTLINE_BOOTSTRAP": bootstrap,
+            "DRIFTLINE_HOME": str(tmp_path / "home"),
+            "DRIFTLINE_GROUP_PREFIX": prefix,
+            "DRIFTLINE_STANDBY": "true",
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
+
+    def start(self, name: str) -> None:
+        self.ports[name] = free_port()
+        output = (self.tmp_path / f"{name}.out").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "tests.common.test_standby", str(self.log), name],
+            cwd=ROOT,
+            env={**self.env, "DRIFTLINE_HEALTH_PORT": str(self.ports[name])},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+    def lines(self) -> list[tuple[float, str, str]]:
+        found = []
+        for line in self.log.read_text().splitlines():
+            stamp, what, name = line.split()
+            found.append((float(stamp), what, name))
+        return found
+
+    def count(self, what: str, name: str) -> int:
+        return sum(1 for _, w, n in self.lines() if (w, n) == (what, name))
+
+    def first(self, what: str, name: str) -> float:
+        return min(t for t, w, n in self.lines() if (w, n) == (what, name))
+
+    def last(self, what: str, name: str) -> float:
+        return max(t for t, w, n in self.lines() if (w, n) == (what, name))
+
+    def readyz(self, name: str) -> dict[str, str] | None:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return {**answer.json(), "code": str(answer.status_code)}
+
+    def output(self) -> str:
+        return "".join(
+            f"--- {name}\n{(self.tmp_path / f'{name}.out').read_text()[-3000:]}\n"
+            for name in self.processes
+        )
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def overlaps(lines: list[tuple[float, str, str]]) -> list[str]:
+    """Pairs of bodies that ran at once; a body runs from its start to its last line
+    (its stop, or its last work when its process was killed)."""
+    runs: list[tuple[str, list[float]]] = []  # (name, [start, end])
+    current: dict[str, list[float]] = {}
+    for stamp, what, name in sorted(lines):
+        if what == "start":
+            current[name] = [stamp, stamp]
+            runs.append((name, current[name]))
+        elif name in current:
+            current[name][1] = stamp
+    return [
+        f"{a} {ra} and {b} {rb}"
+        for i, (a, ra) in enumerate(runs)
+        for b, rb in runs[i + 1 :]
+        if ra[0] <= rb[1] and rb[0] <= ra[1]
+    ]
+
+
+def test_one_holder_works_a_standby_takes_over_after_sigkill_and_sigterm(
+    bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    holders = Holders(bootstrap, tmp_path, unique)
+    try:
+        holders.start("a")
+        assert wait_until(lambda: holders.count("work", "a") > 0, 90), holders.output()
+        holders.start("b")
+        assert wait_until(lambda: (holders.readyz("b") or {}).get("status") == "standby", 60), (
+            holders.output()
+        )
+        # b's join moved nothing: a kept the lease and its body ran through the rebalance.
+        time.sleep(2)
+        assert holders.count("start", "a") == 1 and holders.count("start", "b") == 0
+        assert holders.readyz("a") == {
+            "status": "ready",
+            "service": SERVICE,
+            "role": "active",
+            "code": "200",
+        }
+        assert holders.readyz("b") == {
+            "status": "standby",
+            "service": SERVICE,
+            "role": "standby",
+            "code": "200",
+        }
+
+        killed_at = time.time()
+        holders.processes["a"].send_signal(signal.SIGKILL)
+        holders.processes["a"].wait(10)
+        assert wait_until(lambda: holders.count("work", "b") > 0, 60), holders.output()
+        took = holders.first("start", "b") - killed_at
+        print(f"standby b started its body {took:.1f}s after the SIGKILL of a")
+        assert holders.last("work", "a") < holders.first("start", "b")
+        assert SESSION_TIMEOUT_MS / 1000 - 1 < took < 30, took
+        assert (holders.readyz("b") or {}).get("role") == "active"
+
+        # A holder that stops cleanly leaves the group: the standby takes over at once.
+        holders.start("c")
+        assert wait_until(lambda: (holders.readyz("c") or {}).get("status") == "standby", 60)
+        stopped_at = time.time()
+        holders.processes["b"].send_signal(signal.SIGTERM)
+        assert holders.processes["b"].wait(30) == 0, holders.output()
+        assert wait_until(lambda: holders.count("work", "c") > 0, 60), holders.output()
+        handover = holders.first("start", "c") - stopped_at
+        print(f"standby c started its body {handover:.1f}s after b's SIGTERM")
+        assert handover < SESSION_TIMEOUT_MS / 1000, handover
+        assert holders.count("start", "b") == 1 and holders.count("stop", "b") == 1
+        assert overlaps(holders.lines()) == [], holders.lines()
+    finally:
+        holders.stop_all()
+
+
+async def test_a_holder_that_loses_the_broker_stops_its_body(
+    own_broker: EmbeddedBroker, unique: str
+) -> None:
+    """No answer for half a session timeout: the body stops, before a coordinator could
+    have handed the lease to anyone else."""
+    settings = CommonSettings(bootstrap=own_broker.bootstrap, group_prefix=unique, standby=True)
+    events: list[tuple[float, str]] = []
+
+    async def body(stop: asyncio.Event, health: HealthServer) -> None:
+        events.append((time.monotonic(), "start"))
+        await stop.wait()
+        events.append((time.monotonic(), "stop"))
+
+    health = HealthServer(SERVICE, "127.0.0.1", 0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(leased(SERVICE, settings, body)(stop, health))
+    try:
+        deadline = time.monotonic() + 60
+        while not events and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert events and events[0][1] == "start" and health.role == "active"
+        assert own_broker.process is not None
+        own_broker.process.send_signal(signal.SIGKILL)
+        own_broker.process.wait(10)
+        lost_at = time.monotonic()
+        while len(events) < 2 and time.monotonic() < lost_at + 30:
+            await asyncio.sleep(0.1)
+        assert [what for _, what in events] == ["start", "stop"]
+        took = events[1][0] - lost_at
+        assert took < SESSION_TIMEOUT_MS / 1000, took
+    finally:
+        own_broker.process = None
+        stop.set()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_two_leases_in_one_group_one_holds(bootstrap: str, unique: str) -> None:
+    group = lease_group(CommonSettings(group_prefix=unique), SERVICE)
+    first, second = Lease(bootstrap, group, "first"), Lease(bootstrap, group, "second")
+    await first.start()
+    try:
+        await second.start()
+        try:
+            await asyncio.sleep(1)
+            assert first.held.is_set() and not second.held.is_set()
+            await first.stop()
+            await asyncio.wait_for(second.held.wait(), 30)
+            assert not second.lost.is_set()
+        finally:
+            await second.stop()
+    finally:
+        await first.stop()
+
+
+def test_only_singletons_with_standby_on_are_leased() -> None:
+    async def body(stop: asyncio.Event, health: HealthServer) -> None:
+        return None
+
+    assert guarded(SERVICE, CommonSettings(), body) is body
+    assert guarded("ingestion", CommonSettings(standby=True), body) is body
+    assert guarded(SERVICE, CommonSettings(standby=True), body) is not body
+
+
+if __name__ == "__main__":
+    holder_main(Path(sys.argv[1]), sys.argv[2])
