@@ -294,8 +294,11 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    """Verbs that live in their own modules add themselves to the app."""
-    from bench import command as bench_command
+    """Verbs that live in their own modules add themselves to the app; a package beside
+    the CLI (the benchmark suite, ``driftline bench``) plugs its verbs in through the
+    ``driftline.commands`` entry points of pyproject.toml, so the CLI never imports it."""
+    from importlib.metadata import entry_points
+
     from services.cli import demo as demo_commands
     from services.cli import features as features_commands
     from services.cli import live as live_commands
@@ -303,13 +306,14 @@ def _register_commands() -> None:
     from services.cli import predict as predict_commands
     from services.cli import status as status_commands
 
-    bench_command.register(app)
     demo_commands.register(app)
     features_commands.register(app)
     live_commands.register(app)
     model_commands.register(app)
     predict_commands.register(app)
     status_commands.register(app)
+    for plugin in entry_points(group="driftline.commands"):
+        plugin.load()(app)
 
 
 _register_commands()

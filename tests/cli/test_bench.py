@@ -43,6 +43,18 @@ def test_every_benchmark_of_the_design_is_registered() -> None:
     assert sorted(load_benchmarks(), key=lambda i: int(i[1:])) == ALL_IDS
 
 
+def test_the_driftline_command_has_bench_through_its_entry_point() -> None:
+    from services.cli.main import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    for option in ("--only", "--quick", "--out", "--repetitions", "reports/bench"):
+        assert option in shown.output
+    refused = runner.invoke(app, ["bench", "--only", "B1,B99"])
+    assert refused.exit_code == 2 and "B99" in refused.output
+
+
 def test_baseline_and_candidate_alternate_abba_and_medians_come_from_each_side() -> None:
     timings = {"baseline": iter([10.0, 12.0, 11.0]), "candidate": iter([5.0, 7.0, 6.0])}
     calls: list[tuple[str, int]] = []
