@@ -4,7 +4,8 @@
 normalized field values, ranges, categories) → ``clean`` (imputation from
 running statistics, caps, pseudonyms) → ``featurize`` (the spec's transforms).
 Anything wrong with the event raises :class:`~services.common.errors.InvalidInput`
-with a reason naming the field, what was expected and what came.
+with a reason naming the field, what was expected and what came. How an
+event's fields are read and checked is :mod:`services.common.prep.validation`.
 
 >>> from schemas.usecase import UseCase
 >>> spec = UseCase.model_validate({
@@ -36,8 +37,6 @@ import hashlib
 import json
 import math
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 try:  # a JSON decoder about 5x faster than json's; json's answer is the reference
@@ -52,42 +51,15 @@ from schemas.usecase import FieldSpec, UseCase, UseCaseError
 from services.common.errors import InvalidInput
 from services.common.prep import transforms
 from services.common.prep.stats import Statistic, new_statistic, restore_statistic
-from services.common.prep.values import (
-    MAX_TEXT,
-    MISSING,
-    ValueProblem,
-    is_missing,
-    normalize_category,
-    parse_bool,
-    parse_integer,
-    parse_number,
-    parse_timestamp,
-    pseudonymize,
-    show,
-)
+from services.common.prep.validation import Record, Validator, clip, describe
+from services.common.prep.values import parse_bool, parse_number, pseudonymize, show
+
+__all__ = ["STATE_VERSION", "Preparer", "Record", "feature_row_id"]
 
 STATE_VERSION = 1
-_NORMALIZED_CACHE = 4096  # most raw category spellings whose normalized form is remembered
 _ROW_ID_NAMESPACE = uuid.UUID("5f0c7c55-9a4e-4c8e-9d7e-6a3f4d1f2b10")
 _ROW_ID_BYTES = _ROW_ID_NAMESPACE.bytes
 _SIZE_ENCODER = json.JSONEncoder(default=str)  # json.dumps(..., default=str), made once
-
-
-@dataclass(frozen=True)
-class Record:
-    """One validated event: its ids, its UTC timestamp and its typed field values.
-
-    A value is None where the event had none (absent, null or NaN) and
-    ``clean`` has not imputed it yet.
-    """
-
-    event_id: str
-    entity_id: str
-    timestamp: datetime
-    values: dict[str, Any]
-    imputed: tuple[str, ...] = ()
-    capped: tuple[str, ...] = ()
-    cleaned: bool = field(default=False, compare=False)
 
 
 class Preparer:
@@ -109,15 +81,7 @@ class Preparer:
         self.spec = spec
         self.salt = salt
         self.feature_names = spec.feature_names()
-        self._categories = {
-            name: {normalize_category(v): v for v in f.values or []}
-            for name, f in spec.fields.items()
-            if f.type == "category"
-        }
-        self._aliases = {
-            name: {normalize_category(k): v for k, v in f.aliases.items()}
-            for name, f in spec.fields.items()
-        }
+        self._validator = Validator(spec)
         self._stats: dict[str, Statistic] = {}
         for name, f in spec.fields.items():
             statistic = new_statistic(f.impute)
@@ -131,7 +95,6 @@ class Preparer:
         self._compiled = [transforms.compile_transform(t, spec) for t in spec.features]
         key_spec = spec.fields.get(spec.entity_key)
         self._pseudonymize_entity = key_spec is not None and key_spec.pseudonymize
-        self._normalized: dict[tuple[type, Any], str] = {}
 
     # ---- parse -------------------------------------------------------------
 
@@ -173,108 +136,7 @@ class Preparer:
 
     def validate(self, payload: dict[str, Any]) -> Record:
         """Ids, timestamp and every declared field, typed and normalized; extra keys ignored."""
-        event_id = _identifier(payload, "event_id", None)
-        entity_id = _identifier(payload, self.spec.entity_key, event_id)
-        if self.spec.timestamp_field not in payload or payload[self.spec.timestamp_field] is None:
-            raise InvalidInput(
-                f"missing required field {self.spec.timestamp_field!r}", event_id=event_id
-            )
-        try:
-            timestamp = parse_timestamp(payload[self.spec.timestamp_field])
-        except ValueProblem as exc:
-            raise InvalidInput(str(exc), event_id=event_id) from None
-        values: dict[str, Any] = {}
-        for name, spec in self._fields:
-            try:
-                values[name] = self._field_value(name, spec, payload.get(name))
-            except ValueProblem as exc:
-                raise InvalidInput(f"field {name!r}: {exc}", event_id=event_id) from None
-        return Record(event_id, entity_id, timestamp, values)
-
-    def _field_value(self, name: str, spec: FieldSpec, raw: Any) -> Any:
-        """A typed value or None (missing); raises ValueProblem."""
-        aliases = self._aliases[name]
-        if aliases and isinstance(raw, str):
-            alias = aliases.get(self._normalize(raw))
-            if alias is not None:
-                raw = alias
-        if spec.type in ("float", "int"):
-            return self._numeric(spec, raw)
-        if spec.type == "bool":
-            flag = parse_bool(raw)
-            return None if flag is MISSING else flag
-        if spec.type == "datetime":
-            return None if is_missing(raw) else parse_timestamp(raw)
-        if is_missing(raw):
-            return None
-        if spec.type == "string":
-            if isinstance(raw, dict | list | bool):
-                raise ValueProblem(f"expected text, got {show(raw)}")
-            return str(raw).strip()[: MAX_TEXT * 5]
-        return self._category(name, spec, raw)
-
-    def _numeric(self, spec: FieldSpec, raw: Any) -> float | None:
-        kind = type(raw)
-        if kind is float or kind is int:
-            # The common case, a finite JSON number within range, checked as below.
-            try:
-                number = float(raw)
-            except OverflowError:
-                return self._numeric_checked(spec, raw)
-            if math.isfinite(number) and (spec.type != "int" or number.is_integer()):
-                cap = spec.cap
-                checked = number if cap is None else min(max(number, cap[0]), cap[1])
-                low, high = spec.min, spec.max
-                if (low is None or checked >= low) and (high is None or checked <= high):
-                    return number
-        return self._numeric_checked(spec, raw)
-
-    def _numeric_checked(self, spec: FieldSpec, raw: Any) -> float | None:
-        integer = spec.type == "int"
-        try:
-            number = parse_integer(raw) if integer else parse_number(raw)
-        except ValueProblem:
-            raise ValueProblem(f"expected {_describe(spec)}, got {show(raw)}") from None
-        if number is MISSING:
-            return None
-        assert isinstance(number, float)
-        checked = _clip(number, spec.cap) if spec.cap else number
-        if math.isinf(checked):
-            raise ValueProblem(f"expected a finite number, got {show(raw)} (no cap to clip it to)")
-        low = -math.inf if spec.min is None else spec.min
-        high = math.inf if spec.max is None else spec.max
-        if not low <= checked <= high:
-            raise ValueProblem(f"expected {_describe(spec)}, got {show(raw)}")
-        return number
-
-    def _category(self, name: str, spec: FieldSpec, raw: Any) -> Any:
-        if isinstance(raw, dict | list):
-            raise ValueProblem(f"expected a category, got {show(raw)}")
-        key = self._normalize(raw)
-        known = self._categories[name]
-        if not spec.values:
-            return key[:MAX_TEXT]
-        if key in known:
-            return known[key]
-        if spec.unknown == "other":
-            return "other"
-        allowed = ", ".join(str(v) for v in spec.values[:20])
-        more = ", ..." if len(spec.values) > 20 else ""
-        raise ValueProblem(f"expected one of [{allowed}{more}], got {show(raw)}")
-
-    def _normalize(self, raw: Any) -> str:
-        """``normalize_category(raw)``, remembered for the plain values events repeat."""
-        kind = type(raw)
-        plain = kind is int or kind is float or kind is bool or (kind is str and len(raw) <= 64)
-        if not plain:
-            return normalize_category(raw)
-        key = (kind, raw)  # the type keeps True, 1 and 1.0 apart
-        found = self._normalized.get(key)
-        if found is None:
-            found = normalize_category(raw)
-            if len(self._normalized) < _NORMALIZED_CACHE:
-                self._normalized[key] = found
-        return found
+        return self._validator.validate(payload)
 
     # ---- clean ---------------------------------------------------------------
 
@@ -295,7 +157,7 @@ class Preparer:
                 if value is not None:
                     imputed.append(name)
             elif spec.cap is not None and isinstance(value, float):
-                clipped = _clip(value, spec.cap)
+                clipped = clip(value, spec.cap)
                 if clipped != value:
                     capped.append(name)
                     value = clipped
@@ -325,13 +187,13 @@ class Preparer:
         if spec.impute == "reject":
             if spec.required:
                 raise InvalidInput(
-                    f"missing required field {name!r} ({_describe(spec)}, no imputation)",
+                    f"missing required field {name!r} ({describe(spec)}, no imputation)",
                     event_id=event_id,
                 )
             return spec.fill  # optional: its fill, or None (the transforms' neutral value)
         if spec.impute == "constant":
             if spec.type == "category":
-                return self._category(name, spec, spec.fill)
+                return self._validator.category(name, spec, spec.fill)
             return _typed_fill(spec)
         estimate = self._stats[name].value()
         if estimate is not None:
@@ -382,7 +244,7 @@ class Preparer:
             payload = raw
         else:
             payload = self.parse(raw)
-        record = self.clean(self.validate(payload), learn=learn)
+        record = self.clean(self._validator.validate(payload), learn=learn)
         features = self.featurize(record)
         return FeatureRow(
             event_id=feature_row_id(self.spec.name, record.event_id),
@@ -435,53 +297,6 @@ def feature_row_id(usecase: str, source_event_id: str) -> str:
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
     return digest[:16].hex()
-
-
-def _identifier(payload: dict[str, Any], key: str, event_id: str | None) -> str:
-    """A non-empty text or integer id."""
-    value = payload.get(key)
-    if value is None:
-        raise InvalidInput(f"missing required field {key!r}", event_id=event_id)
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidInput(
-            f"field {key!r}: expected a text or integer id, got {show(value)}", event_id=event_id
-        )
-    try:
-        text = str(value).strip()
-    except ValueError:  # an integer too long to print
-        text = "x" * (MAX_TEXT + 1)
-    if not text or len(text) > MAX_TEXT:
-        raise InvalidInput(
-            f"field {key!r}: expected 1 to {MAX_TEXT} characters, got {len(text)}",
-            event_id=event_id,
-        )
-    return text
-
-
-def _describe(spec: FieldSpec) -> str:
-    """What a numeric field expects, for reasons: ``an integer in [18, 100]``.
-
-    >>> _describe(FieldSpec(type="float", min=0))
-    'a number >= 0'
-    """
-    noun = "an integer" if spec.type == "int" else "a number"
-    if spec.type not in ("float", "int"):
-        noun = {"bool": "a boolean", "category": "a category", "datetime": "a timestamp"}.get(
-            spec.type, "text"
-        )
-        return noun
-    low, high = spec.min, spec.max
-    if low is not None and high is not None:
-        return f"{noun} in [{low:g}, {high:g}]"
-    if low is not None:
-        return f"{noun} >= {low:g}"
-    if high is not None:
-        return f"{noun} <= {high:g}"
-    return noun
-
-
-def _clip(value: float, bounds: tuple[float, float]) -> float:
-    return min(max(value, bounds[0]), bounds[1])
 
 
 def _typed_fill(spec: FieldSpec) -> Any:
