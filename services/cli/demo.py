@@ -1,26 +1,10 @@
 """``driftline demo``: stream a use case's demo data, with optional drift injection.
 
-The stream is described by the use case's ``demo:`` section, so a new demo is
-a new YAML file and nothing else:
-
-``source``
-    a name in :data:`SOURCES`: ``agrawal`` (river's loan-application
-    generator), ``river_dataset`` (a bundled river data set replayed),
-    ``friedman`` (river's Friedman #1 regression, with its built-in drift).
-``params``
-    the source's own parameters, plus the ones every source understands:
-    ``entities`` (size of the entity pool), ``entity_prefix``,
-    ``seconds_per_event`` (the simulated clock), ``label_noise`` (share of
-    binary labels flipped), ``dirty_share`` (share of events with one field
-    mangled: missing, misspelt, text for a number, or an outlier).
-``drift_params``
-    what changes from ``--drift-at K`` on: source parameters (a concept
-    change, e.g. another ``classification_function``), ``flip_labels``, and
-    ``tilt`` (a covariate shift: events are kept with a probability rising or
-    falling with a field's value, so labels stay true to the source).
-
-The stream itself is :func:`services.cli.demo_data.demo_events`, pure and seeded;
-:func:`stream_demo` publishes it.
+The stream is described by the use case's ``demo:`` section (``source``,
+``params``, ``drift_params``; each is explained in :mod:`services.cli.demo_data`),
+so a new demo is a new YAML file and nothing else. The stream itself is
+:func:`services.cli.demo_data.demo_events`, pure and seeded; :func:`stream_demo`
+publishes it.
 """
 
 from __future__ import annotations
