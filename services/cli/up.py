@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from services.common.broker import die_with_parent
+from services.common.standby import SINGLETONS
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent
 NOT_SERVICES = {"cli", "common"}
@@ -150,20 +151,21 @@ def service_argv(name: str) -> list[str]:
     return [sys.executable, "-m", f"services.{name}"]
 
 
-SINGLETONS = ("batch_trainer", "drift_detector", "online_trainer", "registry")
-
-
 def parse_replicas(text: str | None, available: list[str]) -> dict[str, int]:
     """``ingestion=2,features=2`` as counts by service; raise ValueError naming what is wrong.
+
+    A singleton's count is its active process and its standbys (``registry=2``).
 
     >>> parse_replicas("ingestion=2, features=3", ["features", "ingestion"])
     {'ingestion': 2, 'features': 3}
     >>> parse_replicas(None, ["ingestion"])
     {}
     >>> parse_replicas("registry=2", ["registry"])
+    {'registry': 2}
+    >>> parse_replicas("registry=x", ["registry"])
     Traceback (most recent call last):
     ...
-    ValueError: registry is a singleton: it runs once (standbys are not supported yet), not 2
+    ValueError: --replicas: expected registry=N, got 'registry=x'
     """
     counts: dict[str, int] = {}
     for item in (text or "").split(","):
@@ -179,12 +181,21 @@ def parse_replicas(text: str | None, available: list[str]) -> dict[str, int]:
             raise ValueError(f"--replicas: expected {name}=N, got {item.strip()!r}") from None
         if count < 1:
             raise ValueError(f"--replicas: {name} needs at least 1 replica, got {count}")
-        if count > 1 and name in SINGLETONS:
-            raise ValueError(
-                f"{name} is a singleton: it runs once (standbys are not supported yet), not {count}"
-            )
         counts[name] = count
     return counts
+
+
+def replica_env(name: str, count: int) -> dict[str, str]:
+    """How a service with ``count`` processes is told to share its work.
+
+    >>> replica_env("ingestion", 2), replica_env("registry", 2), replica_env("registry", 1)
+    ({'DRIFTLINE_CONSUMER_MODE': 'group'}, {'DRIFTLINE_STANDBY': 'true'}, {})
+    """
+    if count == 1:
+        return {}
+    if name in SINGLETONS:
+        return {"DRIFTLINE_STANDBY": "true"}  # one active, the others stand by
+    return {"DRIFTLINE_CONSUMER_MODE": "group"}
 
 
 def instance_names(name: str, count: int) -> list[str]:
@@ -205,7 +216,8 @@ def start_services(
     """Each chosen service as processes with a health port each, serving path first.
 
     A service with more than one replica runs in group mode
-    (``DRIFTLINE_CONSUMER_MODE=group``): its replicas share the partitions. Each
+    (``DRIFTLINE_CONSUMER_MODE=group``): its replicas share the partitions; a
+    singleton's run with ``DRIFTLINE_STANDBY=true``: one works, the others stand by. Each
     inference replica after the first gets an API port of its own
     (``DRIFTLINE_PORT``). Returns the inference replicas' URLs.
     """
@@ -219,9 +231,7 @@ def start_services(
         for name in stage:
             for instance in instance_names(name, counts[name]):
                 health = next(ports)
-                env = {"DRIFTLINE_HEALTH_PORT": str(health)}
-                if counts[name] > 1:
-                    env["DRIFTLINE_CONSUMER_MODE"] = "group"
+                env = {"DRIFTLINE_HEALTH_PORT": str(health), **replica_env(name, counts[name])}
                 url = inference_url
                 if name == "inference" and urls:
                     url = f"{inference_url.rsplit(':', 1)[0]}:{next(api_ports)}"
@@ -241,10 +251,13 @@ def replicas_warning(replicas: dict[str, int], partitions: int) -> str | None:
 
     >>> replicas_warning({"ingestion": 3, "features": 1}, 2)
     'ingestion: 3 replicas but topics have 2 partition(s) (DRIFTLINE_PARTITIONS): 1 will sit idle'
-    >>> replicas_warning({"ingestion": 2}, 3) is None
+    >>> replicas_warning({"ingestion": 2, "registry": 3}, 1) is None
+    False
+    >>> replicas_warning({"ingestion": 2, "registry": 3}, 2) is None
     True
     """
-    over = [(name, n) for name, n in replicas.items() if n > partitions and name != "inference"]
+    spread = [name for name in replicas if name != "inference" and name not in SINGLETONS]
+    over = [(name, replicas[name]) for name in spread if replicas[name] > partitions]
     if not over:
         return None
     return "; ".join(

@@ -137,11 +137,11 @@ def test_tansu_is_shipped() -> None:
     assert shutil.which(str(tansu_binary()))
 
 
-def test_up_refuses_replicas_of_a_singleton(tmp_path: Path) -> None:
-    process = start(["up", "--replicas", "ingestion=2,registry=2"], toy_env(tmp_path))
+def test_up_refuses_a_replica_count_below_one(tmp_path: Path) -> None:
+    process = start(["up", "--replicas", "ingestion=2,registry=0"], toy_env(tmp_path))
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 2, output
-    assert "registry is a singleton" in output, output
+    assert "registry needs at least 1 replica, got 0" in output, output
 
 
 def test_up_starts_replicas_in_group_mode_and_warns_above_the_partitions(tmp_path: Path) -> None:
@@ -203,3 +203,25 @@ def test_each_inference_replica_gets_its_own_api_port() -> None:
     assert "DRIFTLINE_CONSUMER_MODE" not in supervisor.started["registry"]
     health = {env["DRIFTLINE_HEALTH_PORT"] for env in supervisor.started.values()}
     assert len(health) == 5
+
+
+def test_a_singleton_with_replicas_runs_one_active_and_standbys() -> None:
+    from services.cli.up import start_services
+
+    supervisor = FakeSupervisor()
+    chosen = ["ingestion", "online_trainer", "registry"]
+    replicas = {"registry": 2, "online_trainer": 3}
+    start_services(supervisor, chosen, "http://127.0.0.1:18000", replicas)  # type: ignore[arg-type]
+    assert sorted(supervisor.started) == [
+        "ingestion",
+        "online_trainer-1",
+        "online_trainer-2",
+        "online_trainer-3",
+        "registry-1",
+        "registry-2",
+    ]
+    for name, env in supervisor.started.items():
+        single = name == "ingestion"
+        assert ("DRIFTLINE_STANDBY" in env) is not single, (name, env)
+        assert "DRIFTLINE_CONSUMER_MODE" not in env, (name, env)  # a singleton reads it all
+    assert supervisor.started["registry-2"]["DRIFTLINE_STANDBY"] == "true"
