@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,19 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+@contextmanager
+def _figure(path: Path, size: tuple[float, float]) -> Iterator[Any]:
+    """One figure's axes; on leaving, the figure is laid out, saved to ``path`` and closed."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=size)
+    try:
+        yield axes
+        figure.tight_layout()
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
 
 
 def roc_curve(
@@ -42,35 +56,27 @@ def roc_curve(
 def loss_curves(
     train_loss: list[float], val_loss: list[float], best_epoch: int, path: Path
 ) -> Path:
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4))
-    epochs = range(1, len(train_loss) + 1)
-    axes.plot(epochs, train_loss, label="train")
-    axes.plot(epochs, val_loss, label="validation")
-    if best_epoch:
-        axes.axvline(best_epoch, linestyle="--", color="grey", label=f"best epoch {best_epoch}")
-    axes.set(xlabel="epoch", ylabel="loss", title="Loss curves")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    with _figure(path, (6, 4)) as axes:
+        epochs = range(1, len(train_loss) + 1)
+        axes.plot(epochs, train_loss, label="train")
+        axes.plot(epochs, val_loss, label="validation")
+        if best_epoch:
+            axes.axvline(best_epoch, linestyle="--", color="grey", label=f"best epoch {best_epoch}")
+        axes.set(xlabel="epoch", ylabel="loss", title="Loss curves")
+        axes.legend()
     return path
 
 
 def confusion_matrix(matrix: list[list[int]], classes: Sequence[Any], path: Path) -> Path:
-    plt = _pyplot()
     counts = np.asarray(matrix)
-    figure, axes = plt.subplots(figsize=(1.2 * len(classes) + 3, 1.2 * len(classes) + 2))
-    axes.imshow(counts, cmap="Blues")
-    ticks = range(len(classes))
-    axes.set_xticks(ticks, [str(c) for c in classes])
-    axes.set_yticks(ticks, [str(c) for c in classes])
-    for (i, j), count in np.ndenumerate(counts):
-        axes.text(j, i, str(count), ha="center", va="center")
-    axes.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    with _figure(path, (1.2 * len(classes) + 3, 1.2 * len(classes) + 2)) as axes:
+        axes.imshow(counts, cmap="Blues")
+        ticks = range(len(classes))
+        axes.set_xticks(ticks, [str(c) for c in classes])
+        axes.set_yticks(ticks, [str(c) for c in classes])
+        for (i, j), count in np.ndenumerate(counts):
+            axes.text(j, i, str(count), ha="center", va="center")
+        axes.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
     return path
 
 
@@ -82,17 +88,13 @@ def roc(
     path: Path,
 ) -> Path:
     """The positive class's ROC curve (binary) or one one-vs-rest curve per class."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(5, 5))
     shown = [positive] if positive is not None else list(classes)
-    for label in shown:
-        k = list(classes).index(label)
-        fpr, tpr = roc_curve([t == label for t in truth], proba[:, k])
-        axes.plot(fpr, tpr, label=f"class {label}")
-    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    with _figure(path, (5, 5)) as axes:
+        for label in shown:
+            k = list(classes).index(label)
+            fpr, tpr = roc_curve([t == label for t in truth], proba[:, k])
+            axes.plot(fpr, tpr, label=f"class {label}")
+        axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+        axes.legend()
     return path

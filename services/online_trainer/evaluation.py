@@ -48,25 +48,24 @@ class PrequentialMetrics:
         if self.task == "regression":
             return {"mae": metrics.MAE(), "rmse": metrics.RMSE(), "r2": metrics.R2()}
         cm = metrics.ConfusionMatrix()
+        scores: dict[str, Any]
         if self.binary:
             auc = metrics.RollingROCAUC(window_size=self.window) if rolling else metrics.ROCAUC()
-            return {
-                "cm": cm,
-                "accuracy": metrics.Accuracy(cm=cm),
+            scores = {
                 "precision": metrics.Precision(cm=cm),
                 "recall": metrics.Recall(cm=cm),
                 "f1": metrics.F1(cm=cm),
                 "roc_auc": auc,
                 "log_loss": metrics.LogLoss(),
             }
-        return {
-            "cm": cm,
-            "accuracy": metrics.Accuracy(cm=cm),
-            "precision": metrics.MacroPrecision(cm=cm),
-            "recall": metrics.MacroRecall(cm=cm),
-            "f1": metrics.MacroF1(cm=cm),
-            "log_loss": metrics.CrossEntropy(),
-        }
+        else:  # macro averages over the classes
+            scores = {
+                "precision": metrics.MacroPrecision(cm=cm),
+                "recall": metrics.MacroRecall(cm=cm),
+                "f1": metrics.MacroF1(cm=cm),
+                "log_loss": metrics.CrossEntropy(),
+            }
+        return {"cm": cm, "accuracy": metrics.Accuracy(cm=cm), **scores}
 
     # ---- updates -----------------------------------------------------------------
 
