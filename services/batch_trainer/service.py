@@ -18,39 +18,24 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
 
 from schemas import topics
 from schemas.events import ModelCandidate, TrainingRequest
 from schemas.usecase import UseCase
 from services.batch_trainer.data import TrainingData, resolve_window
-from services.batch_trainer.errors import NotEnoughData, UnknownUseCase
+from services.batch_trainer.errors import BatchTrainerError, NotEnoughData, UnknownUseCase
 from services.batch_trainer.settings import BatchTrainerSettings
-from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.bus import ensure_service_topics, start_consumer, start_producer
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.deadletter import DeadLetterPolicy
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
-from services.common.serde import decode_object, encode
+from services.common.plugins import load_callable
+from services.common.serde import decode, encode
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "batch_trainer"
-
-
-def parse_request(raw: bytes | None) -> TrainingRequest:
-    """A training request from a message value; anything else is invalid input."""
-    document = decode_object(raw)
-    try:
-        return TrainingRequest.model_validate(document)
-    except ValidationError as exc:
-        raise InvalidInput(
-            f"not a training request: {exc.errors()[0]['msg']} at "
-            f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
-            event_id=document.get("event_id")
-            if isinstance(document.get("event_id"), str)
-            else None,
-        ) from exc
 
 
 class TrainingRequestHandler:
@@ -77,7 +62,7 @@ class TrainingRequestHandler:
         self.candidates = 0
 
     async def process(self, record: ConsumerRecord[Any, Any]) -> None:
-        request = parse_request(record.value)
+        request = decode(topics.REQUESTS, record.value)
         spec = self.served.get(request.usecase)
         if spec is None:
             if request.usecase in self.known:
@@ -93,7 +78,9 @@ class TrainingRequestHandler:
             spec.name, request.request_id, request.reason, record.partition, record.offset,
         )  # fmt: skip
         candidate = await asyncio.to_thread(self.train_and_register, spec, request)
-        await self.producer.send_and_wait(topics.MODELS_CANDIDATES, encode(candidate))
+        await self.producer.send_and_wait(
+            topics.MODELS_CANDIDATES, encode(candidate), key=topics.CANDIDATES.key_of(candidate)
+        )
         self.candidates += 1
 
     async def flush(self) -> None:
@@ -169,13 +156,7 @@ async def run(
     if served is None:
         served = settings.load_usecases()
         known = set(settings.model_copy(update={"usecases": None}).load_usecases())
-    await ensure_topics(
-        settings.bootstrap,
-        [topics.TRAINING_REQUESTS, topics.MODELS_CANDIDATES,
-         *(topics.deadletter(name) for name in served)],
-        settings.partitions,
-        retention_ms=settings.retention_ms,
-    )  # fmt: skip
+    await ensure_service_topics(settings, SERVICE, served)
     producer = await start_producer(settings.bootstrap)
     consumer = None
     try:
@@ -198,3 +179,14 @@ async def run(
         if consumer is not None:
             await consumer.stop()
         await producer.stop()
+
+
+def load_training_data(reference: str) -> TrainingData:
+    """The data source named ``module:function`` (the Feast offline store's by default)."""
+    source: TrainingData = load_callable(reference, "DRIFTLINE_TRAINING_DATA", BatchTrainerError)
+    return source
+
+
+async def serve(settings: BatchTrainerSettings, stop: asyncio.Event, health: HealthServer) -> None:
+    """The service body: the configured use cases, trained on ``settings.training_data``."""
+    await run(settings, load_training_data(settings.training_data), stop, health)

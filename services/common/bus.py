@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas import topics
 from services.common.errors import BrokerUnavailable
+from services.common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,18 @@ async def ensure_topics(
         return wanted
     finally:
         await client.close()
+
+
+async def ensure_service_topics(
+    settings: CommonSettings, service: str, usecases: Iterable[str]
+) -> list[str]:
+    """Create the topics ``service`` declares it reads and writes (``topics.SERVICE_TOPICS``)."""
+    return await ensure_topics(
+        settings.bootstrap,
+        topics.SERVICE_TOPICS[service].names(usecases),
+        settings.partitions,
+        retention_ms=settings.retention_ms,
+    )
 
 
 async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:

@@ -31,7 +31,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
 
 from schemas import topics
 from schemas.events import FeatureRow, ModelCandidate, Prediction, Promotion
@@ -39,7 +38,7 @@ from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.bus import (
     end_offsets,
-    ensure_topics,
+    ensure_service_topics,
     read_to_end,
     start_consumer,
     start_producer,
@@ -50,7 +49,7 @@ from services.common.deadletter import DeadLetterPolicy
 from services.common.epoch import adopt, log_epoch
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
-from services.common.serde import decode_object, encode
+from services.common.serde import decode, encode
 from services.drift_detector.checkpoint import load_checkpoint
 from services.drift_detector.errors import ReferenceUnavailable
 from services.drift_detector.monitor import UseCaseMonitor
@@ -65,18 +64,8 @@ from services.drift_detector.settings import DriftDetectorSettings
 logger = logging.getLogger(__name__)
 
 SERVICE = "drift_detector"
+TOPICS = topics.SERVICE_TOPICS[SERVICE]
 MODEL_TOPICS = (topics.MODELS_CANDIDATES, topics.MODELS_PROMOTIONS)
-
-
-def _parse(model: Any, raw: bytes | None, what: str) -> Any:
-    value = decode_object(raw)
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        event_id = value.get("event_id") if isinstance(value.get("event_id"), str) else None
-        raise InvalidInput(f"not {what}: {where}: {problem['msg']}", event_id=event_id) from exc
 
 
 class DriftDetectorProcessor:
@@ -98,20 +87,18 @@ class DriftDetectorProcessor:
         if record.topic in MODEL_TOPICS:
             await detector.offer_model_event(record)
             return
-        monitor, kind = detector.by_topic[record.topic]
+        monitor = detector.by_topic[record.topic]
         # The offset advances first: a record that is dead-lettered is consumed too.
         monitor.offsets[offset_key(record.topic, record.partition)] = record.offset + 1
         self.dirty = True
         reports_dir = detector.reports_dir
-        if kind == "features":
-            row = _parse(FeatureRow, record.value, "a feature row")
-            await monitor.offer_features(row, reports_dir)
-        elif kind == "predictions":
-            prediction = _parse(Prediction, record.value, "a prediction")
-            await monitor.offer_prediction(prediction, reports_dir)
-        else:
-            label = _parse(Label, record.value, "a label")
-            await monitor.offer_label(label, reports_dir)
+        event = decode(record.topic, record.value)
+        if isinstance(event, FeatureRow):
+            await monitor.offer_features(event, reports_dir)
+        elif isinstance(event, Prediction):
+            await monitor.offer_prediction(event, reports_dir)
+        elif isinstance(event, Label):
+            await monitor.offer_label(event, reports_dir)
 
     async def flush(self) -> None:
         """Alerts out, then the checkpoint (when due); the loop commits after this."""
@@ -164,12 +151,12 @@ class DriftDetector:
         self.checkpoint_path = state_dir / "checkpoint.pkl"
         self.monitors = self._restore()
         self.lineage = Lineage()
-        self.by_topic: dict[str, tuple[UseCaseMonitor, str]] = {}
-        for monitor in self.monitors.values():
-            name = monitor.name
-            self.by_topic[topics.features(name)] = (monitor, "features")
-            self.by_topic[topics.predictions(name)] = (monitor, "predictions")
-            self.by_topic[topics.labels(name)] = (monitor, "labels")
+        self.by_topic: dict[str, UseCaseMonitor] = {
+            topic.name(monitor.name): monitor
+            for topic in TOPICS.reads
+            if topic.per_usecase
+            for monitor in self.monitors.values()
+        }
         self.processor: DriftDetectorProcessor | None = None
 
     def _new_monitor(self, spec: UseCase) -> UseCaseMonitor:
@@ -204,12 +191,13 @@ class DriftDetector:
 
     async def offer_model_event(self, record: ConsumerRecord[Any, Any]) -> None:
         """A candidate is remembered; a promotion may switch a reference."""
-        if record.topic == topics.MODELS_CANDIDATES:
-            self.lineage.offer_candidate(_parse(ModelCandidate, record.value, "a model candidate"))
+        event = decode(record.topic, record.value)
+        if isinstance(event, ModelCandidate):
+            self.lineage.offer_candidate(event)
             return
-        promotion = _parse(Promotion, record.value, "a promotion")
-        if self.lineage.offer_promotion(promotion) and promotion.usecase in self.monitors:
-            await self.switch_reference(promotion.usecase)
+        assert isinstance(event, Promotion)
+        if self.lineage.offer_promotion(event) and event.usecase in self.monitors:
+            await self.switch_reference(event.usecase)
 
     async def switch_reference(self, usecase: str) -> None:
         """Load the champion's training data as the reference; keep the old one on failure."""
@@ -244,14 +232,14 @@ class DriftDetector:
             ends = await end_offsets(consumer)
             async for record in read_to_end(consumer, ends, from_beginning=True, max_records=1000):
                 try:
-                    if record.topic == topics.MODELS_CANDIDATES:
-                        candidate = _parse(ModelCandidate, record.value, "a candidate")
-                        self.lineage.offer_candidate(candidate)
-                    else:
-                        promotion = _parse(Promotion, record.value, "a promotion")
-                        self.lineage.offer_promotion(promotion)
+                    event = decode(record.topic, record.value)
                 except InvalidInput as exc:
                     logger.info("skipped model event offset=%s: %s", record.offset, exc)
+                    continue
+                if isinstance(event, ModelCandidate):
+                    self.lineage.offer_candidate(event)
+                elif isinstance(event, Promotion):
+                    self.lineage.offer_promotion(event)
             return ends
         finally:
             await consumer.stop()
@@ -275,14 +263,7 @@ class DriftDetector:
 
     async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
         settings = self.settings
-        needed = [
-            *self.topics(),
-            *(topics.deadletter(name) for name in self.specs),
-            topics.DRIFT_ALERTS,
-        ]
-        await ensure_topics(
-            settings.bootstrap, needed, settings.partitions, retention_ms=settings.retention_ms
-        )
+        await ensure_service_topics(settings, SERVICE, self.specs)
         model_ends = await self.replay_lineage()
         for usecase in self.monitors:
             await self.switch_reference(usecase)
@@ -317,3 +298,8 @@ class DriftDetector:
             if consumer is not None:
                 await consumer.stop()
             await producer.stop()
+
+
+async def serve(settings: DriftDetectorSettings, stop: asyncio.Event, health: HealthServer) -> None:
+    """The service body: watch every configured use case for drift until ``stop``."""
+    await DriftDetector(settings, settings.load_usecases()).run(stop, health)

@@ -6,37 +6,28 @@ import asyncio
 import contextlib
 import logging
 
-from pydantic import Field
-
 from schemas import topics
 from services.common import featurestore
-from services.common.bus import consumer_and_producer, ensure_topics
+from services.common.bus import consumer_and_producer, ensure_service_topics
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.deadletter import DeadLetterPolicy
 from services.common.health import HealthServer
-from services.common.runtime import run_service
 from services.common.seen import SeenIds
+from services.features.settings import FeaturesSettings
 from services.features.sink import FeatureSink
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "features"
-
-
-class FeaturesSettings(featurestore.FeatureStoreSettings):
-    """The features service's settings (``DRIFTLINE_*``)."""
-
-    batch_rows: int = Field(default=5000, gt=0, description="most messages in one write")
+TOPICS = topics.SERVICE_TOPICS[SERVICE]
 
 
 async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthServer) -> None:
     specs = settings.load_usecases()
     store = await asyncio.to_thread(featurestore.open_store, settings, list(specs.values()))
     logger.info("feast definitions applied usecases=%s", sorted(specs))
-    sources = [t for uc in specs for t in (topics.features(uc), topics.labels(uc))]
-    await ensure_topics(
-        settings.bootstrap, sources, settings.partitions, retention_ms=settings.retention_ms
-    )
+    sources = [t for topic in TOPICS.reads for t in topic.names(specs)]
+    await ensure_service_topics(settings, SERVICE, specs)
     group = settings.consumer_group(SERVICE)
     with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
         async with consumer_and_producer(
@@ -54,8 +45,3 @@ async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthS
             loop = ConsumeLoop(consumer, sink, policy, max_records=settings.batch_rows)
             health.ready = lambda: True
             await loop.run(stop)
-
-
-def main() -> None:
-    settings = FeaturesSettings()
-    run_service(SERVICE, settings, lambda stop, health: serve(settings, stop, health))

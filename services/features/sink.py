@@ -11,7 +11,6 @@ from typing import Any
 
 from feast import FeatureStore
 from prometheus_client import Counter, Histogram
-from pydantic import ValidationError
 
 from schemas import topics
 from schemas.events import FeatureRow
@@ -20,7 +19,7 @@ from schemas.usecase import UseCase
 from services.common import featurestore
 from services.common.errors import InvalidInput
 from services.common.seen import SeenIds
-from services.common.serde import decode_object
+from services.common.serde import decode
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +28,6 @@ DUPLICATES = Counter(
     "driftline_features_duplicates_total", "rows skipped as already written", ["usecase", "kind"]
 )
 FLUSH_SECONDS = Histogram("driftline_features_flush_seconds", "time to write one micro-batch")
-
-
-def validation_reason(error: ValidationError) -> str:
-    """One line naming each bad field."""
-    problems = []
-    for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "(message)"
-        problems.append(f"field '{where}': {problem['msg']}")
-    return "; ".join(problems)
 
 
 class FeatureSink:
@@ -68,30 +58,17 @@ class FeatureSink:
         spec = self.specs.get(usecase or "")
         if spec is None:
             raise InvalidInput(f"topic {record.topic!r} belongs to no configured use case")
-        kind = "labels" if record.topic == topics.labels(spec.name) else "features"
-        row: FeatureRow | None = None
-        if kind == "features" and record.value is not None:
-            try:  # one pass over the bytes; anything it refuses is parsed again below
-                row = FeatureRow.model_validate_json(record.value)
-            except ValueError:
-                row = None
-        if row is not None:
-            self._check_row(spec, row)
-            self.rows[spec.name].append(row)
-            self._note_part(spec.name, kind, record)
-            return
-        payload = decode_object(record.value)
-        try:
-            if kind == "labels":
-                label = Label.model_validate(payload)
-                self._check_label(spec, label)
-                self.labels[spec.name].append(label)
-            else:
-                row = FeatureRow.model_validate(payload)
-                self._check_row(spec, row)
-                self.rows[spec.name].append(row)
-        except ValidationError as exc:
-            raise InvalidInput(validation_reason(exc), event_id=payload.get("event_id")) from exc
+        event = decode(record.topic, record.value)
+        if isinstance(event, FeatureRow):
+            kind = "features"
+            self._check_row(spec, event)
+            self.rows[spec.name].append(event)
+        elif isinstance(event, Label):
+            kind = "labels"
+            self._check_label(spec, event)
+            self.labels[spec.name].append(event)
+        else:
+            raise InvalidInput(f"topic {record.topic!r} is neither feature rows nor labels")
         self._note_part(spec.name, kind, record)
 
     def _note_part(self, usecase: str, kind: str, record: Any) -> None:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer
 
 from schemas import topics
-from services.common.bus import ensure_topics, start_consumer
+from services.common import bus
+from services.common.bus import start_consumer
 from services.common.epoch import log_epoch, watch_log
 from services.common.runtime import BROKER_ERRORS
 from services.inference.promotions import PromotionListener
@@ -31,14 +32,8 @@ logger = logging.getLogger(__name__)
 
 
 async def ensure_service_topics(settings: InferenceSettings, usecases: Iterable[str]) -> None:
-    """The topics inference reads and writes, on the broker's current log."""
-    names = [topics.MODELS_PROMOTIONS, topics.DRIFT_ALERTS]
-    for usecase in usecases:
-        names += [topics.predictions(usecase), topics.labels(usecase)]
-        names.append(topics.deadletter(usecase))
-    await ensure_topics(
-        settings.bootstrap, names, settings.partitions, retention_ms=settings.retention_ms
-    )
+    """The topics inference declares it reads and writes, on the broker's current log."""
+    await bus.ensure_service_topics(settings, "inference", usecases)
 
 
 class PromotionFollower:

@@ -13,30 +13,13 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
 
-from schemas.events import Promotion, parse_event
+from schemas.events import Promotion
 from services.common.bus import read_to_end
+from services.common.promotions.log import as_promotion
 from services.inference.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
-
-
-def as_promotion(record: ConsumerRecord[bytes, bytes]) -> Promotion | None:
-    """The promotion a record carries, or None (logged) for anything else."""
-    try:
-        event = parse_event(record.value or b"")
-    except (ValidationError, ValueError) as exc:
-        logger.warning(
-            "not a promotion, skipped topic=%s partition=%s offset=%s error=%s",
-            record.topic,
-            record.partition,
-            record.offset,
-            str(exc).splitlines()[0],
-        )
-        return None
-    return event if isinstance(event, Promotion) else None
 
 
 class PromotionListener:

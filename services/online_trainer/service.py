@@ -24,20 +24,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
 
 from schemas import topics
-from schemas.events import DriftAlert, FeatureDrift, FeatureRow, ModelCandidate, Window
-from schemas.inputs import Label
+from schemas.events import DriftAlert, FeatureDrift, ModelCandidate, Window
 from schemas.usecase import UseCase
-from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.bus import ensure_service_topics, start_consumer, start_producer
 from services.common.checkpoint import offset_key, resume, save_checkpoint
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
 from services.common.epoch import adopt, log_epoch
-from services.common.errors import InvalidInput
 from services.common.health import HealthServer
-from services.common.serde import decode_object, encode
+from services.common.serde import decode, encode
 from services.online_trainer import telemetry
 from services.online_trainer.checkpoint import TrainerState, load_checkpoint
 from services.online_trainer.drift import ConceptDrift
@@ -49,6 +46,7 @@ from services.online_trainer.snapshot import register_snapshot, registered_name
 logger = logging.getLogger(__name__)
 
 SERVICE = "online_trainer"
+TOPICS = topics.SERVICE_TOPICS[SERVICE]
 
 
 def fresh_state(spec: UseCase) -> TrainerState:
@@ -109,7 +107,7 @@ class UseCaseTrainer:
         state.clock = max(state.clock, record.timestamp / 1000.0)
         self.dirty = True
         if record.topic == self.features_topic:
-            row = parse_feature_row(record.value)
+            row = decode(topics.FEATURES, record.value)
             joined = state.join.offer_features(
                 row.source_event_id,
                 numeric_features(row.features),
@@ -117,7 +115,7 @@ class UseCaseTrainer:
                 state.clock,
             )
         else:
-            label = parse_label(record.value)
+            label = decode(topics.LABELS, record.value)
             value = normalize_label(self.spec, label.label)
             joined = state.join.offer_label(label.event_id, value, state.clock)
         if joined is not None:
@@ -178,28 +176,6 @@ class UseCaseTrainer:
     def save(self) -> None:
         save_checkpoint(self.path, self.state)
         self.dirty = False
-
-
-def parse_feature_row(raw: bytes | None) -> FeatureRow:
-    try:
-        return FeatureRow.model_validate(decode_object(raw))
-    except ValidationError as exc:
-        raise InvalidInput(f"not a feature row: {_first_error(exc)}") from exc
-
-
-def parse_label(raw: bytes | None) -> Label:
-    value = decode_object(raw)
-    try:
-        return Label.model_validate(value)
-    except ValidationError as exc:
-        event_id = value.get("event_id") if isinstance(value.get("event_id"), str) else None
-        raise InvalidInput(f"not a label: {_first_error(exc)}", event_id=event_id) from exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    problem = exc.errors()[0]
-    where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-    return f"{where}: {problem['msg']}"
 
 
 class OnlineTrainerProcessor:
@@ -268,7 +244,7 @@ class OnlineTrainerProcessor:
     async def _publish_alerts(self, trainer: UseCaseTrainer) -> None:
         for alert in trainer.alerts:
             await self.producer.send_and_wait(
-                topics.DRIFT_ALERTS, encode(alert), key=trainer.spec.name.encode()
+                topics.DRIFT_ALERTS, encode(alert), key=topics.ALERTS.key_of(alert)
             )
             telemetry.DRIFT_ALERTS.labels(trainer.spec.name).inc()
             logger.warning(
@@ -289,7 +265,7 @@ class OnlineTrainerProcessor:
             register_snapshot, self.home, trainer.spec, state, self.workdir, self.mlflow_uri
         )
         await self.producer.send_and_wait(
-            topics.MODELS_CANDIDATES, encode(candidate), key=trainer.spec.name.encode()
+            topics.MODELS_CANDIDATES, encode(candidate), key=topics.CANDIDATES.key_of(candidate)
         )
         state.rows_at_snapshot = state.learner.rows_learned
         state.snapshots += 1
@@ -335,19 +311,12 @@ class OnlineTrainer:
         self.processor: OnlineTrainerProcessor | None = None
 
     def topics(self) -> list[str]:
-        return [t for name in self.specs for t in (topics.features(name), topics.labels(name))]
+        """The topics consumed: the use cases' feature rows and labels."""
+        return [t for topic in TOPICS.reads for t in topic.names(self.specs)]
 
     async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
         settings = self.settings
-        needed = [
-            *self.topics(),
-            *(topics.deadletter(name) for name in self.specs),
-            topics.MODELS_CANDIDATES,
-            topics.DRIFT_ALERTS,
-        ]
-        await ensure_topics(
-            settings.bootstrap, needed, settings.partitions, retention_ms=settings.retention_ms
-        )
+        await ensure_service_topics(settings, SERVICE, self.specs)
         producer = await start_producer(settings.bootstrap)
         consumer: AIOKafkaConsumer | None = None
         try:
@@ -377,3 +346,8 @@ class OnlineTrainer:
             if consumer is not None:
                 await consumer.stop()
             await producer.stop()
+
+
+async def serve(settings: OnlineTrainerSettings, stop: asyncio.Event, health: HealthServer) -> None:
+    """The service body: learn every configured use case online until ``stop``."""
+    await OnlineTrainer(settings, settings.load_usecases()).run(stop, health)

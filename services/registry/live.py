@@ -15,7 +15,7 @@ from schemas import topics
 from services.common.bus import start_consumer
 
 if TYPE_CHECKING:
-    from services.registry.service import Registry
+    from services.registry.promoter import Registry
 
 
 class LiveFeed:

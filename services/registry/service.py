@@ -1,352 +1,134 @@
-"""The service: gate candidates, run live trials, turn drift alerts into training requests.
+"""The registry (promoter) service: its consumers around one :class:`Registry`, until stopped.
 
-Three consumers feed one :class:`Registry`:
-
-- the promotion history (``models.promotions``, replayed from the beginning
-  at start, then followed): the registry's state is this fold and nothing
-  else. Each decision the registry publishes is read back before the next
-  message is handled, so a decision and one made from the command line are
-  applied in the topic's order. MLflow aliases are mirrored from it, and
-  restored from when the log has no history (a new embedded-broker log).
-- ``models.candidates`` and ``drift.alerts``, in the service's consumer group
-  and committed after the side effects (at-least-once; a redelivered
-  candidate is found decided in the history and skipped, a redelivered alert
-  gives the same request id).
-- ``<uc>.predictions`` and ``<uc>.labels``, uncommitted: a live trial is
-  rebuilt after a restart by reading them again from the beginning.
-
-``training.requests`` is read once at start: the requests published before
-restore the retrain policy, so an alert redelivered after a crash, and the
-cooldown, are judged as if the process had not stopped. The consumers and
-the loop are in :mod:`services.registry.serve`.
+The promotion history is replayed first (and MLflow's lineup restored onto a
+log that has none), then ``training.requests`` is read once into the retrain
+policy, then candidates and drift alerts are consumed in the service's group
+and live predictions and labels are followed, in one loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, datetime
-from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.structs import ConsumerRecord
-from pydantic import BaseModel, ValidationError
+from aiokafka import AIOKafkaConsumer
 
 from schemas import topics
-from schemas.events import DriftAlert, ModelCandidate, Prediction, Promotion, TrainingRequest
-from schemas.inputs import Label
 from schemas.usecase import UseCase
-from services.common.promotions.history import PromotionHistory
+from services.common.bus import (
+    ensure_service_topics,
+    read_to_end,
+    start_consumer,
+    start_producer,
+)
+from services.common.consume import ConsumeLoop, resume_committed
+from services.common.deadletter import DeadLetterPolicy
+from services.common.epoch import log_epoch
+from services.common.health import HealthServer
+from services.common.plugins import load_callable
 from services.common.promotions.log import PromotionLog
-from services.common.serde import decode_object, encode
-from services.registry import telemetry
-from services.registry.canary import LiveTrial
-from services.registry.errors import InvalidEvent, ModelUnavailable, UnknownUseCase
-from services.registry.evaluation import Evaluator, GateScores
-from services.registry.gate import Verdict, gate_candidate, judge_trial
-from services.registry.retrain import REQUESTED_BY, RetrainPolicy, training_request
+from services.registry.errors import RegistryError
+from services.registry.evaluation import Evaluator, GateData, ModelStore
+from services.registry.live import LiveFeed
+from services.registry.promoter import Registry
 from services.registry.settings import RegistrySettings
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "registry"
-EventT = TypeVar("EventT", bound=BaseModel)
 
 
-def derived_id(*parts: str) -> str:
-    """A deterministic event id, so a decision republished after a crash is the same event.
-
-    >>> derived_id("c1", "gate") == derived_id("c1", "gate") != derived_id("c2", "gate")
-    True
-    """
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
-
-
-def parse_event(model: type[EventT], raw: bytes | None, what: str) -> EventT:
-    """One event from a message value; anything else is invalid input."""
-    document = decode_object(raw)
+async def recall_requests(bootstrap: str, registry: Registry) -> int:
+    """Replay ``training.requests`` to its current end into the retrain policy."""
+    consumer = await start_consumer(bootstrap, [topics.TRAINING_REQUESTS], None)
     try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        event_id = document.get("event_id")
-        raise InvalidEvent(
-            f"not a {what}: {first['msg']} at {where}",
-            event_id=event_id if isinstance(event_id, str) else None,
-        ) from exc
+        recalled = 0
+        async for record in read_to_end(consumer, from_beginning=True, max_records=5000):
+            recalled += registry.recall_request(record.value)
+        return recalled
+    finally:
+        await consumer.stop()
 
 
-class Registry:
-    """The registry's state (the history, live trials, the retrain policy) and its decisions."""
+async def run(
+    settings: RegistrySettings,
+    data_source: GateData,
+    stop: asyncio.Event,
+    health: HealthServer,
+    *,
+    served: Mapping[str, UseCase] | None = None,
+    known: Collection[str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    on_ready: Callable[[Registry], None] | None = None,
+) -> None:
+    """The service body: serve ``served`` (the configured use cases unless given) until ``stop``.
 
-    def __init__(
-        self,
-        settings: RegistrySettings,
-        served: Mapping[str, UseCase],
-        evaluator: Evaluator,
-        producer: AIOKafkaProducer,
-        *,
-        known: Collection[str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.settings = settings
-        self.served = dict(served)
-        # None: a use case not served here is another instance's; else unknown ones are bad input
-        self.known = None if known is None else set(known) | set(served)
-        self.evaluator = evaluator
-        self.producer = producer
-        self.history = PromotionHistory()
-        self.trials: dict[str, LiveTrial] = {}
-        self.retrain = RetrainPolicy(clock=clock)
-        self.log: PromotionLog | None = None
-        self.replaying = True
-        self._mlflow: Any = None
-
-    # ---- the history ----------------------------------------------------------------
-
-    async def on_promotion(self, event: Promotion) -> None:
-        """Fold one event of the history; once live, mirror it in MLflow and the trials."""
-        if not self.history.apply(event):
-            return
-        if not self.replaying and event.usecase in self.served:
-            await self._follow(event.usecase)
-
-    async def finish_replay(self, epoch: str | None = None) -> None:
-        """Live from here on; a use case the log holds no history of gets MLflow's lineup back."""
-        self.replaying = False
-        for usecase in self.served:
-            await self._follow(usecase)
-        if epoch is not None:
-            await self.restore_lineups(epoch)
-        logger.info(
-            "history replayed events=%d champions=%s",
-            self.log.read if self.log else 0,
-            {uc: s.champion.label if s.champion else None
-             for uc, s in self.history.usecases.items() if uc in self.served},
+    ``on_ready`` is called with the registry once the history is replayed (tests look in).
+    """
+    if served is None:
+        served = settings.load_usecases()
+        known = set(settings.model_copy(update={"usecases": None}).load_usecases())
+    await ensure_service_topics(settings, SERVICE, served)
+    producer = await start_producer(settings.bootstrap)
+    workdir = settings.service_home(SERVICE) / "models"
+    models = ModelStore(settings.home, settings.mlflow_uri, workdir)
+    evaluator = Evaluator(data_source, models, settings.min_gate_rows)
+    registry = Registry(settings, served, evaluator, producer, known=known, clock=clock)
+    log: PromotionLog | None = None
+    intake: AIOKafkaConsumer | None = None
+    feed: LiveFeed | None = None
+    try:
+        log = await PromotionLog.open(settings.bootstrap, registry.on_promotion)
+        registry.log = log
+        await log.catch_up()
+        epoch = await log_epoch(settings.bootstrap)
+        await registry.finish_replay(epoch)
+        recalled = await recall_requests(settings.bootstrap, registry)
+        logger.info("training requests recalled=%d", recalled)
+        intake = await start_consumer(
+            settings.bootstrap,
+            [topics.MODELS_CANDIDATES, topics.DRIFT_ALERTS],
+            settings.consumer_group(SERVICE),
+            mode=settings.consumer_mode,
+        )
+        await resume_committed(intake, settings, SERVICE)
+        feed = await LiveFeed.open(settings.bootstrap, registry)
+        loop = ConsumeLoop(
+            intake, registry, DeadLetterPolicy(SERVICE, producer),
+            max_records=100, poll_timeout_ms=settings.poll_timeout_ms,
         )  # fmt: skip
+        health.ready = lambda: True
+        if on_ready is not None:
+            on_ready(registry)
+        logger.info("registry ready usecases=%s", sorted(served))
+        while not stop.is_set():
+            await log.poll()
+            await loop.run_once()
+            await feed.poll(settings.poll_timeout_ms)
+    finally:
+        health.ready = lambda: False
+        for consumer in (intake, feed.consumer if feed else None):
+            if consumer is not None:
+                await consumer.stop()
+        if log is not None:
+            await log.stop()
+        await producer.stop()
 
-    async def _follow(self, usecase: str) -> None:
-        state = self.history.get(usecase)
-        if state.recent:  # with no history there is no alias of ours to set or clear
-            await asyncio.to_thread(self._mirror, usecase)
-        trial = self.trials.get(usecase)
-        if state.challenger is None or state.champion is None:
-            if trial is not None:
-                del self.trials[usecase]
-            return
-        if trial is None or trial.trial.event_id != state.challenger.event_id:
-            self.trials[usecase] = LiveTrial(
-                self.served[usecase], state.champion, state.challenger, self.settings.max_pending
-            )
-            logger.info("live trial usecase=%s mode=%s challenger=%s champion=%s",
-                        usecase, state.challenger.mode, state.challenger.model.label,
-                        state.champion.label)  # fmt: skip
 
-    async def restore_lineups(self, epoch: str) -> None:
-        """Publish MLflow's champion and challenger of each use case the log knows nothing of."""
-        from services.registry.aliases import restored_lineup
+def load_gate_data(reference: str) -> GateData:
+    """The gate's data source named ``module:function`` (the Feast offline store's by default).
 
-        for usecase in self.served:
-            if self.history.get(usecase).recent:
-                continue  # the log has the history: it decides
-            client = await asyncio.to_thread(self._client)
-            for event in await asyncio.to_thread(restored_lineup, client, usecase, epoch):
-                await self.publish(event)
+    >>> load_gate_data("nowhere")
+    Traceback (most recent call last):
+    ...
+    services.registry.errors.RegistryError: DRIFTLINE_GATE_DATA 'nowhere': expected module:function
+    """
+    source: GateData = load_callable(reference, "DRIFTLINE_GATE_DATA", RegistryError)
+    return source
 
-    def _client(self) -> Any:
-        from services.common import tracking
 
-        if self._mlflow is None:
-            self._mlflow = tracking.client(self.settings.home, self.settings.mlflow_uri)
-        return self._mlflow
-
-    def _mirror(self, usecase: str) -> None:
-        from services.registry.aliases import mirror_aliases
-
-        try:
-            mirror_aliases(self._client(), self.history.get(usecase))
-        except Exception:  # the history stands; the mirror catches up at the next event
-            logger.exception("could not mirror MLflow aliases usecase=%s", usecase)
-
-    async def publish(self, event: Promotion) -> None:
-        """Publish a decision and read the history up to it, so the state includes it."""
-        metadata = await self.producer.send_and_wait(
-            topics.MODELS_PROMOTIONS, encode(event), key=event.event_id.encode()
-        )
-        telemetry.DECISIONS.labels(event.usecase, event.action).inc()
-        logger.info("decision usecase=%s action=%s model=%s v%s reason=%r",
-                    event.usecase, event.action, event.model_name, event.model_version,
-                    event.reason)  # fmt: skip
-        if self.log is not None:
-            partition = TopicPartition(metadata.topic, metadata.partition)
-            await self.log.catch_up({partition: metadata.offset + 1})
-
-    # ---- candidates and drift alerts (the committed consumer) ----------------------
-
-    async def process(self, record: ConsumerRecord[Any, Any]) -> None:
-        if record.topic == topics.MODELS_CANDIDATES:
-            await self.on_candidate(parse_event(ModelCandidate, record.value, "model candidate"))
-        elif record.topic == topics.DRIFT_ALERTS:
-            await self.on_alert(parse_event(DriftAlert, record.value, "drift alert"))
-
-    async def flush(self) -> None:
-        """Nothing buffered: every event is acknowledged by the broker when published."""
-
-    def _spec(self, usecase: str, event_id: str) -> UseCase | None:
-        spec = self.served.get(usecase)
-        if spec is None and self.known is not None and usecase not in self.known:
-            raise UnknownUseCase(f"unknown use case {usecase!r}", event_id=event_id)
-        return spec
-
-    async def on_candidate(self, candidate: ModelCandidate) -> None:
-        spec = self._spec(candidate.usecase, candidate.event_id)
-        if spec is None:
-            return  # another instance serves it
-        usecase = spec.name
-        state = self.history.get(usecase)
-        outcome = "gated"
-        accepts_online = spec.promotion.accept_online_candidates
-        if candidate.trainer == "online" and (
-            accepts_online is False or (accepts_online == "until_champion" and state.champion)
-        ):
-            outcome = "ignored_online"
-        elif candidate.event_id in state.decided:
-            outcome = "already_decided"
-        elif state.champion is not None and (state.champion.name, state.champion.version) == (
-            candidate.model_name, candidate.model_version,
-        ):  # fmt: skip
-            outcome = "is_champion"
-        telemetry.CANDIDATES.labels(usecase, outcome).inc()
-        if outcome != "gated":
-            logger.info("candidate usecase=%s model=%s v%s skipped: %s", usecase,
-                        candidate.model_name, candidate.model_version, outcome)  # fmt: skip
-            return
-        champion = state.champion
-        try:
-            scores = await asyncio.to_thread(self.evaluator.evaluate, spec, candidate, champion)
-            verdict = self._verdict(spec, scores, has_champion=champion is not None)
-        except ModelUnavailable as exc:
-            scores = GateScores(None, None, 0, "")
-            verdict = Verdict("reject", f"cannot evaluate: {exc}")
-        share = None
-        if verdict.action == "canary":
-            share = spec.promotion.canary_share
-        elif verdict.action == "shadow":
-            share = 0.0
-        numbers = {"candidate": scores.candidate, "champion": scores.champion,
-                   "eval_rows": float(scores.rows)}  # fmt: skip
-        await self.publish(
-            Promotion(
-                event_id=derived_id(candidate.event_id, "gate"),
-                usecase=usecase,
-                action=verdict.action,
-                model_name=candidate.model_name,
-                model_version=candidate.model_version,
-                previous_version=champion.version if champion is not None else None,
-                artifact_uri=candidate.artifact_uri,
-                artifact_sha256=candidate.artifact_sha256,
-                traffic_share=share,
-                scores={k: v for k, v in numbers.items() if v is not None},
-                reason=verdict.reason,
-                candidate_event_id=candidate.event_id,
-            )
-        )
-
-    @staticmethod
-    def _verdict(spec: UseCase, scores: GateScores, *, has_champion: bool) -> Verdict:
-        metric = spec.primary_metric
-        if scores.candidate is None:
-            return Verdict("reject", f"no {metric} for the candidate {scores.basis}")
-        if has_champion and scores.champion is None:
-            return Verdict(
-                "reject",
-                f"cannot compare with the champion: it has no {metric} {scores.basis}",
-            )
-        return gate_candidate(spec, scores.candidate, scores.champion, basis=scores.basis)
-
-    def recall_request(self, raw: bytes | None) -> bool:
-        """Fold one earlier message of ``training.requests`` into the retrain policy."""
-        try:
-            request = TrainingRequest.model_validate_json(raw or b"")
-        except ValidationError:
-            return False
-        if request.requested_by != REQUESTED_BY or request.usecase not in self.served:
-            return False
-        age = (datetime.now(UTC) - request.occurred_at).total_seconds()
-        self.retrain.recall(request, age)
-        return True
-
-    async def on_alert(self, alert: DriftAlert) -> None:
-        spec = self._spec(alert.usecase, alert.event_id)
-        if spec is None:
-            return
-        outcome = self.retrain.consider(
-            alert, cooldown=spec.promotion.retrain_cooldown_seconds, kinds=spec.drift.retrain_on
-        )
-        telemetry.DRIFT_ALERTS.labels(spec.name, outcome).inc()
-        if outcome != "request":
-            logger.info("drift alert usecase=%s alert_id=%s kind=%s: no request (%s)",
-                        spec.name, alert.alert_id, alert.kind, outcome)  # fmt: skip
-            return
-        request = training_request(alert)
-        await self.producer.send_and_wait(topics.TRAINING_REQUESTS, encode(request))
-        logger.info("training request usecase=%s request_id=%s for alert_id=%s kind=%s",
-                    spec.name, request.request_id, alert.alert_id, alert.kind)  # fmt: skip
-
-    # ---- live trials (predictions joined with labels) -------------------------------
-
-    def on_live(self, record: ConsumerRecord[Any, Any]) -> None:
-        usecase = topics.usecase_of(record.topic)
-        trial = self.trials.get(usecase or "")
-        if trial is None:
-            return
-        try:
-            if record.topic.endswith(".predictions"):
-                trial.add_prediction(Prediction.model_validate_json(record.value or b""))
-            else:
-                label = Label.model_validate_json(record.value or b"")
-                trial.add_label(label.event_id, label.label)
-        except ValidationError:
-            # Labels are users' input, checked (and dead-lettered) by ingestion's side.
-            logger.debug("skipping a malformed message topic=%s offset=%s",
-                         record.topic, record.offset)  # fmt: skip
-
-    async def judge_trials(self) -> None:
-        """End every live trial that has seen enough: rollback or promotion."""
-        for usecase, trial in list(self.trials.items()):
-            counts = trial.counts()
-            for side, count in counts.items():
-                telemetry.TRIAL_LABELED.labels(usecase, side).set(count)
-            if not trial.ready():
-                continue
-            scored = trial.scores()
-            assert scored is not None
-            challenger, champion = scored
-            rows = f"{counts['challenger']} vs {counts['champion']} labeled predictions"
-            verdict = judge_trial(trial.spec, challenger, champion, rows=rows)
-            winner = trial.trial.model if verdict.action == "promote" else trial.champion
-            loser = trial.champion if verdict.action == "promote" else trial.trial.model
-            await self.publish(
-                Promotion(
-                    event_id=derived_id(trial.trial.event_id, "trial"),
-                    usecase=usecase,
-                    action=verdict.action,
-                    model_name=winner.name,
-                    model_version=winner.version,
-                    previous_version=loser.version,
-                    artifact_uri=winner.artifact_uri,
-                    artifact_sha256=winner.artifact_sha256,
-                    scores={
-                        "candidate": challenger if verdict.action == "promote" else champion,
-                        "challenger": challenger,
-                        "champion": champion,
-                        "challenger_rows": float(counts["challenger"]),
-                        "champion_rows": float(counts["champion"]),
-                    },
-                    reason=f"{trial.trial.mode} of {trial.trial.model.label}: {verdict.reason}",
-                )
-            )
+async def serve(settings: RegistrySettings, stop: asyncio.Event, health: HealthServer) -> None:
+    """The service body: the configured use cases, gated on ``settings.gate_data``."""
+    await run(settings, load_gate_data(settings.gate_data), stop, health)

@@ -30,8 +30,8 @@ from schemas.usecase import UseCase
 from services.common import tracking
 from services.common.health import HealthServer
 from services.common.models.river_model import RiverModel
-from services.registry.serve import run
-from services.registry.service import Registry
+from services.registry.promoter import Registry
+from services.registry.service import run
 from services.registry.settings import RegistrySettings
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -21,6 +21,7 @@ from services.registry import (
     errors,
     evaluation,
     gate,
+    promoter,
     retrain,
     scoring,
     service,
@@ -32,7 +33,9 @@ from tests.conftest import ROOT
 from tests.registry.conftest import gate_data, gate_frame, make_spec
 
 
-@pytest.mark.parametrize("module", [canary, errors, evaluation, gate, retrain, scoring, service])
+@pytest.mark.parametrize(
+    "module", [canary, errors, evaluation, gate, promoter, retrain, scoring, service]
+)
 def test_doctests(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0

@@ -12,25 +12,29 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
 from schemas import topics
 from schemas.events import Promotion
 from services.common.bus import ensure_topics, read_to_end, start_consumer
+from services.common.errors import InvalidInput
 from services.common.promotions.history import PromotionHistory
+from services.common.serde import decode
 
 logger = logging.getLogger(__name__)
 
 OnPromotion = Callable[[Promotion], Awaitable[None]]
 
 
-def parse_promotion(raw: bytes | None) -> Promotion | None:
-    """A promotion event, or None (logged) for anything else on the topic."""
+def as_promotion(record: Any) -> Promotion | None:
+    """The promotion a record of ``models.promotions`` carries, or None (logged) for anything else.
+
+    Anything else is its writer's mistake, and it changes no lineup.
+    """
     try:
-        return Promotion.model_validate_json(raw or b"")
-    except ValidationError as exc:
-        logger.warning("skipping a message on %s that is not a promotion: %s",
-                       topics.MODELS_PROMOTIONS, exc.errors()[0]["msg"])  # fmt: skip
+        return decode(topics.PROMOTIONS, record.value)
+    except InvalidInput as exc:
+        logger.warning("skipped topic=%s partition=%s offset=%s: %s",
+                       record.topic, record.partition, record.offset, exc)  # fmt: skip
         return None
 
 
@@ -52,7 +56,7 @@ class PromotionLog:
         await self.consumer.stop()
 
     async def _apply(self, record: Any) -> None:
-        event = parse_promotion(record.value)
+        event = as_promotion(record)
         if event is not None:
             await self.on_promotion(event)
         self.read += 1
