@@ -64,7 +64,9 @@ class MlflowLoader:
     An artifact is immutable and named by its sha256, so a copy in ``cache`` is
     as good as MLflow's: a restarted service loads the champion it served from
     there (the sha256 checked again) without importing mlflow, in milliseconds.
-    The cache keeps the ``keep`` most recently used models.
+    The cache keeps the ``keep`` most recently used models. A torch model
+    with an ONNX export answers through onnxruntime when it is installed,
+    the export's sha256 checked too (:func:`~services.common.models.load_model`).
     """
 
     def __init__(
@@ -84,7 +86,7 @@ class MlflowLoader:
         cached = self.cache / ref.artifact_sha256
         if cached.is_dir():
             try:
-                model = load_model(cached, expected_sha256=ref.artifact_sha256)
+                model = load_model(cached, expected_sha256=ref.artifact_sha256, prefer_onnx=True)
             except Exception:  # a damaged copy: MLflow's is the truth
                 logger.warning("cached model unusable, fetching again: %s", cached, exc_info=True)
                 shutil.rmtree(cached, ignore_errors=True)
@@ -103,7 +105,7 @@ class MlflowLoader:
         directory = Path(tempfile.mkdtemp(prefix=f"{ref.name}-{ref.version}-", dir=self.scratch))
         try:
             path = tracking.download_model_dir(self._client, uri, directory)
-            model = load_model(path, expected_sha256=sha256)
+            model = load_model(path, expected_sha256=sha256, prefer_onnx=True)
             self._keep_copy(path, sha256)
             return model
         finally:
