@@ -96,6 +96,18 @@ class SeenIds:
         row = self.connection.execute("SELECT value FROM state WHERE name=?", (name,)).fetchone()
         return None if row is None else json.loads(row[0])
 
+    def states(self, prefix: str) -> list[tuple[str, Any]]:
+        """Every (name, state) whose name starts with ``prefix``, by name.
+
+        >>> seen = SeenIds(":memory:")
+        >>> seen.add("uc", "raw", [], state={"prep:uc/1": {"rows": 2}, "prep:other/0": {}})
+        >>> seen.states("prep:uc/")
+        [('prep:uc/1', {'rows': 2})]
+        """
+        query = "SELECT name, value FROM state WHERE substr(name, 1, ?) = ? ORDER BY name"
+        rows = self.connection.execute(query, (len(prefix), prefix))
+        return [(name, json.loads(value)) for name, value in rows]
+
     def count(self, usecase: str, kind: str) -> int:
         query = "SELECT COUNT(*) FROM seen WHERE usecase=? AND kind=?"
         (total,) = self.connection.execute(query, (usecase, kind)).fetchone()

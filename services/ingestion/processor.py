@@ -3,8 +3,9 @@
 ``process`` validates, de-duplicates, cleans and featurizes one raw event
 and sends its row; ``flush`` waits for the broker to acknowledge every row
 of the batch and only then records the events as seen, together with the
-imputation statistics, in one SQLite transaction; those recorded statistics
-are what :mod:`services.ingestion.statistics` publishes for serving. The
+imputation statistics of each raw partition, in one SQLite transaction;
+those recorded statistics are what :mod:`services.ingestion.statistics`
+publishes for serving and for a replica that takes the partition over. The
 consume loop commits the batch's offsets after that. So a crash anywhere
 leaves every event either recorded (its row is on ``<uc>.features``) or
 uncommitted (it is read again): none is lost, and a redelivered one adds at
@@ -29,9 +30,9 @@ from schemas.events import FeatureRow
 from schemas.usecase import UseCase
 from services.common.deadletter import DeadLetterPolicy
 from services.common.errors import InvalidInput
-from services.common.prep import Preparer, feature_row_id
+from services.common.prep import feature_row_id
 from services.common.seen import SeenIds
-from services.ingestion.statistics import StatisticsPublisher
+from services.ingestion.statistics import PartitionStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ class Sent:
     ack: asyncio.Future[Any]
 
 
-def state_name(usecase: str) -> str:
-    return f"prep:{usecase}"
-
-
 class Ingestion:
     """Turns the raw records of every configured use case into feature rows."""
 
@@ -70,6 +67,7 @@ class Ingestion:
         specs: dict[str, UseCase],
         seen: SeenIds,
         producer: AIOKafkaProducer,
+        bootstrap: str,
         *,
         salt: str = "",
     ) -> None:
@@ -77,13 +75,8 @@ class Ingestion:
         self.seen = seen
         self.producer = producer
         self.policy = DeadLetterPolicy(SERVICE, producer)
-        self.statistics = StatisticsPublisher(producer)
-        self.preparers: dict[str, Preparer] = {}
-        for name, spec in specs.items():
-            recorded = seen.state(state_name(name))
-            self.preparers[name] = Preparer(spec, recorded, salt=salt)
-            if recorded is not None:
-                self.statistics.record(name, self.preparers[name].state())
+        # One preparer per raw partition, taken over with the partition's statistics.
+        self.statistics = PartitionStatistics(specs, seen, producer, bootstrap, salt=salt)
         self.output = {name: topics.features(name) for name in specs}
         self.pending: dict[tuple[str, str], Sent] = {}
         self._counters: dict[tuple[str, str], Any] = {}
@@ -92,16 +85,17 @@ class Ingestion:
         """One raw event: its row sent, or a duplicate skipped; raises for a dead letter."""
         started = time.perf_counter()
         usecase = topics.usecase_of(record.topic) or ""
-        preparer = self.preparers.get(usecase)
-        if preparer is None:
+        if usecase not in self.specs:
             raise InvalidInput(f"topic {record.topic!r} belongs to no configured use case")
+        preparer = await self.statistics.preparer(usecase, record.partition, record.offset)
         try:
             payload = preparer.validate(preparer.parse(record.value or b""))
             key = (usecase, payload.event_id)
             if key in self.pending or not self.seen.unseen(usecase, KIND, [payload.event_id]):
                 self._count(usecase, "duplicate")
                 return
-            clean = preparer.clean(payload)
+            learn = self.statistics.learns(usecase, record.partition, record.offset)
+            clean = preparer.clean(payload, learn=learn)
             row = FeatureRow(
                 event_id=feature_row_id(usecase, clean.event_id),
                 usecase=usecase,
@@ -128,6 +122,7 @@ class Ingestion:
         self.pending.clear()
         answers = await asyncio.gather(*(s.ack for s in sent), return_exceptions=True)
         done: dict[str, list[str]] = defaultdict(list)
+        partitions: dict[str, set[int]] = defaultdict(set)
         for item, answer in zip(sent, answers, strict=True):
             if isinstance(answer, BaseException) and not isinstance(answer, Exception):
                 raise answer  # cancelled: nothing is recorded, the batch is read again
@@ -136,10 +131,10 @@ class Ingestion:
                 self._count(item.usecase, "dead_letter")
                 continue
             done[item.usecase].append(item.event_id)
+            partitions[item.usecase].add(item.record.partition)
         for usecase, event_ids in done.items():
-            state = self.preparers[usecase].state()
-            self.seen.add(usecase, KIND, event_ids, state={state_name(usecase): state})
-            self.statistics.record(usecase, state)
+            states = self.statistics.recorded(usecase, partitions[usecase])
+            self.seen.add(usecase, KIND, event_ids, state=states)
             self._count(usecase, "featurized", len(event_ids))
 
     def _count(self, usecase: str, outcome: str, amount: int = 1) -> None:

@@ -41,6 +41,7 @@ from tests.inference.conftest import (
     request_fields,
     until,
 )
+from tests.inference.test_stats_merge import publish_snapshots
 
 pytestmark = pytest.mark.integration
 
@@ -172,11 +173,12 @@ async def test_a_snapshot_that_does_not_fit_is_skipped_and_the_held_one_kept(
     await follower.start()  # an empty topic: nothing to apply
     try:
         assert follower.applied == 0 and resolver.preparer.rows == 0
-        await publish(bootstrap, topics.stats(unique), [json.dumps(ingested.state())])
+        key = f"{unique}/0"  # ingestion's key: the raw partition's snapshot
+        await publish_snapshots(bootstrap, unique, [(key, json.dumps(ingested.state()))])
         await until(lambda: resolver.preparer.rows == 50)
         other = {**ingested.state(), "usecase": "another", "rows": 7}
-        await publish(bootstrap, topics.stats(unique), ["not json", json.dumps(other)])
-        await publish(bootstrap, topics.stats(unique), ["[1, 2]"])
+        await publish_snapshots(bootstrap, unique, [(key, "not json"), (key, json.dumps(other))])
+        await publish_snapshots(bootstrap, unique, [(key, "[1, 2]")])
         await asyncio.sleep(0.5)  # ten refreshes over the records that do not fit
     finally:
         await follower.stop()

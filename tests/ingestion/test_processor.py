@@ -34,7 +34,7 @@ def test_events_are_recorded_after_their_rows_and_a_restart_skips_them(
         await ensure_topics(bootstrap, [topics.features(unique), topics.deadletter(unique)])
         producer = await start_producer(bootstrap)
         try:
-            first = Ingestion({unique: spec}, seen, producer)
+            first = Ingestion({unique: spec}, seen, producer, bootstrap)
             for offset, value in enumerate(events[:30]):
                 await first.process(consumer_record(raw, offset, value))
             await first.process(consumer_record(raw, 30, events[0]))  # a duplicate in the batch
@@ -43,14 +43,15 @@ def test_events_are_recorded_after_their_rows_and_a_restart_skips_them(
             assert seen.count(unique, KIND) == 30
 
             # A restart: the batch is read again from the start, with 20 more events.
-            second = Ingestion({unique: spec}, seen, producer)
-            restored = copy.deepcopy(second.preparers[unique].state())
+            second = Ingestion({unique: spec}, seen, producer, bootstrap)
+            taken = await second.statistics.preparer(unique, 0, 0)  # the partition arrives
+            restored = copy.deepcopy(taken.state())
             for offset, value in enumerate(events):
                 await second.process(consumer_record(raw, offset, value))
             with pytest.raises(InvalidInput, match="not valid JSON"):
                 await second.process(consumer_record(raw, 50, b"{oops"))
             await second.flush()
-            return first.preparers[unique].state(), restored
+            return first.statistics.preparers[(unique, 0)].state(), restored
         finally:
             await producer.stop()
 
