@@ -61,7 +61,7 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
             settings.bootstrap, sources, group, mode=settings.consumer_mode
         ) as (consumer, producer):
             salt = settings.pseudonym_salt.get_secret_value()
-            ingestion = Ingestion(specs, seen, producer, salt=salt)
+            ingestion = Ingestion(specs, seen, producer, settings.bootstrap, salt=salt)
             await resume_committed(consumer, settings, SERVICE)
             loop = ConsumeLoop(
                 consumer,
