@@ -229,15 +229,10 @@ def up(
                 argv += ["--predict-url", inference_url]
             supervisor.start("demo", argv)
         if live:
-            from services.cli.live import LiveThread
+            from services.cli.live import LiveThread, console_url
 
             console.print(f"logs: {log_dir}/<service>.log; the live view starts now")
-            live_view = LiveThread(
-                config.bootstrap,
-                demo or "",
-                spec=usecases[demo or ""],
-                partitions=config.partitions,
-            ).start()
+            live_view = LiveThread(console_url()).start()
         status = run_until_stopped(supervisor)
     except KeyboardInterrupt:  # Ctrl-C while starting: what started stops, cleanly
         status = 0

@@ -8,6 +8,7 @@ orphan is left behind.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -240,6 +241,9 @@ def start_services(
                     urls.append(url)
                 supervisor.start(instance, service_argv(name), env)
                 where = f"{url}/docs" if name == "inference" else f":{health}/healthz"
+                if name == "telemetry":  # the web console (DRIFTLINE_CONSOLE_PORT)
+                    console = os.environ.get("DRIFTLINE_CONSOLE_PORT", "8080")
+                    where = f"web console http://127.0.0.1:{console}"
                 supervisor.console.print(f"started [bold]{instance}[/] ({where})")
         for url in urls if "inference" in stage else []:
             wait_ready(supervisor, f"{url}/readyz")

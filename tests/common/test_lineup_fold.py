@@ -17,10 +17,10 @@ import pytest
 
 from schemas.events import Promotion
 from schemas.usecase import UseCase
-from services.cli.live_state import LiveState
 from services.common.promotions.history import ModelRef, PromotionHistory
 from services.drift_detector.reference import Lineage
 from services.inference.registry import ModelRegistry
+from services.telemetry.story import Story
 
 UC = "credit"
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -129,7 +129,7 @@ def inference_view(models: ModelRegistry) -> View:
 
 
 def live_view(events: list[Promotion]) -> View:
-    state = LiveState(UC)
+    state = Story(UC)
     for promotion in events:
         state.observe(promotion, at=promotion.occurred_at.timestamp())
     champion = state.champion.version if state.champion else None

@@ -25,7 +25,6 @@ from schemas.events import Prediction, Window
 from schemas.inputs import Label
 from schemas.usecase import UseCase, load_usecase
 from services.batch_trainer.data import LABEL, TIMESTAMP, prepare
-from services.cli.live_state import LiveMetric
 from services.common.errors import InvalidInput
 from services.drift_detector.checks import labeled_pairs
 from services.features.sink import FeatureSink
@@ -33,6 +32,7 @@ from services.inference.errors import InvalidFeatures
 from services.inference.service import check_feedback, json_key
 from services.online_trainer.learner import normalize_label
 from services.registry.scoring import score
+from services.telemetry.joined import LiveMetric
 from tests.records import consumer_record
 
 USECASES = Path(__file__).resolve().parents[2] / "usecases"

@@ -1,0 +1,1 @@
+"""Telemetry: windowed numbers of the loop on faust-streaming, the web console, its JSON API."""

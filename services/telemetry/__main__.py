@@ -1,0 +1,3 @@
+from services.telemetry.service import main
+
+main()
