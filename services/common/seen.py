@@ -10,8 +10,29 @@ statistics) is recorded in the same transaction, so the two always agree.
 Replicas of a service on one machine share one home, hence one file: WAL
 lets readers run beside the one writer, and a writer that finds the file
 locked waits (``BUSY_TIMEOUT_S``) instead of failing with "database is
-locked". Replicas on different machines need this record elsewhere (a
-shared database), which this module does not provide.
+locked".
+
+Replicas on different machines each have their own file, and the marks do
+not move with a partition. What that costs when a partition moves to a
+replica on another machine (its holder SIGKILLed, or a rebalance):
+
+- ingestion: the events after the partition's last commit (at most one
+  batch, ``DRIFTLINE_BATCH_EVENTS``) are processed again and their rows sent
+  to ``<uc>.features`` a second time, with the same row id; the imputation
+  statistics do not learn them twice (they move with the partition,
+  :mod:`services.ingestion.statistics`). An event id that a source sends
+  again later, after the move, is not known as a duplicate there.
+- features: a row redelivered to the new replica (at most one batch after
+  the last commit) is written again: the online store's write is an upsert
+  of the same values, and the offline store gets the row in a second Parquet
+  part, which the store's reader folds by event id (``featurestore``), so
+  training sets and the online store hold it once; the Parquet files hold it
+  twice.
+
+So nothing is lost and nothing is counted twice downstream, but the
+de-duplication of a source's repeats holds within one machine only. A home
+any replica can read (a compacted changelog topic co-partitioned with the
+input, or the production profile's PostgreSQL) is not provided here.
 """
 
 from __future__ import annotations
