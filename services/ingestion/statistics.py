@@ -14,6 +14,12 @@ snapshot lives in two places:
   written with the seen ids at every flush in one transaction: it outlives a
   restart of the embedded broker, which keeps nothing.
 
+Each partition's events are imputed with that partition's statistics, so
+what a row gets does not depend on which replica handled it; serving imputes
+with the merge of every partition's (with one partition, the default, the
+two are the same; with more, each partition's statistics estimate the same
+quantities from a share of the rows).
+
 A partition is (re)taken whenever its records do not follow on from the last
 one this process handled (first sight, or a jump: another replica handled
 it meanwhile). Of the statistics this process holds, the local record's and
