@@ -9,13 +9,18 @@ A commit names offsets of one log. :func:`resume_committed` uses the group's
 commits only when the service last ran on the broker's current log, so a
 commit that reached a new broker from an old log's batch (the broker died
 mid-batch and came back empty) is not taken for a position in the new one.
+
+A service whose checkpoint holds its offsets (the online trainer, the drift
+detector) gives the loop ``checkpointed``: the loop, not the processor, moves
+the checkpoint's offset past each record before handing it over, and
+:func:`resume_checkpointed` seeks the consumer where the checkpoints say.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
@@ -23,10 +28,13 @@ from aiokafka.structs import ConsumerRecord
 
 from services.common.checkpoint import offset_key, resume, save_text
 from services.common.deadletter import ErrorPolicy
-from services.common.epoch import log_epoch
+from services.common.epoch import Checkpointed, adopt, log_epoch
 from services.common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
+
+# The checkpointed offsets a record's topic belongs to (None: not checkpointed).
+CheckpointedOffsets = Callable[[str], MutableMapping[str, int] | None]
 
 
 class Processor(Protocol):
@@ -51,6 +59,7 @@ class ConsumeLoop:
         max_records: int = 1000,
         poll_timeout_ms: int = 200,
         before_commit: Callable[[int], Awaitable[None]] | None = None,
+        checkpointed: CheckpointedOffsets | None = None,
     ) -> None:
         self.consumer = consumer
         self.processor = processor
@@ -58,6 +67,7 @@ class ConsumeLoop:
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
         self.before_commit = before_commit
+        self.checkpointed = checkpointed
         self.processed = 0
 
     async def run_once(self) -> int:
@@ -68,6 +78,9 @@ class ConsumeLoop:
         count = 0
         for records in batches.values():
             for record in records:
+                offsets = None if self.checkpointed is None else self.checkpointed(record.topic)
+                if offsets is not None:  # first: a record that is dead-lettered is consumed too
+                    offsets[offset_key(record.topic, record.partition)] = record.offset + 1
                 try:
                     await self.processor.process(record)
                 except Exception as exc:
@@ -118,3 +131,25 @@ async def resume_committed(
         starts = await resume(consumer, offsets, owner=service)
         logger.info("%s resuming log_epoch=%s offsets=%s", service, epoch, starts)
     save_text(marker, epoch)
+
+
+async def resume_checkpointed(
+    consumer: AIOKafkaConsumer,
+    states: Mapping[str, Checkpointed],
+    bootstrap: str,
+    *,
+    owner: str,
+    positions: Mapping[str, int] | None = None,
+) -> str:
+    """Seek every partition where its checkpointed state says the next record is; return the epoch.
+
+    On a log other than a checkpoint's (a broker that forgot its log) the
+    learned state is kept and the new log is read from its beginning.
+    ``positions`` are starts of partitions no checkpoint holds (``topic:partition``).
+    """
+    epoch = await log_epoch(bootstrap)
+    offsets = adopt(states, epoch, owner=owner)
+    offsets.update(positions or {})
+    starts = await resume(consumer, offsets, owner=owner)
+    logger.info("%s resuming log_epoch=%s offsets=%s", owner, epoch, starts)
+    return epoch

@@ -43,10 +43,9 @@ from services.common.bus import (
     start_consumer,
     start_producer,
 )
-from services.common.checkpoint import offset_key, resume, save_checkpoint
-from services.common.consume import ConsumeLoop
+from services.common.checkpoint import offset_key, save_checkpoint
+from services.common.consume import ConsumeLoop, resume_checkpointed
 from services.common.deadletter import DeadLetterPolicy
-from services.common.epoch import adopt, log_epoch
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
 from services.common.serde import decode, encode
@@ -88,8 +87,6 @@ class DriftDetectorProcessor:
             await detector.offer_model_event(record)
             return
         monitor = detector.by_topic[record.topic]
-        # The offset advances first: a record that is dead-lettered is consumed too.
-        monitor.offsets[offset_key(record.topic, record.partition)] = record.offset + 1
         self.dirty = True
         reports_dir = detector.reports_dir
         event = decode(record.topic, record.value)
@@ -187,6 +184,11 @@ class DriftDetector:
     def topics(self) -> list[str]:
         return [*self.by_topic, *MODEL_TOPICS]
 
+    def checkpointed_offsets(self, topic: str) -> dict[str, int] | None:
+        """The offsets of the monitor ``topic`` feeds (the model topics are replayed, not kept)."""
+        monitor = self.by_topic.get(topic)
+        return None if monitor is None else monitor.offsets
+
     # ---- the champion's lineage -------------------------------------------------
 
     async def offer_model_event(self, record: ConsumerRecord[Any, Any]) -> None:
@@ -246,21 +248,6 @@ class DriftDetector:
 
     # ---- running ----------------------------------------------------------------
 
-    async def seek(
-        self, consumer: AIOKafkaConsumer, model_ends: dict[TopicPartition, int], epoch: str
-    ) -> None:
-        """Model topics where the lineage replay ended; the rest where the checkpoint says.
-
-        The checkpoint, not the group's commits, says what the windows hold. On a
-        log other than the checkpoint's, the windows are kept and the new log is
-        read from its beginning.
-        """
-        offsets = adopt(self.monitors, epoch, owner=SERVICE)
-        for partition, end in model_ends.items():
-            offsets[offset_key(partition.topic, partition.partition)] = end
-        starts = await resume(consumer, offsets, owner=SERVICE)
-        logger.info("resuming log_epoch=%s offsets=%s", epoch, starts)
-
     async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
         settings = self.settings
         await ensure_service_topics(settings, SERVICE, self.specs)
@@ -273,8 +260,12 @@ class DriftDetector:
             consumer = await start_consumer(
                 settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
             )
-            epoch = await log_epoch(settings.bootstrap)
-            await self.seek(consumer, model_ends, epoch)
+            # The model topics where the lineage replay ended; the rest where the
+            # checkpoint says (not the group's commits: it says what the windows hold).
+            ends = {offset_key(tp.topic, tp.partition): end for tp, end in model_ends.items()}
+            await resume_checkpointed(
+                consumer, self.monitors, settings.bootstrap, owner=SERVICE, positions=ends
+            )
             self.processor = DriftDetectorProcessor(self, producer)
             loop = ConsumeLoop(
                 consumer,
@@ -282,6 +273,7 @@ class DriftDetector:
                 DeadLetterPolicy(SERVICE, producer),
                 max_records=settings.max_records,
                 poll_timeout_ms=settings.poll_timeout_ms,
+                checkpointed=self.checkpointed_offsets,
             )
             if health is not None:
                 health.ready = lambda: True

@@ -29,10 +29,9 @@ from schemas import topics
 from schemas.events import DriftAlert, FeatureDrift, ModelCandidate, Window
 from schemas.usecase import UseCase
 from services.common.bus import ensure_service_topics, start_consumer, start_producer
-from services.common.checkpoint import offset_key, resume, save_checkpoint
-from services.common.consume import ConsumeLoop
+from services.common.checkpoint import save_checkpoint
+from services.common.consume import ConsumeLoop, resume_checkpointed
 from services.common.deadletter import DeadLetterPolicy
-from services.common.epoch import adopt, log_epoch
 from services.common.health import HealthServer
 from services.common.serde import decode, encode
 from services.online_trainer import telemetry
@@ -102,8 +101,6 @@ class UseCaseTrainer:
     def handle(self, record: ConsumerRecord[Any, Any]) -> None:
         """Parse one record, offer it to the join, learn what it completes."""
         state = self.state
-        # The offset advances first: a record that is dead-lettered is consumed too.
-        state.offsets[offset_key(record.topic, record.partition)] = record.offset + 1
         state.clock = max(state.clock, record.timestamp / 1000.0)
         self.dirty = True
         if record.topic == self.features_topic:
@@ -282,19 +279,6 @@ class OnlineTrainerProcessor:
         return candidate
 
 
-async def resume_from_checkpoints(
-    consumer: AIOKafkaConsumer, trainers: dict[str, UseCaseTrainer], epoch: str
-) -> None:
-    """Start every partition where its use case's checkpoint says the next row is.
-
-    On a log other than the checkpoint's (a broker that forgot its log) the
-    learned state is kept and the new log is read from its beginning.
-    """
-    states = {name: trainer.state for name, trainer in trainers.items()}
-    starts = await resume(consumer, adopt(states, epoch, owner=SERVICE), owner=SERVICE)
-    logger.info("resuming log_epoch=%s offsets=%s", epoch, starts)
-
-
 class OnlineTrainer:
     """The service: every configured use case in one consume loop."""
 
@@ -310,6 +294,11 @@ class OnlineTrainer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.processor: OnlineTrainerProcessor | None = None
 
+    def processor_offsets(self, topic: str) -> dict[str, int]:
+        """The checkpointed offsets of the use case ``topic`` belongs to."""
+        assert self.processor is not None
+        return self.processor.by_topic[topic].state.offsets
+
     def topics(self) -> list[str]:
         """The topics consumed: the use cases' feature rows and labels."""
         return [t for topic in TOPICS.reads for t in topic.names(self.specs)]
@@ -323,8 +312,8 @@ class OnlineTrainer:
             consumer = await start_consumer(
                 settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
             )
-            epoch = await log_epoch(settings.bootstrap)
-            await resume_from_checkpoints(consumer, self.trainers, epoch)
+            states = {name: trainer.state for name, trainer in self.trainers.items()}
+            await resume_checkpointed(consumer, states, settings.bootstrap, owner=SERVICE)
             self.processor = OnlineTrainerProcessor(
                 self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri
             )
@@ -335,6 +324,7 @@ class OnlineTrainer:
                 DeadLetterPolicy(SERVICE, producer),
                 max_records=settings.max_records,
                 poll_timeout_ms=settings.poll_timeout_ms,
+                checkpointed=lambda topic: self.processor_offsets(topic),
             )
             if health is not None:
                 health.ready = lambda: True
