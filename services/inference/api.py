@@ -3,8 +3,11 @@
 ``POST /v1/predict/{uc}`` and ``POST /v1/feedback/{uc}`` take one JSON object
 or a list; ``GET /v1/models/{uc}`` shows the lineup; ``/healthz``,
 ``/readyz`` and ``/metrics`` are served by the same server, OpenAPI at
-``/docs``. Statuses: 422 names the field at fault (``detail[].loc``), 404 an
-unknown use case, 503 a use case with no champion yet, 413 a body over
+``/docs``. ``?explain=true`` on a predict adds each answer's ``explanation``
+(per-feature contributions to the model's score, :mod:`.explain`).
+Statuses: 422 names the field at fault (``detail[].loc``, ``["query",
+"explain"]`` for a bad flag), 404 an unknown use case, 503 a use case with
+no champion yet, 413 a body over
 ``DRIFTLINE_MAX_BODY_BYTES``, 401 a missing or wrong ``X-API-Key`` when
 ``DRIFTLINE_API_KEY`` is set (``/v1/*`` only: health, metrics and the docs
 stay open to probes and scrapers).
@@ -16,15 +19,15 @@ index (``["body", 3, "entity_id"]``) instead of by union member.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -38,16 +41,10 @@ from services.inference.errors import (
     UnknownUseCase,
 )
 from services.inference.features import Item
+from services.inference.guard import GuardMiddleware
 from services.inference.service import InferenceService
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-_PREDICT = "/v1/predict/"
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class PredictRequest(BaseModel):
@@ -94,6 +91,30 @@ _ONE_PREDICT = TypeAdapter(PredictRequest)
 _MANY_PREDICT = TypeAdapter(list[PredictRequest])
 _ONE_FEEDBACK = TypeAdapter(FeedbackRequest)
 _MANY_FEEDBACK = TypeAdapter(list[FeedbackRequest])
+_FLAG = TypeAdapter(bool)
+
+
+def explain_flag(query: bytes) -> bool:
+    """The ``explain`` query parameter (pydantic's booleans: true/false, 1/0, yes/no, on/off).
+
+    >>> explain_flag(b"explain=true"), explain_flag(b""), explain_flag(b"explain=0")
+    (True, False, False)
+    >>> try:
+    ...     explain_flag(b"explain=maybe")
+    ... except BadRequest as exc:
+    ...     exc.errors[0]["loc"]
+    ['query', 'explain']
+    """
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("explain")
+    if not values:
+        return False
+    try:
+        return bool(_FLAG.validate_python(values[-1]))
+    except ValidationError:
+        message = f"explain must be true or false, got {values[-1]!r}"
+        raise BadRequest(
+            [{"loc": ["query", "explain"], "msg": message, "type": "bool_parsing"}]
+        ) from None
 
 
 class BadRequest(Exception):
@@ -146,94 +167,6 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-class GuardMiddleware:
-    """API key and body-size checks, before any routing or parsing (plain ASGI: cheap)."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        api_key: str | None,
-        max_body_bytes: int,
-        predict: Callable[[str, bytes], Awaitable[tuple[int, bytes]]] | None = None,
-    ) -> None:
-        self.app = app
-        self.api_key = api_key.encode() if api_key else None
-        self.max_body_bytes = max_body_bytes
-        self.predict = predict  # POST /v1/predict/{uc} answered here, past FastAPI's routing
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        if self.api_key is not None and scope["path"].startswith("/v1/"):
-            provided = headers.get(b"x-api-key", b"")
-            if not hmac.compare_digest(provided, self.api_key):
-                await _reply(send, 401, "missing or wrong X-API-Key header")
-                return
-        if scope["method"] in ("POST", "PUT", "PATCH"):
-            declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                await _reply(send, 413, f"body over the {self.max_body_bytes}-byte limit")
-                return
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client went away
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    await _reply(send, 413, f"body over the {self.max_body_bytes}-byte limit")
-                    return
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-            if self.predict is not None and (usecase := _predict_usecase(scope)) is not None:
-                status, answer = await self.predict(usecase, body)
-                await _send_json(send, status, answer)
-                return
-            replayed = False
-
-            async def replay() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
-            return
-        await self.app(scope, receive, send)
-
-
-async def _reply(send: Send, status: int, detail: str) -> None:
-    await _send_json(send, status, json.dumps({"detail": detail}).encode())
-
-
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _predict_usecase(scope: Scope) -> str | None:
-    """The use case of a ``POST /v1/predict/{uc}`` the router would match, else None.
-
-    >>> _predict_usecase({"method": "POST", "path": "/v1/predict/credit"})
-    'credit'
-    >>> _predict_usecase({"method": "POST", "path": "/v1/predict/credit/"}) is None
-    True
-    """
-    path: str = scope["path"]
-    if scope["method"] != "POST" or scope.get("root_path") or not path.startswith(_PREDICT):
-        return None
-    usecase = path[len(_PREDICT) :]
-    return usecase if usecase and "/" not in usecase else None
-
-
 def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
     """The FastAPI app; with ``manage`` its lifespan starts and stops ``service``."""
 
@@ -261,15 +194,16 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
         metrics.REQUESTS.labels(usecase, endpoint, str(status)).inc()
         return _json(content, status)
 
-    async def predict_body(usecase: str, body: bytes) -> tuple[int, bytes]:
+    async def predict_body(usecase: str, body: bytes, query: bytes) -> tuple[int, bytes]:
         many = False  # the status and JSON body of POST /v1/predict/{usecase}
         try:
             service.registry.champion(usecase)  # 404 / 503 before reading the body
+            explain = explain_flag(query)
             parsed = parse_body(body, _ONE_PREDICT, _MANY_PREDICT, limit)
             many = isinstance(parsed, list)
             requests: list[PredictRequest] = parsed if many else [parsed]
             items = [Item(r.entity_id, r.event_id, r.features) for r in requests]
-            answers = await service.predict(usecase, items)
+            answers = await service.predict(usecase, items, explain=explain)
         except _REFUSED as exc:
             answer = refused(usecase, "predict", exc, many)
             return answer.status_code, bytes(answer.body)
@@ -322,9 +256,14 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
             }
         },
     )
-    async def predict(usecase: str, request: Request) -> Response:
+    async def predict(
+        usecase: str,
+        request: Request,
+        explain: bool = Query(False, description="add per-feature contributions to each answer"),
+    ) -> Response:
         # Documents the route; the guard middleware answers it (predict_body) first.
-        status, body = await predict_body(usecase, await request.body())
+        query = request.scope.get("query_string", b"")
+        status, body = await predict_body(usecase, await request.body(), query)
         return Response(body, status_code=status, media_type="application/json")
 
     @app.post(

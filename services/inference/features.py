@@ -36,6 +36,7 @@ from typing import Any, Literal
 from schemas.usecase import UseCase
 from services.common.errors import InvalidInput
 from services.common.prep.preparer import Preparer
+from services.common.prep.validation import Record
 from services.common.prep.values import pseudonymize
 from services.inference.errors import FeatureStoreUnavailable, InvalidFeatures
 
@@ -175,6 +176,7 @@ class FeatureResolver:
         self.reader = reader
         self.salt = salt
         self.preparer = Preparer(spec, salt=salt)
+        self._reference: tuple[Preparer, dict[str, float]] | None = None
         key_field = spec.fields.get(spec.entity_key)
         self.pseudonymized_key = key_field is not None and key_field.pseudonymize
 
@@ -187,6 +189,27 @@ class FeatureResolver:
         case or version; the current statistics are kept then.
         """
         self.preparer = Preparer(self.spec, state, salt=self.salt)
+
+    def reference_row(self) -> dict[str, float]:
+        """The features of the use case's typical record: every field at its imputed value.
+
+        The values ingestion imputes a missing field with (its running median
+        or most frequent value, a constant fill), featurized; a river model's
+        explanations start from this row. All zeros when a field cannot be
+        imputed (a required field without imputation).
+        """
+        preparer = self.preparer
+        if self._reference is not None and self._reference[0] is preparer:
+            return self._reference[1]
+        record = Record(
+            "reference", "reference", datetime.now(UTC), dict.fromkeys(self.spec.fields)
+        )
+        try:
+            features = preparer.featurize(record)
+        except InvalidInput:
+            features = dict.fromkeys(self.spec.feature_names(), 0.0)
+        self._reference = (preparer, features)
+        return features
 
     def resolve(self, items: Sequence[Item]) -> list[Resolved]:
         """Features for every item; raises :class:`InvalidFeatures` for the first bad one."""

@@ -34,6 +34,7 @@ from services.common.bus import ensure_topics, start_producer, wait_for_broker
 from services.common.serde import encode
 from services.inference import metrics
 from services.inference.errors import InvalidFeatures, ModelRefused, UnknownUseCase
+from services.inference.explain import explain as explain_rows
 from services.inference.features import (
     FeatureResolver,
     Item,
@@ -174,8 +175,14 @@ class InferenceService:
 
     # ---- scoring --------------------------------------------------------------------
 
-    async def predict(self, usecase: str, items: Sequence[Item]) -> list[dict[str, Any]]:
-        """Answer every item with the lineup current when the request arrived."""
+    async def predict(
+        self, usecase: str, items: Sequence[Item], *, explain: bool = False
+    ) -> list[dict[str, Any]]:
+        """Answer every item with the lineup current when the request arrived.
+
+        With ``explain`` each answer also carries its ``explanation``: per-feature
+        contributions to the answering model's score (:mod:`.explain`).
+        """
         started = time.perf_counter()
         serving = self.registry.champion(usecase)  # one read: the whole request uses it
         spec = self.specs[usecase]
@@ -208,6 +215,14 @@ class InferenceService:
                 if variant != "shadow":
                     answers[index] = {**outcome, "feature_source": resolved[index].source}
                     versions.add(outcome["model_version"])
+        if explain:
+            for variant in ("champion", "challenger"):
+                loaded = serving.champion if variant == "champion" else serving.challenger
+                if groups[variant] and loaded is not None:
+                    rows = [resolved[i].features for i in groups[variant]]
+                    found = await asyncio.to_thread(self._explain, spec, resolver, loaded, rows)
+                    for index, explanation in zip(groups[variant], found, strict=True):
+                        answers[index]["explanation"] = explanation
         seconds = time.perf_counter() - started
         for version in versions:
             metrics.child(metrics.REQUEST_SECONDS, usecase, version).observe(seconds)
@@ -243,6 +258,15 @@ class InferenceService:
             }
             for row, prediction, proba in zip(rows, predictions, probabilities, strict=True)
         ]
+
+    @staticmethod
+    def _explain(
+        spec: UseCase, resolver: FeatureResolver, loaded: LoadedModel, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        model = loaded.model
+        reference = resolver.reference_row() if model.flavor == "river" else None
+        found = explain_rows(model, rows, positive=spec.positive_class, reference=reference)
+        return [explanation.as_dict() for explanation in found]
 
     def _log(self, usecase: str, outcome: dict[str, Any], latency_ms: float) -> None:
         if self.prediction_log is None:
@@ -363,5 +387,6 @@ def _describe_model(loaded: LoadedModel | None) -> dict[str, Any] | None:
         "artifact_uri": loaded.ref.artifact_uri,
         "artifact_sha256": loaded.ref.artifact_sha256,
         "flavor": loaded.model.flavor,
+        "runtime": getattr(loaded.model, "runtime", loaded.model.flavor),
         "loaded_at": datetime.fromtimestamp(loaded.loaded_at, UTC).isoformat(),
     }
