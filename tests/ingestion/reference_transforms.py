@@ -27,7 +27,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from schemas.usecase import (
+from schemas.fields import (
     Bin,
     DatePart,
     Log1p,
@@ -37,8 +37,8 @@ from schemas.usecase import (
     Ratio,
     Standardize,
     Transform,
-    UseCase,
 )
+from schemas.usecase import UseCase
 from services.common.prep.values import normalize_category
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from schemas.usecase import (
+from schemas.fields import (
     Bin,
     DatePart,
     Log1p,
@@ -36,8 +36,8 @@ from schemas.usecase import (
     Ratio,
     Standardize,
     Transform,
-    UseCase,
 )
+from schemas.usecase import UseCase
 from services.common.prep.values import normalize_category
 
 
