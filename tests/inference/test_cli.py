@@ -43,6 +43,16 @@ async def test_predict_verb_through_a_real_server(serve, stack: Stack, monkeypat
         )
         assert ok.exit_code == 0, ok.output
         assert json.loads(ok.stdout)["model_version"] == v1.version
+        explained = await asyncio.to_thread(
+            CliRunner().invoke, app, ["predict", served.name, body, "--url", url, "--explain",
+                                      "--top", "3"],
+        )  # fmt: skip
+        assert explained.exit_code == 0, explained.output
+        lines = explained.stdout.splitlines()
+        assert "baseline_shapley" in explained.stdout and "(expected value)" in explained.stdout
+        assert any("more)" in line for line in lines)  # the rest of the features, summed
+        rows = [line for line in lines if line.startswith("│") and "(" not in line]
+        assert len(rows) == 3  # the top three contributions
         monkeypatch.setenv("DRIFTLINE_API_KEY", "wrong")
         denied = await asyncio.to_thread(
             CliRunner().invoke, app, ["predict", served.name, body, "--url", url]
