@@ -219,8 +219,8 @@ class InferenceService:
             for variant in ("champion", "challenger"):
                 loaded = serving.champion if variant == "champion" else serving.challenger
                 if groups[variant] and loaded is not None:
-                    rows = [resolved[i].features for i in groups[variant]]
-                    found = await asyncio.to_thread(self._explain, spec, resolver, loaded, rows)
+                    features = [resolved[i].features for i in groups[variant]]
+                    found = await asyncio.to_thread(self._explain, spec, resolver, loaded, features)
                     for index, explanation in zip(groups[variant], found, strict=True):
                         answers[index]["explanation"] = explanation
         seconds = time.perf_counter() - started

@@ -39,8 +39,9 @@ def load_model(
     if manifest["flavor"] == "torch":
         from services.common.models.torch_model import TorchModel
 
-        runtime = "onnx" if prefer_onnx and onnx_available() else "torch"
-        return TorchModel.load(path, runtime=runtime)
+        if prefer_onnx and onnx_available():
+            return TorchModel.load(path, runtime="onnx")
+        return TorchModel.load(path)
     if manifest["flavor"] == "linear":
         from services.common.models.linear_model import LinearModel
 
