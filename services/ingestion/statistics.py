@@ -25,9 +25,10 @@ one this process handled (first sight, or a jump: another replica handled
 it meanwhile). Of the statistics this process holds, the local record's and
 the topic's, the one that has learned the most rows wins (a partition's
 statistics only grow, so that one is the newest). A snapshot carries
-``offset``, the raw offset it has learned up to: records below it that come
-again (the previous holder died after recording but before committing) are
-processed but not learned twice.
+``offset``, the raw offset it has learned up to, and the ``log_epoch`` of the
+log that offset is on (:mod:`services.common.epoch`): records below it on
+that log that come again (the previous holder died after recording but
+before committing) are processed but not learned twice.
 
 Snapshots go to the topic at most once per interval and only when they
 changed (a snapshot is the whole state, tens of kilobytes), and once more
@@ -53,6 +54,7 @@ from aiokafka.errors import KafkaError
 
 from schemas import topics
 from schemas.usecase import UseCase, UseCaseError
+from services.common.epoch import log_epoch
 from services.common.prep import Preparer
 from services.common.seen import SeenIds
 
@@ -155,6 +157,7 @@ class PartitionStatistics:
         self._next: dict[Key, int] = {}
         self._learned_to: dict[Key, int] = {}
         self._dirty: set[Key] = set()
+        self._log_epoch: str | None = None
 
     async def preparer(self, usecase: str, partition: int, offset: int) -> Preparer:
         """The preparer of ``partition``'s record at ``offset``, taken over if it moved here."""
@@ -194,14 +197,26 @@ class PartitionStatistics:
             preparer, origin, state = Preparer(self.specs[usecase], salt=self.salt), "none", None
         self.preparers[key] = preparer
         self.origin[key] = origin
-        learned_to = int(state.get("offset", 0)) if origin == "topic" and state else 0
+        epoch = await self._epoch()
+        on_this_log = epoch is not None and state is not None and state.get("log_epoch") == epoch
+        learned_to = int(state.get("offset", 0)) if state is not None and on_this_log else 0
         self._learned_to[key] = learned_to
-        behind = max(offset - learned_to, 0) if origin == "topic" else None
+        behind = max(offset - learned_to, 0) if on_this_log else None
         logger.info(
             "statistics of %s taken at offset %s from %s rows=%s%s",
             snapshot_key(*key), offset, origin, preparer.rows,
             "" if not behind else f" behind={behind} (offsets the snapshot had not learned)",
         )  # fmt: skip
+
+    async def _epoch(self) -> str | None:
+        """The broker log's epoch (a snapshot's offset means something only on its log);
+        None while the broker does not answer: then no offset is trusted."""
+        if self._log_epoch is None:
+            try:
+                self._log_epoch = await asyncio.wait_for(log_epoch(self.bootstrap), READ_TIMEOUT_S)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                logger.warning("log epoch unknown, snapshot offsets not used: %s", exc)
+        return self._log_epoch
 
     async def _shared(self, usecase: str) -> dict[int, dict[str, Any]]:
         return await asyncio.wait_for(read_snapshots(self.bootstrap, usecase), READ_TIMEOUT_S)
@@ -214,6 +229,7 @@ class PartitionStatistics:
             state = self.preparers[key].state()
             state["partition"] = partition
             state["offset"] = self._next[key]
+            state["log_epoch"] = self._log_epoch
             states[state_name(usecase, partition)] = state
             self.latest[key] = state
             self._dirty.add(key)

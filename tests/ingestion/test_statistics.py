@@ -139,3 +139,38 @@ def test_a_replica_on_another_machine_takes_a_partition_over_with_its_statistics
     assert taken == reference.state()
     # Partition 0's statistics are not partition 1's: each partition learned its own rows.
     assert a_state != Preparer(spec).state() and (unique, 0) not in b.statistics.preparers
+
+
+def test_a_snapshot_from_another_log_gives_its_statistics_but_not_its_offset(
+    bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """A new broker log (the embedded one restarted) starts at offset 0 again: a snapshot
+    published there from an old log's record names offsets of that old log, so every
+    record of the new one is learned."""
+    spec = load_usecase(ROOT / "usecases" / "credit.yaml").model_copy(update={"name": unique})
+    events = [json.dumps(e).encode() for e in valid_events(spec, 30)]
+    old = Preparer(spec)
+    for value in events[:20]:
+        old.clean(old.validate(old.parse(value)))
+    snapshot = {**old.state(), "partition": 0, "offset": 500, "log_epoch": "an-old-log"}
+
+    async def run() -> Ingestion:
+        await ensure_topics(bootstrap, _topics(unique))
+        producer = await start_producer(bootstrap)
+        try:
+            await producer.send_and_wait(
+                topics.stats(unique), json.dumps(snapshot).encode(), key=f"{unique}/0".encode()
+            )
+            fresh = Ingestion({unique: spec}, SeenIds(tmp_path / "seen.db"), producer, bootstrap)
+            for offset, value in enumerate(events[20:]):
+                await fresh.process(consumer_record(topics.raw(unique), offset, value))
+            await fresh.flush()
+            return fresh
+        finally:
+            await producer.stop()
+
+    fresh = asyncio.run(run())
+    assert fresh.statistics.origin[(unique, 0)] == "topic"
+    assert fresh.statistics.preparers[(unique, 0)].rows == 30  # 20 restored + 10 learned
+    recorded = fresh.seen.state(state_name(unique, 0))
+    assert recorded["offset"] == 10 and recorded["log_epoch"] not in (None, "an-old-log")

@@ -27,6 +27,7 @@ from schemas import topics
 from schemas.usecase import load_usecase
 from services.common import featurestore
 from services.common.seen import SeenIds
+from services.ingestion.statistics import read_snapshots
 from tests.integration.test_ingest_path import offline_rows, valid_events
 from tests.reliability import tally
 from tests.stack import ROOT, Stack, publish_raw, read_topic, wait_until
@@ -37,6 +38,7 @@ SESSION_TIMEOUT_S = 6.0  # services/common/bus.py start_consumer, group mode
 WRITER = """
 import sys
 from services.common.seen import SeenIds
+from services.ingestion.statistics import read_snapshots
 seen = SeenIds(sys.argv[1])
 for i in range(300):
     seen.add("uc", "features", [f"{sys.argv[2]}-{i}"], state={sys.argv[2]: i})
@@ -250,6 +252,19 @@ def test_replicas_in_groups_store_each_event_once_through_a_sigkill(
     for name in ("ingestion-2", "features-2"):
         assert stack.processes[name].poll() is None, stack.tail(name)
     tally.add("faults_survived", 2)
+
+    # The imputation statistics followed the partitions: one snapshot a raw partition on
+    # <uc>.stats, and across the kill no event learned twice (the survivor took each
+    # partition with the statistics recorded beside its seen ids).
+    def learned() -> dict[int, int]:
+        snapshots = asyncio.run(read_snapshots(stack.bootstrap, unique))
+        return {p: int(s["rows"]) for p, s in snapshots.items()}
+
+    wait_until(lambda: sum(learned().values()) >= len(wanted), timeout=30, interval=0.5)
+    rows_learned = learned()
+    print(f"statistics: rows learned per raw partition {rows_learned}, of {len(wanted)} events")
+    assert sorted(rows_learned) == list(range(PARTITIONS))
+    assert sum(rows_learned.values()) <= len(wanted)
 
 
 def answered_model(base: str, usecase: str) -> tuple[str, str] | None:
