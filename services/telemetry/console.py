@@ -66,7 +66,15 @@ class Console:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            if port == 0:
+                raise
+            # A second stack on this machine: serve on a free port rather than not at all.
+            logger.warning("console port %s busy (%s); using a free one", port, exc)
+            site = web.TCPSite(self._runner, host, 0)
+            await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port

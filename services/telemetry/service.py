@@ -23,6 +23,8 @@ SERVICE = "telemetry"
 
 
 async def serve(settings: TelemetrySettings, stop: asyncio.Event, health: HealthServer) -> None:
+    for chatty in ("faust", "mode"):  # each start, rebalance and recovery table at INFO
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     specs = settings.load_usecases()
     telemetry = Telemetry(settings, specs)
     producer = await start_producer(settings.bootstrap)

@@ -67,12 +67,13 @@ def snapshot(telemetry: Telemetry, usecase: str, now: float) -> dict[str, Any]:
 
 
 def throughput(telemetry: Telemetry, usecase: str, now: float) -> dict[str, Any]:
-    """Per stream of the use case: events/s over the last 5 s, a 60 s series, the count seen."""
+    """Per stream of the use case: events/s over 5 s, a 60 s series, the count seen since start."""
     found: dict[str, Any] = {}
     for topic in topics.usecase_topics(usecase):
         series = telemetry.series(topic, now, SERIES_SECONDS)
         found[topic.rpartition(".")[2]] = {
-            "rate": sum(series[-RATE_SECONDS:]) / RATE_SECONDS,
+            # The newest whole second may still be arriving: the rate leaves it out.
+            "rate": sum(series[-RATE_SECONDS - 1 : -1]) / RATE_SECONDS,
             "series": series,
             "seen": telemetry.totals.get(topic, 0),
         }
