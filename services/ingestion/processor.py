@@ -32,6 +32,7 @@ from services.common.deadletter import DeadLetterPolicy
 from services.common.errors import InvalidInput
 from services.common.prep import feature_row_id
 from services.common.seen import SeenIds
+from services.common.serde import encode
 from services.ingestion.statistics import PartitionStatistics
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class Ingestion:
                 features=preparer.featurize(clean),
             )
             ack = await self.producer.send(
-                self.output[usecase], row.model_dump_json().encode(), key=row.entity_id.encode()
+                self.output[usecase], encode(row), key=topics.FEATURES.key_of(row)
             )
             self.pending[key] = Sent(record, usecase, clean.event_id, ack)
         except Exception:

@@ -15,46 +15,24 @@ import asyncio
 import contextlib
 import logging
 
-from pydantic import Field, SecretStr
-
 from schemas import topics
-from services.common.bus import consumer_and_producer, ensure_topics
+from services.common.bus import consumer_and_producer, ensure_service_topics
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.health import HealthServer
-from services.common.runtime import run_service
 from services.common.seen import SeenIds
-from services.common.settings import CommonSettings
 from services.ingestion.processor import SERVICE, Ingestion
+from services.ingestion.settings import IngestionSettings
+
+__all__ = ["SERVICE", "IngestionSettings", "serve"]
+TOPICS = topics.SERVICE_TOPICS[SERVICE]
 
 logger = logging.getLogger(__name__)
 
 
-class IngestionSettings(CommonSettings):
-    """Ingestion's settings (``DRIFTLINE_*``)."""
-
-    pseudonym_salt: SecretStr = Field(
-        default=SecretStr(""), description="secret mixed into pseudonymized fields"
-    )
-    batch_events: int = Field(default=2000, gt=0, description="most raw events in one batch")
-    stats_publish_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        description="how often the recorded imputation statistics go to <uc>.stats when changed",
-    )
-
-
 async def serve(settings: IngestionSettings, stop: asyncio.Event, health: HealthServer) -> None:
     specs = settings.load_usecases()
-    sources = [topics.raw(uc) for uc in specs]
-    outputs = [
-        t for uc in specs for t in (topics.features(uc), topics.deadletter(uc), topics.stats(uc))
-    ]
-    await ensure_topics(
-        settings.bootstrap,
-        sources + outputs,
-        settings.partitions,
-        retention_ms=settings.retention_ms,
-    )
+    sources = [t for topic in TOPICS.reads for t in topic.names(specs)]
+    await ensure_service_topics(settings, SERVICE, specs)
     group = settings.consumer_group(SERVICE)
     with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
         async with consumer_and_producer(
@@ -80,8 +58,3 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
             finally:
                 publishing.cancel()
                 await asyncio.wait({publishing})  # a cancel of this body still propagates
-
-
-def main() -> None:
-    settings = IngestionSettings()
-    run_service(SERVICE, settings, lambda stop, health: serve(settings, stop, health))
