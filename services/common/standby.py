@@ -13,16 +13,17 @@ Nothing here decides who leads; Kafka's group membership does:
 - the first member to join gets partition 0 and starts the body; a process
   that joins later gets nothing and stands by (``/readyz`` answers 200 with
   ``"status": "standby"``, ``driftline_lease_active`` is 0);
-- the sticky assignor (aiokafka's ``StickyPartitionAssignor``) leaves the
-  partition with its holder while the holder stays a member, so a standby
-  that joins does not move the lease; the holder's body keeps running
-  through that rebalance (a revocation with the membership intact);
+- the assignor (:class:`LeaseAssignor`, run by the group's leader as any
+  Kafka assignor) leaves the partition with the member whose metadata says
+  it holds the lease, so a standby that joins does not move it; the holder's
+  body keeps running through that rebalance (a revocation with the
+  membership intact);
 - a holder that stops (SIGTERM) leaves the group at once and a standby takes
   over in one rebalance; a holder killed with SIGKILL is dropped when its
   session times out (``SESSION_TIMEOUT_MS``), then a standby takes over;
 - a holder that loses its membership (the coordinator forgot it: a revocation
   with its member id reset, or an assignment without partition 0) or cannot
-  reach the broker for half a session timeout stops its body at once, before
+  reach the broker for ``MAX_SILENCE_SECONDS`` stops its body at once, before
   the coordinator can have handed the partition to anyone else, and joins
   again as a standby with a new membership.
 
@@ -47,9 +48,14 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
@@ -68,6 +74,9 @@ LEASE = TopicPartition(LEASE_TOPIC, 0)
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
 REBALANCE_TIMEOUT_MS = 3000
+# A holder the broker has not answered for this long stops: the coordinator drops a member
+# 6 s after the last heartbeat it received, and heartbeats go every second.
+MAX_SILENCE_SECONDS = 4.0
 # How long a body told to stop (the lease lost) may take before it is cancelled.
 STOP_GRACE_SECONDS = 5.0
 
@@ -95,6 +104,47 @@ def lease_group(settings: CommonSettings, service: str) -> str:
     return group
 
 
+class LeaseAssignor:
+    """Kafka's pluggable assignment, for one partition: it stays with its holder.
+
+    Each member's join metadata says whether it holds the lease now (a held
+    lease not lost). The group's leader gives partition 0 to that member, or,
+    when none holds it, to the first member by id. One instance per member:
+    its claim is its own (aiokafka's sticky assignor keeps its memory in the
+    class, which a process that joins again would inherit).
+    """
+
+    name = "driftline-lease"
+    version = 0
+    HOLDER = b"holder"
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+
+    def metadata(self, topics: Any) -> ConsumerProtocolMemberMetadata:
+        holds = self.lease.held.is_set() and not self.lease.lost.is_set()
+        return ConsumerProtocolMemberMetadata(
+            self.version, list(topics), self.HOLDER if holds else b""
+        )
+
+    def assign(
+        self, cluster: ClusterMetadata, members: dict[str, ConsumerProtocolMemberMetadata]
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        holders = sorted(m for m, meta in members.items() if meta.user_data == self.HOLDER)
+        if len(holders) > 1:
+            logger.warning("lease group: %d members say they hold the lease", len(holders))
+        owner = (holders or sorted(members))[0]
+        return {
+            member: ConsumerProtocolMemberAssignment(
+                self.version, [(LEASE_TOPIC, [0])] if member == owner else [], b""
+            )
+            for member in members
+        }
+
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
+        pass
+
+
 class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
     """Membership of the lease group; ``held`` once partition 0 is ours, ``lost`` after."""
 
@@ -107,7 +157,7 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
         self.reason = ""
         self.consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.max_silence = SESSION_TIMEOUT_MS / 2000
+        self.max_silence = MAX_SILENCE_SECONDS
 
     async def start(self) -> None:
         """Join the group (returns once the first assignment is in)."""
@@ -120,7 +170,7 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
-            partition_assignment_strategy=(StickyPartitionAssignor,),
+            partition_assignment_strategy=(LeaseAssignor(self),),
         )
         self.consumer.subscribe([LEASE_TOPIC], listener=self)
         try:
@@ -173,19 +223,31 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
                 await asyncio.sleep(1.0)
 
     async def _watch(self) -> None:
-        """Drop a held lease when the broker has not answered for half a session timeout."""
+        """Drop a held lease when the broker has not answered for ``max_silence`` seconds.
+
+        The silence is judged before the next contact too: a process that was
+        stalled (its loop blocked, or stopped) past it may have been dropped by
+        the coordinator meanwhile, whatever the broker answers now.
+        """
         assert self.consumer is not None
         last_contact = time.monotonic()
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_MS / 1000)
+            if self._silent_for(last_contact):
+                return
             try:
                 await asyncio.wait_for(self.consumer.topics(), timeout=self.max_silence)
                 last_contact = time.monotonic()
             except (KafkaError, OSError, TimeoutError):
-                pass
-            silence = time.monotonic() - last_contact
-            if silence > self.max_silence:
-                self.lose(f"no answer from the broker for {silence:.1f}s")
+                if self._silent_for(last_contact):
+                    return
+
+    def _silent_for(self, last_contact: float) -> bool:
+        silence = time.monotonic() - last_contact
+        if silence <= self.max_silence:
+            return False
+        self.lose(f"no answer from the broker for {silence:.1f}s")
+        return self.lost.is_set()
 
 
 async def _wait_first(*events: asyncio.Event) -> None:

@@ -202,10 +202,40 @@ def test_one_holder_works_a_standby_takes_over_after_sigkill_and_sigterm(
         holders.stop_all()
 
 
+def test_a_stalled_holder_stops_when_it_runs_again(
+    bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """SIGSTOP past the session timeout: the coordinator drops the holder and the standby
+    takes over; on SIGCONT the stalled one stops its body at once and stands by."""
+    holders = Holders(bootstrap, tmp_path, unique)
+    try:
+        holders.start("a")
+        assert wait_until(lambda: holders.count("work", "a") > 0, 90), holders.output()
+        holders.start("b")
+        assert wait_until(lambda: (holders.readyz("b") or {}).get("status") == "standby", 60)
+        holders.processes["a"].send_signal(signal.SIGSTOP)
+        assert wait_until(lambda: holders.count("work", "b") > 0, 60), holders.output()
+        woke_at = time.time()
+        holders.processes["a"].send_signal(signal.SIGCONT)
+        assert wait_until(lambda: holders.count("stop", "a") == 1, 30), holders.output()
+        stopped = holders.last("stop", "a") - woke_at
+        late = [t for t, what, name in holders.lines() if name == "a" and what == "work"]
+        late = [t for t in late if t > holders.first("start", "b")]
+        print(f"stalled a stopped {stopped:.2f}s after it ran again, {len(late)} late step(s)")
+        assert stopped < 2.0, stopped
+        assert len(late) <= 1, late  # what its loop ran before the lease check: one step
+        assert wait_until(lambda: (holders.readyz("a") or {}).get("status") == "standby", 60)
+        assert holders.count("start", "a") == 1 and holders.count("start", "b") == 1
+    finally:
+        for process in holders.processes.values():
+            process.send_signal(signal.SIGCONT)
+        holders.stop_all()
+
+
 async def test_a_holder_that_loses_the_broker_stops_its_body(
     own_broker: EmbeddedBroker, unique: str
 ) -> None:
-    """No answer for half a session timeout: the body stops, before a coordinator could
+    """No answer for MAX_SILENCE_SECONDS: the body stops, before a coordinator could
     have handed the lease to anyone else."""
     settings = CommonSettings(bootstrap=own_broker.bootstrap, group_prefix=unique, standby=True)
     events: list[tuple[float, str]] = []
