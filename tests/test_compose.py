@@ -99,11 +99,12 @@ def test_inference_listens_where_its_port_mapping_and_health_check_point() -> No
 
 def test_backing_services_have_health_checks() -> None:
     services = compose()["services"]
-    for name in ("kafka", "redis", "postgres", "mlflow"):
+    for name in ("kafka", "redis", "postgres", "mlflow", "prometheus", "grafana"):
         assert "test" in services[name]["healthcheck"], name
     assert (ROOT / services["ingestion"]["build"]["dockerfile"]).exists()
 
 
 def test_compose_only_names_services_that_exist() -> None:
     infra = {"kafka", "redis", "postgres", "mlflow", "topics"}
+    infra |= {"kafka-exporter", "prometheus", "grafana"}  # monitoring, tests/test_grafana.py
     assert set(compose()["services"]) - infra == set(discover_services())
