@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from schemas.inputs import Label
 from services.drift_detector.alerts import SEVERITY_RANK
 from services.drift_detector.checks import check_data, profile_reference
 from services.drift_detector.monitor import BOOTSTRAP, UseCaseMonitor
+from services.drift_detector.windows import WindowRow
 from tests.drift_detector.conftest import START, candidate, credit_spec, feature_rows
 
 
@@ -214,3 +216,23 @@ async def test_prediction_drift_against_the_first_window_after_the_reference(
     assert len(alerts) == 1
     assert alerts[0].features["prediction"].drifted
     assert alerts[0].champion_version == "1"
+
+
+async def test_a_checkpoint_from_before_the_shared_join_still_joins(tmp_path: Path) -> None:
+    spec = credit_spec()
+    monitor = UseCaseMonitor(spec, max_pending=50)
+    monitor.set_champion(candidate(spec, "1", roc_auc=0.9), (spec.name, "1"))
+    predictions, labels = predictions_and_labels(spec.name, 2, True, seed=5)
+    # A monitor pickled before services/common/join.py kept its own two pending maps.
+    state = monitor.__getstate__()
+    del state["join"]
+    state["pending_predictions"] = {"e0": WindowRow(0.0, {"prediction": 1, "probabilities": None})}
+    state["pending_labels"] = {"e1": WindowRow(3.0, {"label": labels[1].label})}
+    old = UseCaseMonitor.__new__(UseCaseMonitor)
+    old.__dict__.update(state)
+    restored: UseCaseMonitor = pickle.loads(pickle.dumps(old))
+    assert restored.join.pending == {"predictions": 1, "labels": 1}
+    await restored.offer_label(labels[0], tmp_path)
+    await restored.offer_prediction(predictions[1], tmp_path)
+    assert restored.join.counts["joined"] == 2
+    assert restored.performance_window.total == 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from collections import Counter, OrderedDict
+
 from services.online_trainer.join import LabelJoin
 from services.online_trainer.learner import learn_stream
 from tests.online_trainer.conftest import agrawal_rows, agrawal_spec, as_events
@@ -71,3 +74,24 @@ def test_learn_stream_learns_each_event_once() -> None:
     orphan = [{"event_id": "nobody", "label": 1, "timestamp": "2026-01-01T00:00:00Z"}]
     _, metrics = learn_stream(agrawal_spec(), duplicated_rows, duplicated_labels + orphan)
     assert metrics["rows_learned"] == 200
+
+
+def test_a_checkpoint_from_before_the_shared_join_still_loads() -> None:
+    # The state the online trainer's own LabelJoin pickled before services/common/join.py.
+    old_state = {
+        "ttl": 60.0,
+        "max_pending": 10,
+        "features": OrderedDict({"e1": ((X, "t1"), 0.0)}),
+        "labels": OrderedDict({"e2": (0, 1.0)}),
+        "learned": OrderedDict({"e0": 0.0}),
+        "counts": Counter({"joined": 1, "duplicates": 0}),
+    }
+    join = LabelJoin.__new__(LabelJoin)
+    join.__setstate__(old_state)
+    restored = pickle.loads(pickle.dumps(join))
+    assert restored.pending == {"features": 1, "labels": 1}
+    joined = restored.offer_label("e1", 1, now=2.0)
+    assert joined is not None and (joined.features, joined.event_timestamp) == (X, "t1")
+    assert restored.offer_features("e2", X, "t2", now=2.0) is not None
+    assert restored.offer_label("e0", 1, now=2.0) is None  # learned before the checkpoint
+    assert restored.counts["joined"] == 3 and restored.counts["duplicates"] == 1
