@@ -96,7 +96,9 @@ async def test_requests_become_candidates_or_dead_letters(
     first, again = (ModelCandidate.model_validate(c) for c in candidates)
     assert first == again  # republished from MLflow, same event id and version
     assert first.training_request_id == good.request_id
-    assert first.trainer == "batch" and first.flavor == "torch"
+    assert first.trainer == "batch" and first.family in ("mlp", "linear")
+    assert first.flavor == {"mlp": "torch", "linear": "linear"}[first.family]
+    assert set(first.validation_scores or {}) == {"mlp", "linear"}
     assert "roc_auc" in first.metrics and first.baseline_metrics
     assert first.data_window.end == good.occurred_at
     assert len(windows) == 2  # the good request once, the small one once; not the repeat
