@@ -214,6 +214,28 @@ async def consumer_and_producer(
         await consumer.stop()
 
 
+@contextlib.asynccontextmanager
+async def service_clients(
+    settings: CommonSettings,
+    service: str,
+    usecases: Iterable[str],
+    *,
+    mode: ConsumerMode | None = None,
+) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
+    """The topics ``service`` declares, created; a consumer of those it reads and a producer.
+
+    The consumer is in the service's group, in ``mode`` (the settings' mode unless given).
+    """
+    chosen = list(usecases)
+    await ensure_service_topics(settings, service, chosen)
+    reads = [name for topic in topics.SERVICE_TOPICS[service].reads for name in topic.names(chosen)]
+    group = settings.consumer_group(service)
+    async with consumer_and_producer(
+        settings.bootstrap, reads, group, mode=mode or settings.consumer_mode
+    ) as clients:
+        yield clients
+
+
 async def end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
     """Where each assigned partition ends now."""
     ends: dict[TopicPartition, int] = await consumer.end_offsets(list(consumer.assignment()))

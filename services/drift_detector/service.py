@@ -29,7 +29,7 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from schemas import topics
@@ -38,10 +38,9 @@ from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.bus import (
     end_offsets,
-    ensure_service_topics,
     read_to_end,
+    service_clients,
     start_consumer,
-    start_producer,
 )
 from services.common.checkpoint import offset_key, save_checkpoint
 from services.common.consume import ConsumeLoop, resume_checkpointed
@@ -181,9 +180,6 @@ class DriftDetector:
                 monitors[name] = fresh
         return monitors
 
-    def topics(self) -> list[str]:
-        return [*self.by_topic, *MODEL_TOPICS]
-
     def checkpointed_offsets(self, topic: str) -> dict[str, int] | None:
         """The offsets of the monitor ``topic`` feeds (the model topics are replayed, not kept)."""
         monitor = self.by_topic.get(topic)
@@ -250,16 +246,14 @@ class DriftDetector:
 
     async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
         settings = self.settings
-        await ensure_service_topics(settings, SERVICE, self.specs)
-        model_ends = await self.replay_lineage()
-        for usecase in self.monitors:
-            await self.switch_reference(usecase)
-        producer = await start_producer(settings.bootstrap)
-        consumer: AIOKafkaConsumer | None = None
-        try:
-            consumer = await start_consumer(
-                settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
-            )
+        # assign: every partition in this one process, which holds every window.
+        async with service_clients(settings, SERVICE, self.specs, mode="assign") as (
+            consumer,
+            producer,
+        ):
+            model_ends = await self.replay_lineage()
+            for usecase in self.monitors:
+                await self.switch_reference(usecase)
             # The model topics where the lineage replay ended; the rest where the
             # checkpoint says (not the group's commits: it says what the windows hold).
             ends = {offset_key(tp.topic, tp.partition): end for tp, end in model_ends.items()}
@@ -286,10 +280,6 @@ class DriftDetector:
                 await loop.run_once()
             if self.processor.dirty:
                 await self.processor.checkpoint()
-        finally:
-            if consumer is not None:
-                await consumer.stop()
-            await producer.stop()
 
 
 async def serve(settings: DriftDetectorSettings, stop: asyncio.Event, health: HealthServer) -> None:

@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import logging
 
-from schemas import topics
 from services.common import featurestore
-from services.common.bus import consumer_and_producer, ensure_service_topics
+from services.common.bus import service_clients
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.deadletter import DeadLetterPolicy
 from services.common.health import HealthServer
@@ -19,20 +18,14 @@ from services.features.sink import FeatureSink
 logger = logging.getLogger(__name__)
 
 SERVICE = "features"
-TOPICS = topics.SERVICE_TOPICS[SERVICE]
 
 
 async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthServer) -> None:
     specs = settings.load_usecases()
     store = await asyncio.to_thread(featurestore.open_store, settings, list(specs.values()))
     logger.info("feast definitions applied usecases=%s", sorted(specs))
-    sources = [t for topic in TOPICS.reads for t in topic.names(specs)]
-    await ensure_service_topics(settings, SERVICE, specs)
-    group = settings.consumer_group(SERVICE)
     with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
-        async with consumer_and_producer(
-            settings.bootstrap, sources, group, mode=settings.consumer_mode
-        ) as (consumer, producer):
+        async with service_clients(settings, SERVICE, specs) as (consumer, producer):
             sink = FeatureSink(
                 store,
                 specs,

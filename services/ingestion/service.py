@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 import logging
 
-from schemas import topics
-from services.common.bus import consumer_and_producer, ensure_service_topics
+from services.common.bus import service_clients
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.health import HealthServer
 from services.common.seen import SeenIds
@@ -24,20 +23,14 @@ from services.ingestion.processor import SERVICE, Ingestion
 from services.ingestion.settings import IngestionSettings
 
 __all__ = ["SERVICE", "IngestionSettings", "serve"]
-TOPICS = topics.SERVICE_TOPICS[SERVICE]
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(settings: IngestionSettings, stop: asyncio.Event, health: HealthServer) -> None:
     specs = settings.load_usecases()
-    sources = [t for topic in TOPICS.reads for t in topic.names(specs)]
-    await ensure_service_topics(settings, SERVICE, specs)
-    group = settings.consumer_group(SERVICE)
     with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
-        async with consumer_and_producer(
-            settings.bootstrap, sources, group, mode=settings.consumer_mode
-        ) as (consumer, producer):
+        async with service_clients(settings, SERVICE, specs) as (consumer, producer):
             salt = settings.pseudonym_salt.get_secret_value()
             ingestion = Ingestion(specs, seen, producer, settings.bootstrap, salt=salt)
             await resume_committed(consumer, settings, SERVICE)

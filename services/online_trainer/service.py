@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from schemas import topics
 from schemas.events import DriftAlert, FeatureDrift, ModelCandidate, Window
 from schemas.usecase import UseCase
-from services.common.bus import ensure_service_topics, start_consumer, start_producer
+from services.common.bus import service_clients
 from services.common.checkpoint import save_checkpoint
 from services.common.consume import ConsumeLoop, resume_checkpointed
 from services.common.deadletter import DeadLetterPolicy
@@ -45,7 +45,6 @@ from services.online_trainer.snapshot import register_snapshot, registered_name
 logger = logging.getLogger(__name__)
 
 SERVICE = "online_trainer"
-TOPICS = topics.SERVICE_TOPICS[SERVICE]
 
 
 def fresh_state(spec: UseCase) -> TrainerState:
@@ -299,19 +298,13 @@ class OnlineTrainer:
         assert self.processor is not None
         return self.processor.by_topic[topic].state.offsets
 
-    def topics(self) -> list[str]:
-        """The topics consumed: the use cases' feature rows and labels."""
-        return [t for topic in TOPICS.reads for t in topic.names(self.specs)]
-
     async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
         settings = self.settings
-        await ensure_service_topics(settings, SERVICE, self.specs)
-        producer = await start_producer(settings.bootstrap)
-        consumer: AIOKafkaConsumer | None = None
-        try:
-            consumer = await start_consumer(
-                settings.bootstrap, self.topics(), settings.consumer_group(SERVICE), mode="assign"
-            )
+        # Every partition in this one process: a use case has one model.
+        async with service_clients(settings, SERVICE, self.specs, mode="assign") as (
+            consumer,
+            producer,
+        ):
             states = {name: trainer.state for name, trainer in self.trainers.items()}
             await resume_checkpointed(consumer, states, settings.bootstrap, owner=SERVICE)
             self.processor = OnlineTrainerProcessor(
@@ -332,10 +325,6 @@ class OnlineTrainer:
             while not stop.is_set():
                 await loop.run_once()
                 await self.processor.tick()
-        finally:
-            if consumer is not None:
-                await consumer.stop()
-            await producer.stop()
 
 
 async def serve(settings: OnlineTrainerSettings, stop: asyncio.Event, health: HealthServer) -> None:
