@@ -13,6 +13,7 @@ candidate decided once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -70,7 +71,7 @@ def active_and_standby(stack: Stack, replicas: Replicas) -> tuple[str, str]:
             return active[0], next(n for n in waiting if n not in active)
         return None
 
-    assert wait_until(lambda: roles() is not None, timeout=120), replicas.logs()
+    assert wait_until(lambda: roles() is not None, timeout=300), replicas.logs()
     found = roles()
     assert found is not None
     return found
@@ -215,3 +216,56 @@ def test_a_standby_registry_decides_each_pending_candidate_once(
 def ours(stack: Stack, usecase: str) -> list[dict[str, Any]]:
     found = read_topic(stack.bootstrap, topics.MODELS_PROMOTIONS)
     return [m for m in found if m.get("usecase") == usecase]
+
+
+REQUESTS = 2
+
+
+def test_a_standby_batch_trainer_trains_each_pending_request_once(
+    stack_for: Any, unique: str
+) -> None:
+    from schemas.events import TrainingRequest
+    from tests.batch_trainer.conftest import agrawal_frame, binary_spec
+    from tests.reliability.test_sigkill_batch_trainer import (
+        EPOCHS,
+        candidates,
+        mid_fit,
+        send_requests,
+        versions,
+    )
+
+    spec = binary_spec(
+        unique, batch_size=16, max_epochs=EPOCHS, patience=EPOCHS, tuning={"trials": 0}
+    )
+    stack: Stack = stack_for(spec)
+    write_labeled_frame(stack.home, spec, agrawal_frame(1500), "train")
+    trainers = standbys(stack, "batch_trainer", unique, DRIFTLINE_DEVICE="cpu", OMP_NUM_THREADS="1")
+    active, standby = active_and_standby(stack, trainers)
+    assert wait_until(lambda: stack.logged(active, "batch trainer ready") == 1, 120)
+    requests = [TrainingRequest(usecase=unique, reason="manual") for _ in range(REQUESTS)]
+    asyncio.run(send_requests(stack.bootstrap, requests))
+
+    # SIGKILL while the first request's model is being fitted.
+    fitting = lambda: mid_fit(stack.log(active), unique)  # noqa: E731
+    assert wait_until(fitting, 120, 0.05), trainers.logs()
+    killed_at = sigkill(stack, active)
+    assert stack.logged(active, f"registered usecase={unique}") == 0
+
+    assert wait_until(lambda: stack.logged(standby, "batch trainer ready") == 1, 60)
+    took = time.monotonic() - killed_at
+    assert wait_until(lambda: len(candidates(stack, unique)) >= REQUESTS, 180), trainers.logs()
+    time.sleep(2)  # a second candidate for a request would land now
+    found = candidates(stack, unique)
+    per_request = Counter(c["training_request_id"] for c in found)
+    print(
+        f"batch trainer: the standby was ready {took:.1f}s after the SIGKILL mid-fit; "
+        f"{len(found)} candidates for {REQUESTS} requests"
+    )
+    tally.add("events_checked", REQUESTS)
+    tally.add("events_lost", sum(1 for r in requests if per_request[r.request_id] == 0))
+    tally.add("events_doubled", len(found) - len(per_request))
+    assert sorted(per_request) == sorted(r.request_id for r in requests)
+    assert set(per_request.values()) == {1}, per_request
+    assert len(versions(stack.home, unique)) == REQUESTS
+    assert took < TAKEOVER_BOUND_S, took
+    tally.add("faults_survived")
