@@ -64,7 +64,7 @@ def _member(raw: Any) -> dict[str, Any]:
 
 
 async def _describe(admin: AIOKafkaAdminClient, group: str, notes: list[str]) -> dict[str, Any]:
-    described: dict[str, Any] = {"group": group, "state": None, "members": []}
+    described: dict[str, Any] = {"group": group, "state": None, "protocol": None, "members": []}
     try:
         responses = await admin.describe_consumer_groups([group])
     except KafkaError as exc:
@@ -79,6 +79,7 @@ async def _describe(admin: AIOKafkaAdminClient, group: str, notes: list[str]) ->
                 notes.append(f"DescribeGroups {group}: error code {error_code} (members unknown)")
                 continue
             described["state"] = state
+            described["protocol"] = entry[4]
             described["members"] = sorted(
                 (_member(m) for m in entry[5]), key=lambda m: (m["client_id"], m["member_id"])
             )
@@ -178,6 +179,13 @@ def _derive_assignment(
     if reported or not members:
         return
     subscribed = {tp.topic for tp in committed}
+    if group.get("protocol") not in ("", None, "roundrobin"):
+        group["assignment"] = "unknown"
+        notes.append(
+            f"{group['group']}: the broker reports no assignment, and the group's assignor "
+            f"{group['protocol']!r} is not the round-robin one: partitions unknown"
+        )
+        return
     if not subscribed:
         group["assignment"] = "unknown"
         notes.append(
