@@ -2,8 +2,9 @@
 
 It reads the telemetry service (``GET /api/telemetry`` on the console's
 address, see :mod:`services.telemetry.console`) about twice a second and
-draws one block a use case: throughput and dead letters, who serves and how
-well, drift alerts, the loop's timeline and the latest promotion decisions.
+draws (:mod:`services.cli.live_render`) one block a use case: throughput and
+dead letters, who serves and how well, drift alerts, the loop's timeline and
+the latest promotion decisions.
 It reads no topic itself: the windows are the telemetry service's faust
 tables, the same numbers the web console shows.
 
@@ -23,288 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import httpx
 import typer
-from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console
 from rich.live import Live
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+
+from services.cli.live_render import Document, Footer, render, sparkline
 
 logger = logging.getLogger(__name__)
+__all__ = ["LiveThread", "render", "run_live", "sparkline"]
 
 REFRESH_SECONDS = 0.5
-SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
-SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
-ACTION_STYLE = {
-    "promote": "bold green",
-    "canary": "yellow",
-    "shadow": "blue",
-    "reject": "red",
-    "rollback": "bold magenta",
-}
-MILESTONE_MARK = {
-    "champion": ("★", "bold green"),
-    "online": ("◆", "cyan"),
-    "drift": ("▲", "yellow"),
-    "request": ("↻", "magenta"),
-    "candidate": ("◇", "blue"),
-    "promotion": ("●", "green"),
-}
-Footer = Callable[[], RenderableType | None]
-Document = dict[str, dict[str, Any]]
-
-
-def sparkline(values: Sequence[float], width: int = 30) -> str:
-    """The last ``width`` values as Unicode blocks, scaled between their min and max.
-
-    >>> sparkline([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
-    '▁▂▄▅▇█'
-    >>> sparkline([3.0, 3.0]), sparkline([])
-    ('▄▄', '')
-    """
-    shown = [v for v in values if math.isfinite(v)][-width:]
-    if not shown:
-        return ""
-    low, high = min(shown), max(shown)
-    if high - low < 1e-12:
-        return SPARK_BLOCKS[3] * len(shown)
-    top = len(SPARK_BLOCKS) - 1
-    return "".join(SPARK_BLOCKS[round((v - low) / (high - low) * top)] for v in shown)
-
-
-# ---- rendering ----------------------------------------------------------------------
-
-
-def render(
-    document: Document | None,
-    now: float | None = None,
-    footer: Footer | None = None,
-    *,
-    source: str = "",
-    error: str | None = None,
-) -> Group:
-    """The whole view of a telemetry ``document`` (every use case) at wall-clock ``now``."""
-    now = time.time() if now is None else now
-    head = Text()
-    head.append(" driftline live ", style="bold white on blue")
-    head.append(f"  {source}  Ctrl-C quits", style="dim")
-    parts: list[RenderableType] = [head]
-    if error is not None:
-        parts.append(Text(f"telemetry not answering: {error}", style="yellow"))
-    for view in (document or {}).values():
-        parts.append(usecase_view(view, now))
-    if not document and error is None:
-        parts.append(Text("no use case configured", style="dim"))
-    extra = footer() if footer is not None else None
-    if extra is not None:
-        parts.append(extra)
-    return Group(*parts)
-
-
-def usecase_view(view: dict[str, Any], now: float) -> Panel:
-    """One use case: throughput and models on top, drift and timeline, then promotions."""
-    top = Table.grid(expand=True, padding=(0, 1))
-    top.add_column(ratio=2)
-    top.add_column(ratio=3)
-    top.add_row(throughput_panel(view), models_panel(view))
-    middle = Table.grid(expand=True, padding=(0, 1))
-    middle.add_column(ratio=1)
-    middle.add_column(ratio=1)
-    middle.add_row(drift_panel(view), timeline_panel(view))
-    champion = (view["models"]["champion"] or {}).get("label")
-    title = Text()
-    title.append(view["usecase"], style="bold")
-    shown = f"  champion: {champion or 'no champion yet'}"
-    title.append(shown, style="green" if champion else "dim")
-    if view.get("started_at") is not None:
-        title.append(f"  story time {_clock(now - view['started_at'])}", style="dim")
-    body = Group(top, middle, promotions_panel(view))
-    return Panel(body, title=title, title_align="left", border_style="blue", box=box.HEAVY)
-
-
-def throughput_panel(view: dict[str, Any]) -> Panel:
-    flows = view["throughput"]
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="dim")
-    grid.add_column(justify="right")
-    grid.add_column(justify="right", style="dim")
-    for name, key in (("raw events/s", "raw"), ("feature rows/s", "features")):
-        grid.add_row(name, f"{flows[key]['rate']:,.0f}", f"{flows[key]['seen']:,} seen")
-    grid.add_row(
-        "predictions/s", f"{flows['predictions']['rate']:,.0f}", _latency(view["latency_ms"])
-    )
-    grid.add_row("labels", f"{view['labels']:,}", "")
-    dead = view["deadletters"]
-    minute = Text(f"{dead['last_minute']:,}/min", style="red" if dead["last_minute"] else "")
-    share = f"{dead['share_of_raw']:.1%} of raw" if dead["share_of_raw"] is not None else ""
-    grid.add_row("dead letters", minute, share)
-    body: list[RenderableType] = [grid]
-    series = flows["raw"]["series"][-30:]
-    if any(series):
-        body.append(Text(f"{sparkline([float(c) for c in series], 30)} 30 s", style="cyan"))
-    for reason, count in dead["top_reasons"][:2]:
-        body.append(
-            Text(f"{count:>4} {reason}", style="dim red", overflow="ellipsis", no_wrap=True)
-        )
-    return Panel(Group(*body), title="throughput", border_style="cyan", box=box.ROUNDED)
-
-
-def models_panel(view: dict[str, Any]) -> Panel:
-    models, metric = view["models"], view["metric"]
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="dim", no_wrap=True)
-    grid.add_column(overflow="fold")
-    grid.add_row("champion", _serving(models["champion"], "bold green", "waiting for the first"))
-    grid.add_row("challenger", _serving(models["challenger"], "yellow", "none"))
-    online = models["online"]
-    if online is not None:
-        rows = f", {online['rows']:,} rows" if online["rows"] else ""
-        grid.add_row("online model", f"{online['label']}{rows}")
-        line = Text()
-        if online["rolling"] is not None:
-            line.append(f"rolling {metric} {online['rolling']:.3f} ", style="bold")
-        if online["cumulative"] is not None:
-            line.append(f"(cumulative {online['cumulative']:.3f}) ", style="dim")
-        line.append(sparkline([v for _, v in online["history"]], 24), style="cyan")
-        grid.add_row("", line)
-    served = {v: live for v, live in models["live"].items() if live["metrics"]}
-    for variant, live in served.items():
-        line = Text()
-        value = live["metrics"].get(metric)
-        if value is not None:
-            line.append(f"{metric} {value:.3f}  ", style="bold")
-        if metric != "accuracy" and "accuracy" in live["metrics"]:
-            line.append(f"accuracy {live['metrics']['accuracy']:.3f}  ", style="dim")
-        line.append(sparkline([v for _, v in live["history"]], 24), style="green")
-        share = view["predictions_by_variant"].get(variant)
-        grid.add_row(f"{variant} (last {live['window']})", line)
-        if share:
-            grid.add_row("", Text(f"{share:,} predictions in the last minute", style="dim"))
-    if not served:
-        grid.add_row("served", Text("no labeled predictions yet", style="dim"))
-    for candidate in models["candidates"][:2]:
-        line = Text(candidate["label"])
-        if candidate["score"] is not None:
-            line.append(f"  test {metric} {candidate['score']:.3f}")
-        if candidate["baseline"] is not None:
-            line.append(f"  baseline {candidate['baseline']:.3f}", style="dim")
-        grid.add_row("batch candidate", line)
-    return Panel(grid, title="models", border_style="green", box=box.ROUNDED)
-
-
-def drift_panel(view: dict[str, Any]) -> Panel:
-    alerts = view["alerts"]
-    if not alerts:
-        body: RenderableType = Text("no drift alerts yet", style="dim")
-    else:
-        table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True, style="dim")
-        table.add_column(overflow="fold")
-        for alert in alerts[:3]:
-            head = Text()
-            head.append(alert["severity"], style=SEVERITY_STYLE.get(alert["severity"], ""))
-            head.append(f" {alert['kind']} ({alert['method']})")
-            if alert["drift_share"] is not None:
-                head.append(f" share {alert['drift_share']:.2f}", style="dim")
-            table.add_row(f"+{_clock(_elapsed(view, alert['at']))}", head)
-            features = [
-                f"{name} {score:.3g}{'*' if drifted else ''}"
-                for name, score, drifted in alert["features"]
-            ]
-            if features:
-                table.add_row("", Text("  ".join(features), style="yellow"))
-        body = Group(table, Text("(* drifted)", style="dim"))
-    return Panel(body, title="drift", border_style="yellow", box=box.ROUNDED)
-
-
-def timeline_panel(view: dict[str, Any], limit: int = 10) -> Panel:
-    milestones = view["timeline"]
-    if not milestones:
-        body: RenderableType = Text("waiting for the first champion", style="dim")
-    else:
-        table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True, style="dim", justify="right")
-        table.add_column(no_wrap=True)
-        table.add_column(overflow="fold")
-        for milestone in milestones[:1] + milestones[1:][-(limit - 1) :]:
-            mark, style = MILESTONE_MARK.get(milestone["kind"], ("·", ""))
-            count = milestone["count"]
-            text = milestone["text"] + (f" x{count}" if count > 1 else "")
-            when = f"+{_clock(_elapsed(view, milestone['at']))}"
-            table.add_row(when, Text(mark, style), text)
-        body = table
-    return Panel(body, title="loop timeline", border_style="magenta", box=box.ROUNDED)
-
-
-def promotions_panel(view: dict[str, Any], limit: int = 3) -> Panel:
-    promotions = view["promotions"]
-    if not promotions:
-        body: RenderableType = Text("no promotion decisions yet", style="dim")
-    else:
-        table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True, style="dim", justify="right")
-        table.add_column(overflow="fold")
-        for promotion in promotions[:limit]:
-            head = Text()
-            head.append(promotion["action"], style=ACTION_STYLE.get(promotion["action"], ""))
-            head.append(f" {promotion['model']}", style="bold")
-            if promotion["was"]:
-                head.append(f" (was {promotion['was']})", style="dim")
-            if promotion["traffic_share"]:
-                head.append(f" {promotion['traffic_share']:.0%} of traffic", style="dim")
-            if promotion["scores"]:
-                scores = "  ".join(f"{k} {_number(v)}" for k, v in promotion["scores"].items())
-                head.append(f"   {scores}", style="cyan")
-            when = f"+{_clock(_elapsed(view, promotion['at']))}"
-            table.add_row(when, Group(head, Text(promotion["reason"], style="italic")))
-        body = table
-    return Panel(body, title="promotions (latest first)", border_style="green", box=box.ROUNDED)
-
-
-def _serving(model: dict[str, Any] | None, style: str, empty: str) -> Text:
-    if model is None:
-        return Text(empty, style="dim")
-    text = Text(model["label"], style=style)
-    if model["role"] != "champion":
-        share = f" {model['traffic_share']:.0%}" if model["traffic_share"] else ""
-        text.append(f" ({model['role']}{share})", style="dim")
-    return text
-
-
-def _latency(latency: dict[str, float]) -> str:
-    if "p50" not in latency:
-        return ""
-    return f"p50 {latency['p50']:.3g} ms  p99 {latency.get('p99', latency['p50']):.3g} ms"
-
-
-def _elapsed(view: dict[str, Any], at: float | None) -> float:
-    started = view.get("started_at")
-    return 0.0 if at is None or started is None else at - started
-
-
-def _clock(seconds: float) -> str:
-    """``mm:ss`` (or ``h:mm:ss``) of a non-negative duration.
-
-    >>> _clock(75.4), _clock(3725), _clock(-3)
-    ('01:15', '1:02:05', '00:00')
-    """
-    whole = max(0, int(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
-def _number(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3f}"
 
 
 # ---- reading the telemetry service --------------------------------------------------
