@@ -84,6 +84,7 @@ SWEEP = {
     "registry": "DRIFTLINE_HEALTH_PORT",
     "batch_trainer": "DRIFTLINE_HEALTH_PORT",
     "inference": "DRIFTLINE_PORT",
+    "telemetry": "DRIFTLINE_HEALTH_PORT",
 }
 
 
