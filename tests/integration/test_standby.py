@@ -1,14 +1,14 @@
 """Issue 14 point 3: a singleton's standby takes over from a SIGKILLed active one.
 
-Two processes of the online trainer, and then of the registry, run with
-``DRIFTLINE_STANDBY=true`` on one home (as ``driftline up --replicas
-online_trainer=2,registry=2`` starts them): one holds the lease and works,
+Two processes of the online trainer, of the registry and of the batch trainer
+run with ``DRIFTLINE_STANDBY=true`` on one home (as ``driftline up --replicas
+online_trainer=2,registry=2,batch_trainer=2`` starts them): one holds the lease and works,
 the other stands by. The active one is SIGKILLed mid-stream; the standby
 takes over within 30 s from the state the active one left (the online
 trainer's checkpoint, the registry's promotion history and committed
 offsets), and afterwards nothing is lost and nothing is done twice: every
 row learned once, every snapshot published as one candidate, every
-candidate decided once.
+candidate decided once, every training request trained into one candidate.
 """
 
 from __future__ import annotations
