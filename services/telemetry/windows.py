@@ -119,7 +119,6 @@ class Telemetry:
         # Counts not yet added to their table, by (table, key, time inside the window step).
         self._pending: dict[tuple[str, str, float], int] = {}
         self._flushed = time.monotonic()
-        self.started = time.time()
         self.app_id = settings.consumer_group("telemetry")
         partitions = settings.partitions
         self.app = faust.App(
