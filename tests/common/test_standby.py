@@ -29,7 +29,7 @@ from services.common.standby import (
     lease_group,
     leased,
 )
-from tests.stack import ROOT, wait_until
+from tests.stack import ROOT, Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -62,37 +62,32 @@ def holder_main(log: Path, name: str) -> None:
     run_service(SERVICE, CommonSettings(), body)
 
 
-class Holders:
-    """Lease holder processes sharing a broker, a group prefix and one log."""
+class Holders(Stack):
+    """Lease holder processes sharing a broker, a group prefix and one journal."""
 
     def __init__(self, bootstrap: str, tmp_path: Path, prefix: str) -> None:
-        self.log = tmp_path / "holders.log"
-        self.log.touch()
-        self.tmp_path = tmp_path
-        self.env = {
-            **os.environ,
-            "DRIFTLINE_BOOTSTRAP": bootstrap,
-            "DRIFTLINE_HOME": str(tmp_path / "home"),
-            "DRIFTLINE_GROUP_PREFIX": prefix,
-            "DRIFTLINE_STANDBY": "true",
-        }
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        super().__init__(bootstrap, tmp_path / "home", tmp_path, tmp_path)
+        self.env.update({"DRIFTLINE_GROUP_PREFIX": prefix, "DRIFTLINE_STANDBY": "true"})
+        self.journal = tmp_path / "holders.log"
+        self.journal.touch()
         self.ports: dict[str, int] = {}
 
-    def start(self, name: str) -> None:
-        self.ports[name] = free_port()
-        output = (self.tmp_path / f"{name}.out").open("ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "tests.common.test_standby", str(self.log), name],
+    def start(self, service: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start the holder named ``service`` (its output in ``<name>.log``)."""
+        self.ports[service] = free_port()
+        output = (self.logs / f"{service}.log").open("ab")
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", "tests.common.test_standby", str(self.journal), service],
             cwd=ROOT,
-            env={**self.env, "DRIFTLINE_HEALTH_PORT": str(self.ports[name])},
+            env={**self.env, **env, "DRIFTLINE_HEALTH_PORT": str(self.ports[service])},
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+        return self.processes[service]
 
     def lines(self) -> list[tuple[float, str, str]]:
         found = []
-        for line in self.log.read_text().splitlines():
+        for line in self.journal.read_text().splitlines():
             stamp, what, name = line.split()
             found.append((float(stamp), what, name))
         return found
@@ -114,20 +109,7 @@ class Holders:
         return {**answer.json(), "code": str(answer.status_code)}
 
     def output(self) -> str:
-        return "".join(
-            f"--- {name}\n{(self.tmp_path / f'{name}.out').read_text()[-3000:]}\n"
-            for name in self.processes
-        )
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        return "".join(f"--- {name}\n{self.tail(name, 3000)}\n" for name in self.processes)
 
 
 def overlaps(lines: list[tuple[float, str, str]]) -> list[str]:
@@ -247,7 +229,9 @@ async def test_a_holder_that_loses_the_broker_stops_its_body(
 
     health = HealthServer(SERVICE, "127.0.0.1", 0)
     stop = asyncio.Event()
-    running = asyncio.create_task(leased(SERVICE, settings, body)(stop, health))
+    running: asyncio.Future[None] = asyncio.ensure_future(
+        leased(SERVICE, settings, body)(stop, health)
+    )
     try:
         deadline = time.monotonic() + 60
         while not events and time.monotonic() < deadline:

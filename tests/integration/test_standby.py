@@ -90,6 +90,17 @@ def standbys(stack: Stack, service: str, usecase: str, **env: str) -> Replicas:
     return Replicas(stack, service, 2, [same, same])
 
 
+def taken_over(
+    stack: Stack, standby: str, ready: str, killed_at: float, done: Any, timeout: float
+) -> float:
+    """Wait for ``standby`` to be ready and for ``done()``; seconds from the kill to ready."""
+    assert wait_until(lambda: stack.logged(standby, ready) == 1, 60), stack.tail(standby)
+    took = time.monotonic() - killed_at
+    assert wait_until(done, timeout), stack.tail(standby)
+    time.sleep(2)  # a second decision or candidate would land now
+    return took
+
+
 def sigkill(stack: Stack, name: str) -> float:
     process = stack.processes.pop(name)
     process.send_signal(signal.SIGKILL)
@@ -192,10 +203,8 @@ def test_a_standby_registry_decides_each_pending_candidate_once(
     killed_at = sigkill(stack, active)
     at_kill = ours(stack, usecase)
 
-    assert wait_until(lambda: stack.logged(standby, "registry ready") == 1, 60), registries.logs()
-    took = time.monotonic() - killed_at
-    assert wait_until(lambda: len(ours(stack, usecase)) >= CANDIDATES, 120), registries.logs()
-    time.sleep(2)  # a second decision for a candidate would land now
+    everything = lambda: len(ours(stack, usecase)) >= CANDIDATES  # noqa: E731
+    took = taken_over(stack, standby, "registry ready", killed_at, everything, 120)
     decisions = ours(stack, usecase)
     per_candidate = Counter(d["candidate_event_id"] for d in decisions)
     print(
@@ -251,10 +260,8 @@ def test_a_standby_batch_trainer_trains_each_pending_request_once(
     killed_at = sigkill(stack, active)
     assert stack.logged(active, f"registered usecase={unique}") == 0
 
-    assert wait_until(lambda: stack.logged(standby, "batch trainer ready") == 1, 60)
-    took = time.monotonic() - killed_at
-    assert wait_until(lambda: len(candidates(stack, unique)) >= REQUESTS, 180), trainers.logs()
-    time.sleep(2)  # a second candidate for a request would land now
+    everything = lambda: len(candidates(stack, unique)) >= REQUESTS  # noqa: E731
+    took = taken_over(stack, standby, "batch trainer ready", killed_at, everything, 180)
     found = candidates(stack, unique)
     per_request = Counter(c["training_request_id"] for c in found)
     print(
