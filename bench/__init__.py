@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bench.runner import REGISTRY, BenchmarkSpec
 
-MODULES = ("ingest", "learning", "featureread", "drift", "serving", "loop", "restart")
+MODULES = ("ingest", "learning", "featureread", "drift", "serving", "loop", "restart", "explain")
 
 
 def load_benchmarks() -> dict[str, BenchmarkSpec]:

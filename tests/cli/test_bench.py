@@ -32,7 +32,7 @@ from bench.runner import (
     unavailable,
 )
 
-ALL_IDS = [f"B{n}" for n in range(1, 11)]
+ALL_IDS = [f"B{n}" for n in range(1, 12)]
 
 
 def spec(target: Target) -> BenchmarkSpec:
