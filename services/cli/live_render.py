@@ -260,7 +260,7 @@ def _serving(model: dict[str, Any] | None, style: str, empty: str) -> Text:
 def _latency(latency: dict[str, float]) -> str:
     if "p50" not in latency:
         return ""
-    return f"p50 {latency['p50']:.3g} ms  p99 {latency.get('p99', latency['p50']):.3g} ms"
+    return f"p99 {latency.get('p99', latency['p50']):.3g} ms"
 
 
 def _elapsed(view: dict[str, Any], at: float | None) -> float:
