@@ -232,7 +232,8 @@ def up(
             from services.cli.live import LiveThread, console_url
 
             console.print(f"logs: {log_dir}/<service>.log; the live view starts now")
-            live_view = LiveThread(console_url()).start()
+            shown = [demo or "", *sorted(set(usecases) - {demo})]  # the demo's block first
+            live_view = LiveThread(console_url(), usecases=shown).start()
         status = run_until_stopped(supervisor)
     except KeyboardInterrupt:  # Ctrl-C while starting: what started stops, cleanly
         status = 0
