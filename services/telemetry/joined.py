@@ -6,25 +6,29 @@ process (a restart starts them empty: the metric refills within a window).
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from schemas.classes import class_key, number_of
 from schemas.events import DriftAlert, FeatureDrift, Prediction
-from schemas.usecase import UseCase
+from schemas.usecase import Task, UseCase
+from services.common.join import Joined, KeyedJoin
 from services.common.metrics import classification_metrics, regression_metrics
 
-Task = Literal["classification", "regression"]
+__all__ = ["LiveMetric", "Task", "top_features"]
+
+Guess = tuple[Any, dict[str, float] | None]
 
 
 @dataclass
 class LiveMetric:
     """The served predictions' metric over the last ``window`` labeled ones.
 
-    Predictions and labels are joined by the raw event's id, whichever comes
-    first waits for the other (up to ``pending`` of each).
+    Predictions and labels are joined by the raw event's id in the one keyed
+    join (``services/common/join.py``): whichever comes first waits for the
+    other, up to ``pending`` of each.
 
     >>> from schemas.events import Prediction
     >>> live = LiveMetric(window=10)
@@ -42,40 +46,35 @@ class LiveMetric:
     positive: Any = None
     spec: UseCase | None = None
     pairs: deque[tuple[Any, Any, dict[str, float] | None]] = field(init=False)
-    _predictions: OrderedDict[str, tuple[Any, dict[str, float] | None]] = field(init=False)
-    _labels: OrderedDict[str, Any] = field(init=False)
-    joined: int = 0
+    _join: KeyedJoin[Guess, Any] = field(init=False)
 
     def __post_init__(self) -> None:
         self.pairs = deque(maxlen=self.window)
-        self._predictions = OrderedDict()
-        self._labels = OrderedDict()
+        self._join = KeyedJoin(self.pending, event_kind="predictions")
+
+    @property
+    def joined(self) -> int:
+        """How many predictions have met their label."""
+        return self._join.counts["joined"]
 
     def add_prediction(self, prediction: Prediction) -> bool:
         """Remember a served prediction; True when its label was already there."""
         key = prediction.source_event_id
         if key is None:
             return False
-        if key in self._labels:
-            self._join(self._labels.pop(key), prediction.prediction, prediction.probabilities)
-            return True
-        _bounded_put(
-            self._predictions, key, (prediction.prediction, prediction.probabilities), self.pending
-        )
-        return False
+        guess = (prediction.prediction, prediction.probabilities)
+        return self._pair(self._join.offer_event(key, guess))
 
     def add_label(self, event_id: str, label: Any) -> bool:
         """Remember a label; True when it completed a pair."""
-        if event_id in self._predictions:
-            guess, proba = self._predictions.pop(event_id)
-            self._join(label, guess, proba)
-            return True
-        _bounded_put(self._labels, event_id, label, self.pending)
-        return False
+        return self._pair(self._join.offer_label(event_id, label))
 
-    def _join(self, truth: Any, guess: Any, proba: dict[str, float] | None) -> None:
-        self.pairs.append((truth, guess, proba))
-        self.joined += 1
+    def _pair(self, joined: Joined[Guess, Any] | None) -> bool:
+        if joined is None:
+            return False
+        guess, proba = joined.event
+        self.pairs.append((joined.label, guess, proba))
+        return True
 
     def metrics(self, task: Task | None) -> dict[str, float]:
         """The metrics of the pairs in the window (empty while there are none)."""
@@ -111,12 +110,6 @@ class LiveMetric:
                 positive = classes[-1] if len(classes) == 2 else None
         scored = classification_metrics(truth_keys, guess_keys, normalized, classes, positive)
         return {k: float(v) for k, v in scored.items() if isinstance(v, int | float)}
-
-
-def _bounded_put(store: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
-    store[key] = value
-    while len(store) > limit:
-        store.popitem(last=False)
 
 
 def top_features(alert: DriftAlert, limit: int = 3) -> list[tuple[str, FeatureDrift]]:
