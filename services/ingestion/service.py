@@ -26,6 +26,9 @@ __all__ = ["SERVICE", "IngestionSettings", "serve"]
 
 logger = logging.getLogger(__name__)
 
+# How long a clean stop waits for the last statistics snapshot to be published.
+FINAL_PUBLISH_SECONDS = 5.0
+
 
 async def serve(settings: IngestionSettings, stop: asyncio.Event, health: HealthServer) -> None:
     specs = settings.load_usecases()
@@ -48,6 +51,8 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
             logger.info("ingesting usecases=%s", sorted(specs))
             try:
                 await loop.run(stop)
+                if stop.is_set():  # a clean stop: the newest snapshot for whoever takes over
+                    await asyncio.wait({publishing}, timeout=FINAL_PUBLISH_SECONDS)
             finally:
                 publishing.cancel()
                 await asyncio.wait({publishing})  # a cancel of this body still propagates

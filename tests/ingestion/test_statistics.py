@@ -174,3 +174,50 @@ def test_a_snapshot_from_another_log_gives_its_statistics_but_not_its_offset(
     assert fresh.statistics.preparers[(unique, 0)].rows == 30  # 20 restored + 10 learned
     recorded = fresh.seen.state(state_name(unique, 0))
     assert recorded["offset"] == 10 and recorded["log_epoch"] not in (None, "an-old-log")
+
+
+def test_a_clean_stop_publishes_the_newest_snapshot(
+    bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """The service's body, stopped as SIGTERM stops it, leaves ``<uc>.stats`` with every
+    row it learned, though its publish interval (an hour) never came round."""
+    from services.common.health import HealthServer
+    from services.ingestion.service import IngestionSettings, serve
+
+    usecases = tmp_path / "usecases"
+    usecases.mkdir()
+    # A use case is named by its file: credit under this test's own name.
+    (usecases / f"{unique}.yaml").write_text((ROOT / "usecases" / "credit.yaml").read_text())
+    spec = load_usecase(usecases / f"{unique}.yaml")
+    events = [json.dumps(e).encode() for e in valid_events(spec, 30)]
+    settings = IngestionSettings(
+        bootstrap=bootstrap,
+        home=tmp_path / "home",
+        usecases_dir=usecases,
+        group_prefix=unique,
+        stats_publish_seconds=3600,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        health = HealthServer("ingestion", "127.0.0.1", 0)
+        body = asyncio.create_task(serve(settings, stop, health))
+        producer = await start_producer(bootstrap)
+        try:
+            for value in events:
+                await producer.send_and_wait(topics.raw(unique), value)
+        finally:
+            await producer.stop()
+        deadline = asyncio.get_running_loop().time() + 60
+        features = topics.features(unique)
+        while len(await asyncio.to_thread(read_topic, bootstrap, features)) < len(events):
+            assert asyncio.get_running_loop().time() < deadline, "ingestion did not catch up"
+            await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(body, 30)
+
+    asyncio.run(run())
+    snapshots = read_topic(bootstrap, topics.stats(unique))
+    latest = {s["partition"]: s for s in snapshots}  # the newest snapshot of each partition
+    assert sum(s["rows"] for s in latest.values()) == len(events)
+    assert sum(s["offset"] for s in latest.values()) == len(events)
