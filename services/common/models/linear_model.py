@@ -27,15 +27,15 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.usecase import Task
-from services.common.models.protocol import FeatureDict, Flavor, write_manifest
-from services.common.models.tabular import Standardizer, rows_to_matrix
+from services.common.models.protocol import Flavor, write_manifest
+from services.common.models.tabular import Standardizer, TabularModel
 
 FILENAME = "model.json"
 FORMAT_VERSION = 1
 FloatArray = npt.NDArray[np.float64]
 
 
-class LinearModel:
+class LinearModel(TabularModel):
     """Weights on standardized inputs; classifiers score one logit per class."""
 
     flavor: ClassVar[Flavor] = "linear"
@@ -53,10 +53,9 @@ class LinearModel:
         target_scale: float = 1.0,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        if task == "classification" and not classes:
-            raise ValueError("a classifier needs its classes")
-        self.task: Task = task
-        self.feature_names = list(feature_names)
+        self._set_common(
+            task, feature_names, preprocessing, classes, target_mean, target_scale, metadata
+        )
         self.weights = np.asarray(weights, dtype=np.float64).reshape(len(intercepts), -1)
         self.intercepts = np.asarray(intercepts, dtype=np.float64)
         if self.weights.shape[1] != len(self.feature_names):
@@ -65,11 +64,6 @@ class LinearModel:
             )
         if task == "classification" and classes is not None and len(intercepts) != len(classes):
             raise ValueError(f"{len(intercepts)} logit rows for {len(classes)} classes")
-        self.preprocessing = preprocessing
-        self.classes: list[Any] | None = list(classes) if classes is not None else None
-        self.target_mean = target_mean
-        self.target_scale = target_scale
-        self.metadata = dict(metadata or {})
 
     @classmethod
     def from_estimator(
@@ -111,9 +105,6 @@ class LinearModel:
 
     # ---- arrays -----------------------------------------------------------------------
 
-    def transform(self, matrix: FloatArray) -> FloatArray:
-        return self.preprocessing.transform(matrix)
-
     def forward_array(self, matrix: FloatArray) -> FloatArray:
         """Logits per class, or the standardized target, for a raw feature matrix."""
         result: FloatArray = self.transform(matrix) @ self.weights.T + self.intercepts
@@ -126,13 +117,6 @@ class LinearModel:
         exp = np.exp(logits)
         result: FloatArray = exp / exp.sum(axis=1, keepdims=True)
         return result
-
-    def predict_array(self, matrix: FloatArray) -> list[Any]:
-        if self.task == "classification":
-            assert self.classes is not None
-            return [self.classes[int(k)] for k in self.proba_array(matrix).argmax(axis=1)]
-        outputs = self.forward_array(matrix)[:, 0]
-        return [float(v) for v in outputs * self.target_scale + self.target_mean]
 
     def explain_array(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray, list[str]]:
         """Exact ``(contributions, expected values, units)``: score = expected + sum(contributions).
@@ -152,36 +136,14 @@ class LinearModel:
         winners = self.forward_array(matrix).argmax(axis=1)
         return inputs * self.weights[winners], self.intercepts[winners], ["logit"] * len(inputs)
 
-    # ---- the model protocol -------------------------------------------------------------
-
-    def predict(self, rows: Sequence[FeatureDict]) -> list[Any]:
-        return self.predict_array(rows_to_matrix(rows, self.feature_names))
-
-    def predict_proba(self, rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
-        self._require_classifier()
-        assert self.classes is not None
-        probabilities = self.proba_array(rows_to_matrix(rows, self.feature_names))
-        return [dict(zip(self.classes, map(float, row), strict=True)) for row in probabilities]
+    # ---- the model protocol: predictions in TabularModel ---------------------------------
 
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / FILENAME
-        state = {
-            "format": FORMAT_VERSION,
-            "task": self.task,
-            "classes": self.classes,
-            "feature_names": self.feature_names,
-            "weights": self.weights.tolist(),
-            "intercepts": self.intercepts.tolist(),
-            "preprocessing": {
-                "median": self.preprocessing.median,
-                "mean": self.preprocessing.mean,
-                "scale": self.preprocessing.scale,
-            },
-            "target": {"mean": self.target_mean, "scale": self.target_scale},
-            "metadata": self.metadata,
-        }
+        parameters = {"weights": self.weights.tolist(), "intercepts": self.intercepts.tolist()}
+        state = self._state(FORMAT_VERSION, parameters)
         path.write_text(json.dumps(state))
         write_manifest(
             directory, "linear", FILENAME, task=self.task, classes=self.classes,
@@ -192,20 +154,5 @@ class LinearModel:
     @classmethod
     def load(cls, path: Path) -> LinearModel:
         state = json.loads(Path(path).read_text())
-        if state.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unknown linear model format {state.get('format')!r}")
-        return cls(
-            task=state["task"],
-            feature_names=state["feature_names"],
-            weights=state["weights"],
-            intercepts=state["intercepts"],
-            preprocessing=Standardizer(**state["preprocessing"]),
-            classes=state["classes"],
-            target_mean=float(state["target"]["mean"]),
-            target_scale=float(state["target"]["scale"]),
-            metadata=state["metadata"],
-        )
-
-    def _require_classifier(self) -> None:
-        if self.task != "classification":
-            raise TypeError("predict_proba: a regressor has no class probabilities")
+        arguments = cls._common_arguments(state, path, FORMAT_VERSION, "linear")
+        return cls(weights=state["weights"], intercepts=state["intercepts"], **arguments)

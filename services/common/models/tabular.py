@@ -1,16 +1,22 @@
-"""Tabular inputs shared by the batch families: feature dicts to a matrix, and its scaling.
+"""What the batch families share: feature dicts to a matrix, its scaling, and the model around them.
 
+:class:`TabularModel` is the part of the torch and linear adapters that does
+not depend on the family: predictions and probabilities from the family's
+``forward_array``/``proba_array``, and the common part of the saved state.
 No torch here: the linear family serves without it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from schemas.usecase import Task
 from services.common.models.protocol import FeatureDict
 
 FloatArray = npt.NDArray[np.float64]
@@ -70,3 +76,110 @@ def _nanmedian(matrix: FloatArray) -> FloatArray:
         if column.size:
             medians[j] = float(np.median(column))
     return medians
+
+
+class TabularModel:
+    """A batch model on a raw feature matrix; a family gives ``forward_array`` and ``proba_array``.
+
+    Classifiers answer ``classes[argmax]`` of the probabilities; regressors
+    the one output, trained on the standardized target and scaled back here.
+    """
+
+    task: Task
+    feature_names: list[str]
+    preprocessing: Standardizer
+    classes: list[Any] | None
+    target_mean: float
+    target_scale: float
+    metadata: dict[str, str]
+
+    def _set_common(
+        self,
+        task: Task,
+        feature_names: Sequence[str],
+        preprocessing: Standardizer,
+        classes: Sequence[Any] | None,
+        target_mean: float,
+        target_scale: float,
+        metadata: dict[str, str] | None,
+    ) -> None:
+        if task == "classification" and not classes:
+            raise ValueError("a classifier needs its classes")
+        self.task = task
+        self.feature_names = list(feature_names)
+        self.preprocessing = preprocessing
+        self.classes = list(classes) if classes is not None else None
+        self.target_mean = target_mean
+        self.target_scale = target_scale
+        self.metadata = dict(metadata or {})
+
+    # ---- arrays -----------------------------------------------------------------------
+
+    def transform(self, matrix: FloatArray) -> FloatArray:
+        """Raw feature matrix to the model's standardized inputs."""
+        return self.preprocessing.transform(matrix)
+
+    def forward_array(self, matrix: FloatArray) -> FloatArray:
+        """Raw outputs (logits, or the standardized target) for a raw feature matrix."""
+        raise NotImplementedError
+
+    def proba_array(self, matrix: FloatArray) -> FloatArray:
+        """Class probabilities, one column per class in ``classes`` order."""
+        raise NotImplementedError
+
+    def predict_array(self, matrix: FloatArray) -> list[Any]:
+        """Predicted classes or numbers for a raw feature matrix."""
+        if self.task == "classification":
+            assert self.classes is not None
+            winners = self.proba_array(matrix).argmax(axis=1)
+            return [self.classes[int(k)] for k in winners]
+        outputs = self.forward_array(matrix)[:, 0]
+        return [float(v) for v in outputs * self.target_scale + self.target_mean]
+
+    # ---- the model protocol -----------------------------------------------------------
+
+    def predict(self, rows: Sequence[FeatureDict]) -> list[Any]:
+        return self.predict_array(rows_to_matrix(rows, self.feature_names))
+
+    def predict_proba(self, rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
+        self._require_classifier()
+        assert self.classes is not None
+        probabilities = self.proba_array(rows_to_matrix(rows, self.feature_names))
+        return [dict(zip(self.classes, map(float, row), strict=True)) for row in probabilities]
+
+    def _require_classifier(self) -> None:
+        if self.task != "classification":
+            raise TypeError("predict_proba: a regressor has no class probabilities")
+
+    # ---- the saved state --------------------------------------------------------------
+
+    def _state(self, version: int, parameters: dict[str, Any], **after: Any) -> dict[str, Any]:
+        """The saved state: the common fields around the family's ``parameters``, then ``after``."""
+        return {
+            "format": version,
+            "task": self.task,
+            "classes": self.classes,
+            "feature_names": self.feature_names,
+            **parameters,
+            "preprocessing": asdict(self.preprocessing),
+            "target": {"mean": self.target_mean, "scale": self.target_scale},
+            "metadata": self.metadata,
+            **after,
+        }
+
+    @staticmethod
+    def _common_arguments(
+        state: dict[str, Any], path: Path, version: int, family: str
+    ) -> dict[str, Any]:
+        """The constructor's common arguments from a state :meth:`_state` wrote."""
+        if state.get("format") != version:
+            raise ValueError(f"{path}: unknown {family} model format {state.get('format')!r}")
+        return {
+            "task": state["task"],
+            "feature_names": state["feature_names"],
+            "preprocessing": Standardizer(**state["preprocessing"]),
+            "classes": state["classes"],
+            "target_mean": float(state["target"]["mean"]),
+            "target_scale": float(state["target"]["scale"]),
+            "metadata": state["metadata"],
+        }

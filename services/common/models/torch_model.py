@@ -27,14 +27,8 @@ import torch
 from torch import nn
 
 from schemas.usecase import Task
-from services.common.models.protocol import (
-    ArtifactMismatch,
-    FeatureDict,
-    Flavor,
-    sha256_of,
-    write_manifest,
-)
-from services.common.models.tabular import Standardizer, rows_to_matrix
+from services.common.models.protocol import ArtifactMismatch, Flavor, sha256_of, write_manifest
+from services.common.models.tabular import Standardizer, TabularModel, rows_to_matrix
 
 FILENAME = "model.pt"
 FORMAT_VERSION = 1
@@ -83,7 +77,7 @@ def build_mlp(config: MLPConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class TorchModel:
+class TorchModel(TabularModel):
     """A trained MLP with its preprocessing, behind driftline's model protocol.
 
     Classifiers output one logit per class in ``classes`` order; regressors
@@ -106,30 +100,20 @@ class TorchModel:
         metadata: dict[str, str] | None = None,
         exports: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        if task == "classification" and not classes:
-            raise ValueError("a classifier needs its classes")
+        self._set_common(
+            task, feature_names, preprocessing, classes, target_mean, target_scale, metadata
+        )
         self.exports = dict(exports or {})  # runtime -> {"file", "sha256", ...}
         self.runtime: Runtime = "torch"
         self.session: Any = None  # an onnxruntime.InferenceSession when runtime != "torch"
-        self.task: Task = task
-        self.feature_names = list(feature_names)
         self.config = config
         self.module = module.eval()
-        self.preprocessing = preprocessing
-        self.classes: list[Any] | None = list(classes) if classes is not None else None
-        self.target_mean = target_mean
-        self.target_scale = target_scale
-        self.metadata = dict(metadata or {})
 
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
 
     # ---- arrays: what the trainer evaluates with ---------------------------------
-
-    def transform(self, matrix: FloatArray) -> FloatArray:
-        """Raw feature matrix to the network's standardized inputs."""
-        return self.preprocessing.transform(matrix)
 
     def forward_array(self, matrix: FloatArray) -> FloatArray:
         """Raw outputs (logits, or the standardized target) for a raw feature matrix."""
@@ -151,43 +135,18 @@ class TorchModel:
         result: FloatArray = torch.softmax(logits, dim=1).numpy()
         return result
 
-    def predict_array(self, matrix: FloatArray) -> list[Any]:
-        """Predicted classes or numbers for a raw feature matrix."""
-        if self.task == "classification":
-            assert self.classes is not None
-            winners = self.proba_array(matrix).argmax(axis=1)
-            return [self.classes[int(k)] for k in winners]
-        outputs = self.forward_array(matrix)[:, 0]
-        return [float(v) for v in outputs * self.target_scale + self.target_mean]
-
-    # ---- the model protocol ------------------------------------------------------
-
-    def predict(self, rows: Sequence[FeatureDict]) -> list[Any]:
-        return self.predict_array(rows_to_matrix(rows, self.feature_names))
-
-    def predict_proba(self, rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
-        self._require_classifier()
-        assert self.classes is not None
-        probabilities = self.proba_array(rows_to_matrix(rows, self.feature_names))
-        return [dict(zip(self.classes, map(float, row), strict=True)) for row in probabilities]
+    # ---- the model protocol: predictions in TabularModel --------------------------
 
     def save(self, directory: Path) -> Path:
         """Write ``model.pt`` and the manifest into ``directory``; return the model file."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / FILENAME
-        state = {
-            "format": FORMAT_VERSION,
-            "task": self.task,
-            "classes": self.classes,
-            "feature_names": self.feature_names,
+        parameters = {
             "config": asdict(self.config),
             "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
-            "preprocessing": asdict(self.preprocessing),
-            "target": {"mean": self.target_mean, "scale": self.target_scale},
-            "metadata": self.metadata,
-            "exports": self.exports,
         }
+        state = self._state(FORMAT_VERSION, parameters, exports=self.exports)
         torch.save(state, path)
         write_manifest(
             directory,
@@ -212,23 +171,12 @@ class TorchModel:
         (:class:`ArtifactMismatch` when it differs) and answers the predictions.
         """
         state = torch.load(Path(path), map_location=device, weights_only=True)
-        if state.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unknown torch model format {state.get('format')!r}")
+        arguments = cls._common_arguments(state, path, FORMAT_VERSION, "torch")
         config = MLPConfig(**state["config"])
         module = build_mlp(config)
         module.load_state_dict(state["state_dict"])
-        model = cls(
-            task=state["task"],
-            feature_names=state["feature_names"],
-            config=config,
-            module=module.to(device),
-            preprocessing=Standardizer(**state["preprocessing"]),
-            classes=state["classes"],
-            target_mean=float(state["target"]["mean"]),
-            target_scale=float(state["target"]["scale"]),
-            metadata=state["metadata"],
-            exports=state.get("exports") or {},
-        )
+        exports = state.get("exports") or {}
+        model = cls(config=config, module=module.to(device), exports=exports, **arguments)
         if runtime != "torch" and runtime in model.exports:
             model.use_export(Path(path).parent, runtime)
         return model
@@ -249,7 +197,3 @@ class TorchModel:
             str(file), options, providers=["CPUExecutionProvider"]
         )
         self.runtime = runtime
-
-    def _require_classifier(self) -> None:
-        if self.task != "classification":
-            raise TypeError("predict_proba: a regressor has no class probabilities")
