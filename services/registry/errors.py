@@ -1,4 +1,8 @@
-"""The registry's exceptions: one root, and the bad input that goes to the dead-letter topic."""
+"""The registry's exceptions: one root, and the bad input that goes to the dead-letter topic.
+
+A record that is not its topic's event is refused by the one decoder
+(``services.common.serde.decode``), not here.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,6 @@ from services.common.errors import DriftlineError, InvalidInput
 
 class RegistryError(DriftlineError):
     """Root of every error the registry raises on purpose."""
-
-
-class InvalidEvent(InvalidInput, RegistryError):
-    """A message on ``models.candidates`` or ``drift.alerts`` that is not the event it should be.
-
-    >>> error = InvalidEvent("not a model candidate: Field required at model_version")
-    >>> isinstance(error, InvalidInput), error.reason
-    (True, 'not a model candidate: Field required at model_version')
-    """
 
 
 class UnknownUseCase(InvalidInput, RegistryError):
