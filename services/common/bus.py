@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal
@@ -142,6 +144,15 @@ async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
     return producer
 
 
+def client_id(group_id: str | None) -> str:
+    """The client id a consumer joins with: its group, host and process.
+
+    >>> client_id("driftline.features").startswith("driftline.features@")
+    True
+    """
+    return f"{group_id or 'driftline'}@{socket.gethostname()}:{os.getpid()}"
+
+
 async def start_consumer(
     bootstrap: str,
     topics: Iterable[str],
@@ -161,6 +172,8 @@ async def start_consumer(
     common: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "group_id": group_id,
+        # who holds what in `driftline status`: the broker names members after it
+        "client_id": options.pop("client_id", client_id(group_id)),
         "enable_auto_commit": False,
         "auto_offset_reset": options.pop("auto_offset_reset", "earliest"),
         "max_partition_fetch_bytes": options.pop("max_partition_fetch_bytes", 16 * 1024 * 1024),
