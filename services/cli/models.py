@@ -183,32 +183,16 @@ def register(app: typer.Typer) -> None:
         """Go back to the previous champion (or end a running canary or shadow)."""
         settings = _settings_for(usecase)
         state = _history(settings, usecase)
-        target = state.rollback_target()
-        current = state.champion
-        if target is None and state.challenger is not None and current is not None:
-            target, dropped = current, state.challenger.model
-            reason = f"manual rollback (driftline rollback): {state.challenger.mode} ended"
-        elif target is not None and current is not None:
-            dropped = current
-            reason = f"manual rollback (driftline rollback) from {current.label}"
-        else:
+        plan = state.manual_rollback("driftline rollback")
+        if plan is None:
             _console(stderr=True).print(
                 f"[red]{usecase} has no earlier champion and no running trial to roll back[/]"
             )
             raise typer.Exit(1)
-        event = Promotion(
-            usecase=usecase,
-            action="rollback",
-            model_name=target.name,
-            model_version=target.version,
-            previous_version=dropped.version,
-            artifact_uri=target.artifact_uri,
-            artifact_sha256=target.artifact_sha256,
-            reason=reason,
-        )
+        event = plan.event(usecase)
         asyncio.run(_publish(settings.bootstrap, topics.MODELS_PROMOTIONS, event))
         _console().print(
-            f"published: rollback of {usecase} to {target.label} (from {dropped.label})",
+            f"published: rollback of {usecase} to {plan.target.label} (from {plan.dropped.label})",
             highlight=False,
         )
 

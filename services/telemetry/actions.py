@@ -32,25 +32,10 @@ def retrain(usecase: str) -> TrainingRequest:
 
 def rollback(usecase: str, state: UseCaseHistory) -> Promotion:
     """What ``driftline rollback`` publishes for this lineup."""
-    target, current = state.rollback_target(), state.champion
-    if target is None and state.challenger is not None and current is not None:
-        target, dropped = current, state.challenger.model
-        reason = f"manual rollback (console): {state.challenger.mode} ended"
-    elif target is not None and current is not None:
-        dropped = current
-        reason = f"manual rollback (console) from {current.label}"
-    else:
+    plan = state.manual_rollback("console")
+    if plan is None:
         raise NothingToDo(f"{usecase} has no earlier champion and no running trial to roll back")
-    return Promotion(
-        usecase=usecase,
-        action="rollback",
-        model_name=target.name,
-        model_version=target.version,
-        previous_version=dropped.version,
-        artifact_uri=target.artifact_uri,
-        artifact_sha256=target.artifact_sha256,
-        reason=reason,
-    )
+    return plan.event(usecase)
 
 
 def promote(usecase: str, state: UseCaseHistory) -> Promotion:

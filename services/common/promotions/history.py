@@ -85,6 +85,28 @@ class Trial:
     event_id: str
 
 
+@dataclass(frozen=True)
+class Rollback:
+    """What a manual rollback does: ``target`` serves again, ``dropped`` stops serving."""
+
+    target: ModelRef
+    dropped: ModelRef
+    reason: str
+
+    def event(self, usecase: str) -> Promotion:
+        """The ``rollback`` event on ``models.promotions``."""
+        return Promotion(
+            usecase=usecase,
+            action="rollback",
+            model_name=self.target.name,
+            model_version=self.target.version,
+            previous_version=self.dropped.version,
+            artifact_uri=self.target.artifact_uri,
+            artifact_sha256=self.target.artifact_sha256,
+            reason=self.reason,
+        )
+
+
 @dataclass
 class UseCaseHistory:
     """The serving state of one use case, as the promotion history says."""
@@ -99,6 +121,20 @@ class UseCaseHistory:
     def rollback_target(self) -> ModelRef | None:
         """The champion before the current one (where ``driftline rollback`` goes)."""
         return self.earlier[-1] if self.earlier else None
+
+    def manual_rollback(self, via: str) -> Rollback | None:
+        """A rollback asked for by ``via`` (the CLI verb, the console); None: nothing to do.
+
+        A running trial ends (the champion stays); with none, the champion
+        before the current one comes back.
+        """
+        target, current = self.rollback_target(), self.champion
+        if target is None and self.challenger is not None and current is not None:
+            reason = f"manual rollback ({via}): {self.challenger.mode} ended"
+            return Rollback(current, self.challenger.model, reason)
+        if target is not None and current is not None:
+            return Rollback(target, current, f"manual rollback ({via}) from {current.label}")
+        return None
 
     def copy(self) -> UseCaseHistory:
         """A state that later events change without changing this one."""
