@@ -23,11 +23,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from services.common.checkpoint import offset_key, resume, save_text
-from services.common.deadletter import ErrorPolicy
+from services.common.deadletter import DeadLetterPolicy, ErrorPolicy
 from services.common.epoch import Checkpointed, adopt, log_epoch
 from services.common.settings import CommonSettings
 
@@ -97,6 +97,36 @@ class ConsumeLoop:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.run_once()
+
+
+class BatchSettings(Protocol):
+    """A service's consumed batch: how many records at most, how long a poll waits."""
+
+    @property
+    def max_records(self) -> int: ...
+
+    @property
+    def poll_timeout_ms(self) -> int: ...
+
+
+def checkpointed_loop(
+    consumer: AIOKafkaConsumer,
+    processor: Processor,
+    producer: AIOKafkaProducer,
+    settings: BatchSettings,
+    *,
+    service: str,
+    checkpointed: CheckpointedOffsets,
+) -> ConsumeLoop:
+    """The loop of a service whose checkpoint holds its offsets; errors go to dead letters."""
+    return ConsumeLoop(
+        consumer,
+        processor,
+        DeadLetterPolicy(service, producer),
+        max_records=settings.max_records,
+        poll_timeout_ms=settings.poll_timeout_ms,
+        checkpointed=checkpointed,
+    )
 
 
 async def resume_committed(

@@ -43,8 +43,7 @@ from services.common.bus import (
     start_consumer,
 )
 from services.common.checkpoint import offset_key, save_checkpoint
-from services.common.consume import ConsumeLoop, resume_checkpointed
-from services.common.deadletter import DeadLetterPolicy
+from services.common.consume import checkpointed_loop, resume_checkpointed
 from services.common.errors import InvalidInput
 from services.common.health import HealthServer
 from services.common.serde import decode, encode
@@ -261,14 +260,10 @@ class DriftDetector:
                 consumer, self.monitors, settings.bootstrap, owner=SERVICE, positions=ends
             )
             self.processor = DriftDetectorProcessor(self, producer)
-            loop = ConsumeLoop(
-                consumer,
-                self.processor,
-                DeadLetterPolicy(SERVICE, producer),
-                max_records=settings.max_records,
-                poll_timeout_ms=settings.poll_timeout_ms,
-                checkpointed=self.checkpointed_offsets,
-            )
+            loop = checkpointed_loop(
+                consumer, self.processor, producer, settings,
+                service=SERVICE, checkpointed=self.checkpointed_offsets,
+            )  # fmt: skip
             if health is not None:
                 health.ready = lambda: True
             logger.info(

@@ -30,8 +30,7 @@ from schemas.events import DriftAlert, FeatureDrift, ModelCandidate, Window
 from schemas.usecase import UseCase
 from services.common.bus import service_clients
 from services.common.checkpoint import save_checkpoint
-from services.common.consume import ConsumeLoop, resume_checkpointed
-from services.common.deadletter import DeadLetterPolicy
+from services.common.consume import checkpointed_loop, resume_checkpointed
 from services.common.health import HealthServer
 from services.common.serde import decode, encode
 from services.online_trainer import telemetry
@@ -311,14 +310,10 @@ class OnlineTrainer:
                 self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri
             )
             await self.processor.resume_snapshots()
-            loop = ConsumeLoop(
-                consumer,
-                self.processor,
-                DeadLetterPolicy(SERVICE, producer),
-                max_records=settings.max_records,
-                poll_timeout_ms=settings.poll_timeout_ms,
-                checkpointed=lambda topic: self.processor_offsets(topic),
-            )
+            loop = checkpointed_loop(
+                consumer, self.processor, producer, settings,
+                service=SERVICE, checkpointed=lambda topic: self.processor_offsets(topic),
+            )  # fmt: skip
             if health is not None:
                 health.ready = lambda: True
             logger.info("online trainer running usecases=%s", sorted(self.specs))
