@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -159,11 +160,11 @@ def train_candidate(
     xs = {part: preprocessing.transform(matrix) for part, matrix in x.items()}
     ys = y if classification else {k: (v - target_mean) / target_scale for k, v in y.items()}
 
-    tuned = tune(
-        xs["train"], ys["train"], xs["validation"], ys["validation"],
-        task=spec.task, n_outputs=n_outputs, base=HyperParams.from_spec(batch),
-        tuning=batch.tuning, seed=batch.seed, device=torch_device,
+    fit = partial(
+        fit_mlp, xs["train"], ys["train"], xs["validation"], ys["validation"],
+        task=spec.task, n_outputs=n_outputs, seed=batch.seed, device=torch_device,
     )  # fmt: skip
+    tuned = tune(fit, base=HyperParams.from_spec(batch), tuning=batch.tuning, seed=batch.seed)
     model = TorchModel(
         task=spec.task,
         feature_names=data.feature_names,

@@ -12,7 +12,7 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,13 @@ from services.common.models.torch_model import MLPConfig, build_mlp
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, float], None]
+
+
+class Fit(Protocol):
+    """One fit of a training run's data (:func:`fit_mlp` with its arrays, task, seed and device)."""
+
+    def __call__(self, *, params: HyperParams, on_epoch: EpochCallback | None = None) -> FitResult:
+        """Fit with ``params``; ``on_epoch`` as :func:`fit_mlp` calls it."""
 
 
 @dataclass(frozen=True)

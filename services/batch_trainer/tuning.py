@@ -15,13 +15,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import optuna
-import torch
 
-from schemas.usecase import Task, TuningSpec
-from services.batch_trainer.train import FitResult, HyperParams, fit_mlp
+from schemas.usecase import TuningSpec
+from services.batch_trainer.train import Fit, FitResult, HyperParams
 
 logger = logging.getLogger(__name__)
 
@@ -60,20 +57,11 @@ def _pruner(spec: TuningSpec, max_epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def tune(
-    x_train: npt.NDArray[np.float64],
-    y_train: npt.NDArray[Any],
-    x_val: npt.NDArray[np.float64],
-    y_val: npt.NDArray[Any],
-    *,
-    task: Task,
-    n_outputs: int,
-    base: HyperParams,
-    tuning: TuningSpec,
-    seed: int,
-    device: torch.device,
-) -> TuningResult:
-    """Search, minimizing the best validation loss; with 0 trials, fit the spec's configuration."""
+def tune(fit_with: Fit, *, base: HyperParams, tuning: TuningSpec, seed: int) -> TuningResult:
+    """Search, minimizing the best validation loss; with 0 trials, fit the spec's configuration.
+
+    ``fit_with`` fits the run's data with one trial's parameters; ``seed`` seeds the sampler.
+    """
     started = time.monotonic()
 
     def fit(params: HyperParams, trial: optuna.Trial | None = None) -> FitResult:
@@ -83,10 +71,7 @@ def tune(
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        return fit_mlp(
-            x_train, y_train, x_val, y_val, task=task, n_outputs=n_outputs,
-            params=params, seed=seed, device=device, on_epoch=report,
-        )  # fmt: skip
+        return fit_with(params=params, on_epoch=report)
 
     if tuning.trials == 0:
         result = fit(base)
