@@ -33,7 +33,7 @@ from services.batch_trainer.split import Split, cv_folds, stratified_split, temp
 from services.batch_trainer.train import HyperParams, fit_mlp
 from services.batch_trainer.tuning import tune
 from services.common.metrics import classification_metrics, regression_metrics, scalar_metrics
-from services.common.models.linear_model import LinearModel
+from services.common.models.linear_model import LinearModel, estimator_weights
 from services.common.models.torch_model import Standardizer, TorchModel
 
 logger = logging.getLogger(__name__)
@@ -180,8 +180,9 @@ def train_candidate(
     baseline = fit_baseline(
         xs["train"], ys["train"], task=spec.task, class_weights=batch.class_weights, seed=batch.seed
     )
-    linear = LinearModel.from_estimator(
-        baseline.estimator, task=spec.task, feature_names=data.feature_names,
+    weights, intercepts = estimator_weights(baseline.estimator, spec.task, data.classes)
+    linear = LinearModel(
+        task=spec.task, feature_names=data.feature_names, weights=weights, intercepts=intercepts,
         preprocessing=preprocessing, classes=data.classes, target_mean=target_mean,
         target_scale=target_scale, metadata=dict(model.metadata),
     )  # fmt: skip

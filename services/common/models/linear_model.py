@@ -65,44 +65,6 @@ class LinearModel(TabularModel):
         if task == "classification" and classes is not None and len(intercepts) != len(classes):
             raise ValueError(f"{len(intercepts)} logit rows for {len(classes)} classes")
 
-    @classmethod
-    def from_estimator(
-        cls,
-        estimator: Any,
-        *,
-        task: Task,
-        feature_names: Sequence[str],
-        preprocessing: Standardizer,
-        classes: Sequence[Any] | None = None,
-        target_mean: float = 0.0,
-        target_scale: float = 1.0,
-        metadata: dict[str, str] | None = None,
-    ) -> LinearModel:
-        """From a fitted scikit-learn ``LogisticRegression`` or ``LinearRegression``.
-
-        Class indices absent from the training part get a logit of -1e9
-        (probability 0), as the baseline's own ``proba`` gives them.
-        """
-        coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
-        intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))
-        if task == "regression":
-            weights, intercepts = coef[:1], intercept[:1]
-        else:
-            assert classes is not None
-            present = [int(c) for c in estimator.classes_]
-            if len(present) == 2 and coef.shape[0] == 1:  # binary: one logit, for classes_[1]
-                coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
-                intercept = np.array([0.0, intercept[0]])
-            weights = np.zeros((len(classes), coef.shape[1]))
-            intercepts = np.full(len(classes), -1e9)
-            for row, index in enumerate(present):
-                weights[index], intercepts[index] = coef[row], intercept[row]
-        return cls(
-            task=task, feature_names=feature_names, weights=weights.tolist(),
-            intercepts=intercepts.tolist(), preprocessing=preprocessing, classes=classes,
-            target_mean=target_mean, target_scale=target_scale, metadata=metadata,
-        )  # fmt: skip
-
     # ---- arrays -----------------------------------------------------------------------
 
     def forward_array(self, matrix: FloatArray) -> FloatArray:
@@ -156,3 +118,29 @@ class LinearModel(TabularModel):
         state = json.loads(Path(path).read_text())
         arguments = cls._common_arguments(state, path, FORMAT_VERSION, "linear")
         return cls(weights=state["weights"], intercepts=state["intercepts"], **arguments)
+
+
+def estimator_weights(
+    estimator: Any, task: Task, classes: Sequence[Any] | None
+) -> tuple[list[list[float]], list[float]]:
+    """:class:`LinearModel`'s weights and intercepts from a fitted scikit-learn
+    ``LogisticRegression`` or ``LinearRegression``.
+
+    Class indices absent from the training part get a logit of -1e9
+    (probability 0), as the baseline's own ``proba`` gives them.
+    """
+    coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
+    intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))
+    if task == "regression":
+        weights, intercepts = coef[:1], intercept[:1]
+    else:
+        assert classes is not None
+        present = [int(c) for c in estimator.classes_]
+        if len(present) == 2 and coef.shape[0] == 1:  # binary: one logit, for classes_[1]
+            coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+            intercept = np.array([0.0, intercept[0]])
+        weights = np.zeros((len(classes), coef.shape[1]))
+        intercepts = np.full(len(classes), -1e9)
+        for row, index in enumerate(present):
+            weights[index], intercepts[index] = coef[row], intercept[row]
+    return weights.tolist(), intercepts.tolist()
