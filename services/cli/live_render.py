@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -38,6 +38,7 @@ MILESTONE_MARK = {
 }
 Footer = Callable[[], RenderableType | None]
 Document = dict[str, dict[str, Any]]
+Row = tuple[RenderableType, ...]  # the cells of a timed row after its time
 
 
 def sparkline(values: Sequence[float], width: int = 30) -> str:
@@ -179,72 +180,91 @@ def models_panel(view: dict[str, Any]) -> Panel:
 
 
 def drift_panel(view: dict[str, Any]) -> Panel:
-    alerts = view["alerts"]
-    if not alerts:
-        body: RenderableType = Text("no drift alerts yet", style="dim")
-    else:
-        table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True, style="dim")
-        table.add_column(overflow="fold")
-        for alert in alerts[:3]:
-            head = Text()
-            head.append(alert["severity"], style=SEVERITY_STYLE.get(alert["severity"], ""))
-            head.append(f" {alert['kind']} ({alert['method']})")
-            if alert["drift_share"] is not None:
-                head.append(f" share {alert['drift_share']:.2f}", style="dim")
-            table.add_row(f"+{_clock(_elapsed(view, alert['at']))}", head)
-            features = [
-                f"{name} {score:.3g}{'*' if drifted else ''}"
-                for name, score, drifted in alert["features"]
-            ]
-            if features:
-                table.add_row("", Text("  ".join(features), style="yellow"))
-        body = Group(table, Text("(* drifted)", style="dim"))
-    return Panel(body, title="drift", border_style="yellow", box=box.ROUNDED)
+    def rows(alert: dict[str, Any]) -> list[Row]:
+        head = Text()
+        head.append(alert["severity"], style=SEVERITY_STYLE.get(alert["severity"], ""))
+        head.append(f" {alert['kind']} ({alert['method']})")
+        if alert["drift_share"] is not None:
+            head.append(f" share {alert['drift_share']:.2f}", style="dim")
+        features = [
+            f"{name} {score:.3g}{'*' if drifted else ''}"
+            for name, score, drifted in alert["features"]
+        ]
+        if not features:
+            return [(head,)]
+        return [(head,), (Text("  ".join(features), style="yellow"),)]
+
+    return _timed_panel(
+        view, view["alerts"][:3], rows, empty="no drift alerts yet", title="drift",
+        border_style="yellow", justify="left", footer=Text("(* drifted)", style="dim"),
+    )  # fmt: skip
 
 
 def timeline_panel(view: dict[str, Any], limit: int = 10) -> Panel:
+    def rows(milestone: dict[str, Any]) -> list[Row]:
+        mark, style = MILESTONE_MARK.get(milestone["kind"], ("·", ""))
+        count = milestone["count"]
+        text = milestone["text"] + (f" x{count}" if count > 1 else "")
+        return [(Text(mark, style), text)]
+
     milestones = view["timeline"]
-    if not milestones:
-        body: RenderableType = Text("waiting for the first champion", style="dim")
-    else:
-        table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True, style="dim", justify="right")
-        table.add_column(no_wrap=True)
-        table.add_column(overflow="fold")
-        for milestone in milestones[:1] + milestones[1:][-(limit - 1) :]:
-            mark, style = MILESTONE_MARK.get(milestone["kind"], ("·", ""))
-            count = milestone["count"]
-            text = milestone["text"] + (f" x{count}" if count > 1 else "")
-            when = f"+{_clock(_elapsed(view, milestone['at']))}"
-            table.add_row(when, Text(mark, style), text)
-        body = table
-    return Panel(body, title="loop timeline", border_style="magenta", box=box.ROUNDED)
+    return _timed_panel(
+        view, milestones[:1] + milestones[1:][-(limit - 1) :], rows,
+        empty="waiting for the first champion", title="loop timeline", border_style="magenta",
+        columns=2,
+    )  # fmt: skip
 
 
 def promotions_panel(view: dict[str, Any], limit: int = 3) -> Panel:
-    promotions = view["promotions"]
-    if not promotions:
-        body: RenderableType = Text("no promotion decisions yet", style="dim")
+    def rows(promotion: dict[str, Any]) -> list[Row]:
+        head = Text()
+        head.append(promotion["action"], style=ACTION_STYLE.get(promotion["action"], ""))
+        head.append(f" {promotion['model']}", style="bold")
+        if promotion["was"]:
+            head.append(f" (was {promotion['was']})", style="dim")
+        if promotion["traffic_share"]:
+            head.append(f" {promotion['traffic_share']:.0%} of traffic", style="dim")
+        if promotion["scores"]:
+            scores = "  ".join(f"{k} {_number(v)}" for k, v in promotion["scores"].items())
+            head.append(f"   {scores}", style="cyan")
+        return [(Group(head, Text(promotion["reason"], style="italic")),)]
+
+    return _timed_panel(
+        view, view["promotions"][:limit], rows, empty="no promotion decisions yet",
+        title="promotions (latest first)", border_style="green",
+    )  # fmt: skip
+
+
+def _timed_panel(
+    view: dict[str, Any],
+    items: list[dict[str, Any]],
+    rows: Callable[[dict[str, Any]], list[Row]],
+    *,
+    empty: str,
+    title: str,
+    border_style: str,
+    columns: int = 1,
+    justify: JustifyMethod = "right",
+    footer: RenderableType | None = None,
+) -> Panel:
+    """``items`` as grid rows after each one's ``+m:ss`` (its first row only); ``empty`` if none.
+
+    ``columns`` after the time: all but the last kept on one line, the last folded.
+    """
+    if not items:
+        body: RenderableType = Text(empty, style="dim")
     else:
         table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True, style="dim", justify="right")
+        table.add_column(no_wrap=True, style="dim", justify=justify)
+        for _ in range(columns - 1):
+            table.add_column(no_wrap=True)
         table.add_column(overflow="fold")
-        for promotion in promotions[:limit]:
-            head = Text()
-            head.append(promotion["action"], style=ACTION_STYLE.get(promotion["action"], ""))
-            head.append(f" {promotion['model']}", style="bold")
-            if promotion["was"]:
-                head.append(f" (was {promotion['was']})", style="dim")
-            if promotion["traffic_share"]:
-                head.append(f" {promotion['traffic_share']:.0%} of traffic", style="dim")
-            if promotion["scores"]:
-                scores = "  ".join(f"{k} {_number(v)}" for k, v in promotion["scores"].items())
-                head.append(f"   {scores}", style="cyan")
-            when = f"+{_clock(_elapsed(view, promotion['at']))}"
-            table.add_row(when, Group(head, Text(promotion["reason"], style="italic")))
-        body = table
-    return Panel(body, title="promotions (latest first)", border_style="green", box=box.ROUNDED)
+        for item in items:
+            for number, row in enumerate(rows(item)):
+                when = f"+{_clock(_elapsed(view, item['at']))}" if number == 0 else ""
+                table.add_row(when, *row)
+        body = table if footer is None else Group(table, footer)
+    return Panel(body, title=title, border_style=border_style, box=box.ROUNDED)
 
 
 def _serving(model: dict[str, Any] | None, style: str, empty: str) -> Text:
