@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -84,12 +84,16 @@ async def ensure_topics(
     partitions: int = 1,
     *,
     retention_ms: int | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet, each with its kind's policy; return those created.
 
     ``retention_ms`` is the event streams' retention (None: the broker's default).
     A state topic always has one partition: its readers fold it in order.
+    ``configs`` gives a topic that is not driftline's own (a faust changelog)
+    the broker settings its owner would have created it with.
     """
+    configs = configs or {}
     client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await client.start()
     try:
@@ -101,7 +105,7 @@ async def ensure_topics(
                     n,
                     num_partitions=1 if topics.kind_of(n) == "state" else partitions,
                     replication_factor=1,
-                    topic_configs=topic_configs(n, retention_ms),
+                    topic_configs=dict(configs.get(n) or topic_configs(n, retention_ms)),
                 )
                 for n in wanted
             ]

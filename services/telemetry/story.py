@@ -19,7 +19,7 @@ True
 from __future__ import annotations
 
 import json
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -39,6 +39,8 @@ from services.telemetry.joined import LiveMetric, Task, top_features
 
 PREFERRED_METRICS = ("roc_auc", "accuracy", "f1", "r2", "mae", "rmse", "mse")
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+# How many recent labels a use case keeps for a variant first seen after them.
+RECENT_LABELS = 20_000
 
 
 def to_datetime(seconds: float) -> datetime:
@@ -137,6 +139,9 @@ class Story:
     last_at: datetime | None = None
     lineup: fold.PromotionHistory = field(default_factory=fold.PromotionHistory)
     _seen: set[str] = field(default_factory=set)
+    # The latest labels by event id, for a variant whose first prediction comes after
+    # some of its labels (topics are read in no set order).
+    _recent_labels: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.online_history = deque(maxlen=self.history)
@@ -200,8 +205,12 @@ class Story:
             return False
         self.labels += 1
         self._clock(to_datetime(at))
+        event_id = str(label["event_id"])
+        self._recent_labels[event_id] = label["label"]
+        while len(self._recent_labels) > RECENT_LABELS:
+            self._recent_labels.popitem(last=False)
         for variant, live in self.live.items():
-            if live.add_label(str(label["event_id"]), label["label"]):
+            if live.add_label(event_id, label["label"]):
                 self._sample_live(variant, to_datetime(at))
         return True
 
@@ -223,6 +232,8 @@ class Story:
         if live is None:
             live = LiveMetric(window=self.live_window, positive=self.positive, spec=self.spec)
             self.live[prediction.variant] = live
+            for event_id, label in self._recent_labels.items():  # labels read before it
+                live.add_label(event_id, label)
         if live.add_prediction(prediction):
             self._sample_live(prediction.variant, to_datetime(at))
 

@@ -47,6 +47,13 @@ THROUGHPUT_SECONDS = 1.0
 THROUGHPUT_KEEP = 120.0
 HOPPING_SIZE, HOPPING_STEP = 60.0, 10.0
 LATENCY_SECONDS = 10.0
+# Each windowed table and how long its windows are kept (its ``expires``).
+WINDOW_KEEP = {
+    "throughput": THROUGHPUT_KEEP,
+    "deadletter_reasons": 3 * HOPPING_SIZE,
+    "latency_ms": 6 * LATENCY_SECONDS,
+    "predictions_by_variant": 3 * HOPPING_SIZE,
+}
 FLUSH_SECONDS = 0.5
 # Upper bounds of the latency buckets, ms: 0.1 ms to about 26 s, each 1.25 times the last.
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(0.1 * 1.25**i for i in range(57))
@@ -102,10 +109,30 @@ def changelog_topics(app_id: str, partitions: int) -> dict[str, int]:
     >>> changelog_topics("tele", 3)["tele-promotions-changelog"]
     1
     """
-    tables = ["throughput", "deadletter_reasons", "latency_ms", "predictions_by_variant"]
-    names = {f"{app_id}-{t}-changelog": partitions for t in [*tables, "loop_events"]}
+    names = {f"{app_id}-{t}-changelog": partitions for t in [*WINDOW_KEEP, "loop_events"]}
     names[f"{app_id}-promotions-changelog"] = 1  # fed by the one-partition models.promotions
     return names
+
+
+def changelog_configs(app_id: str) -> dict[str, dict[str, str]]:
+    """The broker settings faust gives each changelog: compacted, and a windowed table's
+    also deleted once its windows have expired.
+
+    >>> changelog_configs("tele")["tele-throughput-changelog"]
+    {'cleanup.policy': 'compact,delete', 'retention.ms': '120000'}
+    >>> changelog_configs("tele")["tele-promotions-changelog"]
+    {'cleanup.policy': 'compact'}
+    """
+    configs = {
+        f"{app_id}-{table}-changelog": {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(int(keep * 1000)),
+        }
+        for table, keep in WINDOW_KEEP.items()
+    }
+    for table in ("loop_events", "promotions"):
+        configs[f"{app_id}-{table}-changelog"] = {"cleanup.policy": "compact"}
+    return configs
 
 
 class Telemetry:
@@ -137,17 +164,17 @@ class Telemetry:
         )
         app = self.app
         self.throughput: Any = app.Table("throughput", default=int, partitions=partitions).tumbling(
-            THROUGHPUT_SECONDS, expires=THROUGHPUT_KEEP
+            THROUGHPUT_SECONDS, expires=WINDOW_KEEP["throughput"]
         )
         self.reasons: Any = app.Table(
             "deadletter_reasons", default=int, partitions=partitions
-        ).hopping(HOPPING_SIZE, HOPPING_STEP, expires=3 * HOPPING_SIZE)
+        ).hopping(HOPPING_SIZE, HOPPING_STEP, expires=WINDOW_KEEP["deadletter_reasons"])
         self.latency: Any = app.Table("latency_ms", default=int, partitions=partitions).tumbling(
-            LATENCY_SECONDS, expires=6 * LATENCY_SECONDS
+            LATENCY_SECONDS, expires=WINDOW_KEEP["latency_ms"]
         )
         self.variants: Any = app.Table(
             "predictions_by_variant", default=int, partitions=partitions
-        ).hopping(HOPPING_SIZE, HOPPING_STEP, expires=3 * HOPPING_SIZE)
+        ).hopping(HOPPING_SIZE, HOPPING_STEP, expires=WINDOW_KEEP["predictions_by_variant"])
         self.loop_events = app.Table("loop_events", default=str, partitions=partitions)
         self.promotions = app.Table("promotions", default=str, partitions=1)
         self.loop_events.on_recover(self._recovered)
@@ -174,7 +201,8 @@ class Telemetry:
         wanted = changelog_topics(self.app_id, self.settings.partitions)
         for partitions in sorted(set(wanted.values())):
             names = [n for n, p in wanted.items() if p == partitions]
-            await ensure_topics(self.settings.bootstrap, names, partitions)
+            configs = changelog_configs(self.app_id)
+            await ensure_topics(self.settings.bootstrap, names, partitions, configs=configs)
         await self.app.start()
 
     async def stop(self) -> None:
