@@ -118,11 +118,13 @@ def versions(home: Path, usecase: str) -> list[Any]:
 
 
 def runs(home: Path, usecase: str) -> list[Any]:
-    """The MLflow runs of the use case's experiment."""
+    """The MLflow runs of the use case's experiment, one per training (the losing
+    family's child run left out)."""
     experiment = tracking.client(home).get_experiment_by_name(usecase)
     if experiment is None:
         return []
-    return list(tracking.client(home).search_runs([experiment.experiment_id]))
+    found = tracking.client(home).search_runs([experiment.experiment_id])
+    return [r for r in found if "mlflow.parentRunId" not in r.data.tags]
 
 
 def mid_fit(log: str, usecase: str) -> bool:
