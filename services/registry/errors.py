@@ -14,7 +14,12 @@ class RegistryError(DriftlineError):
 
 
 class UnknownUseCase(InvalidInput, RegistryError):
-    """An event naming a use case no use-case file declares."""
+    """An event naming a use case no use-case file declares: a dead letter with the reason.
+
+    >>> error = UnknownUseCase("no use case 'loans' is configured")
+    >>> isinstance(error, InvalidInput), isinstance(error, RegistryError), error.reason
+    (True, True, "no use case 'loans' is configured")
+    """
 
 
 class ModelUnavailable(RegistryError):
