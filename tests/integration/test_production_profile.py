@@ -365,7 +365,7 @@ def test_the_closed_loop_on_redis_and_postgresql(
             )
 
         # The registry promotes it (it beats the online model on post-drift data).
-        assert wait_until(promoted, timeout=90, interval=2), log.read_text()[-6000:]
+        assert wait_until(promoted, timeout=180, interval=2), log.read_text()[-6000:]
         assert wait_until(lambda: sampler.served(wanted), 60), sampler.seen
         for seen in sampler.seen.values():  # the online champion first, then the batch model
             assert seen.index(champion) < seen.index(wanted), sampler.seen
