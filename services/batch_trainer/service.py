@@ -88,15 +88,15 @@ class TrainingRequestHandler:
 
     def train_and_register(self, spec: UseCase, request: TrainingRequest) -> ModelCandidate:
         """The blocking part: train (or find the earlier run) and register in MLflow."""
-        from services.batch_trainer import registry
+        from services.batch_trainer import runs
         from services.batch_trainer.pipeline import train_candidate
         from services.common import tracking
 
         home, uri = self.settings.home, self.settings.mlflow_uri
-        experiment = tracking.experiment_id(home, registry.experiment_name(spec), uri)
+        experiment = tracking.experiment_id(home, runs.experiment_name(spec), uri)
         client = tracking.client(home, uri)
         earlier = tracking.earlier_candidate(
-            client, experiment, registry.REQUEST_TAG, request.request_id
+            client, experiment, runs.REQUEST_TAG, request.request_id
         )
         if earlier is not None:
             logger.info("request_id=%s already trained: republishing", request.request_id)
@@ -120,7 +120,7 @@ class TrainingRequestHandler:
             except InvalidInput as exc:  # bad columns, one class: name the request
                 exc.event_id = exc.event_id or request.event_id
                 raise
-        return registry.record_run(home, spec, outcome, request=request, mlflow_uri=uri)
+        return runs.record_run(home, spec, outcome, request=request, mlflow_uri=uri)
 
 
 def waits_for_data(request: TrainingRequest) -> bool:

@@ -197,7 +197,7 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
     async def predict_body(usecase: str, body: bytes, query: bytes) -> tuple[int, bytes]:
         many = False  # the status and JSON body of POST /v1/predict/{usecase}
         try:
-            service.registry.champion(usecase)  # 404 / 503 before reading the body
+            service.models.champion(usecase)  # 404 / 503 before reading the body
             explain = explain_flag(query)
             parsed = parse_body(body, _ONE_PREDICT, _MANY_PREDICT, limit)
             many = isinstance(parsed, list)

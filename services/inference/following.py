@@ -1,9 +1,9 @@
 """Following who serves: the promotion history, replayed at start, then live, on every log.
 
 :class:`PromotionFollower` owns the consumer on ``models.promotions``. Its
-:meth:`~PromotionFollower.start` replays the whole history into the model
-registry (the service is not ready before), then two background tasks keep
-the registry current: the listener applies each new promotion, and the log
+:meth:`~PromotionFollower.start` replays the whole history into the
+loaded models (the service is not ready before), then two background tasks keep
+the loaded models current: the listener applies each new promotion, and the log
 watch notices a new broker log (a broker restarted without its data) and
 follows that log's promotion history from its beginning. The loaded lineup
 keeps serving meanwhile; the promoter puts MLflow's champion on the new log,
@@ -24,8 +24,8 @@ from services.common import bus
 from services.common.bus import start_consumer
 from services.common.epoch import log_epoch, watch_log
 from services.common.runtime import BROKER_ERRORS
+from services.inference.loaded import LoadedModels
 from services.inference.promotions import PromotionListener
-from services.inference.registry import ModelRegistry
 from services.inference.settings import InferenceSettings
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ async def ensure_service_topics(settings: InferenceSettings, usecases: Iterable[
 
 
 class PromotionFollower:
-    """Keeps ``registry`` following the promotion history of the broker's current log.
+    """Keeps ``models`` following the promotion history of the broker's current log.
 
     ``on_stopped`` is called when the listener fails: lineups no longer follow
     promotions, and the service should stop saying it is ready.
@@ -46,11 +46,11 @@ class PromotionFollower:
     def __init__(
         self,
         settings: InferenceSettings,
-        registry: ModelRegistry,
+        models: LoadedModels,
         on_stopped: Callable[[], None],
     ) -> None:
         self.settings = settings
-        self.registry = registry
+        self.models = models
         self.on_stopped = on_stopped
         self.consumer: AIOKafkaConsumer | None = None
         self.listener: PromotionListener | None = None
@@ -59,10 +59,10 @@ class PromotionFollower:
         self._watch_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Replay the history into the registry, then follow it and the log in the background."""
+        """Replay the history into the models, then follow it and the log in the background."""
         settings = self.settings
         self.consumer = await self._open_consumer()
-        self.listener = PromotionListener(self.consumer, self.registry, settings.poll_timeout_ms)
+        self.listener = PromotionListener(self.consumer, self.models, settings.poll_timeout_ms)
         await self.listener.replay()
         self._listen_task = asyncio.create_task(self._listen(), name="promotion-listener")
         epoch = await log_epoch(settings.bootstrap)
@@ -88,7 +88,7 @@ class PromotionFollower:
             await watch_log(settings.bootstrap, epoch)
             try:
                 new_epoch = await log_epoch(settings.bootstrap)
-                await ensure_service_topics(settings, self.registry.specs)
+                await ensure_service_topics(settings, self.models.specs)
                 await _cancel(self._listen_task)
                 if self.consumer is not None:
                     await self.consumer.stop()
@@ -97,9 +97,7 @@ class PromotionFollower:
                 logger.warning("could not follow the new broker log yet: %s", exc)
                 continue
             await self.consumer.seek_to_beginning(*self.consumer.assignment())
-            self.listener = PromotionListener(
-                self.consumer, self.registry, settings.poll_timeout_ms
-            )
+            self.listener = PromotionListener(self.consumer, self.models, settings.poll_timeout_ms)
             self._listen_task = asyncio.create_task(self._listen(), name="promotion-listener")
             epoch = new_epoch
             logger.warning("new broker log epoch=%s: following its promotion history", epoch)

@@ -3,7 +3,7 @@
 The topic's whole history is read at start (no consumer group, no committed
 offset: the history is the source of truth for who serves), folded into
 each use case's lineup and loaded; after that every new event is applied
-live by :meth:`ModelRegistry.apply`. A message that is not a promotion is
+live by :meth:`LoadedModels.apply`. A message that is not a promotion is
 logged and skipped: it is the writer's mistake, and it changes no lineup.
 """
 
@@ -17,19 +17,19 @@ from aiokafka import AIOKafkaConsumer
 from schemas.events import Promotion
 from services.common.bus import read_to_end
 from services.common.promotions.log import as_promotion
-from services.inference.registry import ModelRegistry
+from services.inference.loaded import LoadedModels
 
 logger = logging.getLogger(__name__)
 
 
 class PromotionListener:
-    """Feeds the registry from a consumer assigned to ``models.promotions``."""
+    """Feeds the loaded models from a consumer assigned to ``models.promotions``."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, registry: ModelRegistry, poll_timeout_ms: int = 500
+        self, consumer: AIOKafkaConsumer, models: LoadedModels, poll_timeout_ms: int = 500
     ) -> None:
         self.consumer = consumer
-        self.registry = registry
+        self.models = models
         self.poll_timeout_ms = poll_timeout_ms
         self.applied = 0
 
@@ -49,7 +49,7 @@ class PromotionListener:
     async def replay(self) -> int:
         """Rebuild and load every lineup from the history; return how many events it held."""
         history = await self.read_history()
-        await self.registry.replay(history)
+        await self.models.replay(history)
         logger.info("promotions replayed events=%d", len(history))
         return len(history)
 
@@ -60,5 +60,5 @@ class PromotionListener:
             for records in batches.values():
                 for record in records:
                     promotion = as_promotion(record)
-                    if promotion is not None and await self.registry.apply(promotion):
+                    if promotion is not None and await self.models.apply(promotion):
                         self.applied += 1

@@ -2,8 +2,8 @@
 
 :class:`InferenceService` is what the HTTP layer (:mod:`.api`) calls. It owns
 one producer (prediction log, feedback, refusal alerts), the Feast store, the
-model registry and the :class:`~.following.PromotionFollower` that keeps the
-registry following ``models.promotions``. ``start()`` sends again what
+loaded models (:mod:`.loaded`) and the :class:`~.following.PromotionFollower` that keeps the
+models following ``models.promotions``. ``start()`` sends again what
 earlier runs' prediction journals did not ship and replays the promotions
 before the service says it is ready; ``stop()`` flushes the prediction log.
 
@@ -43,8 +43,8 @@ from services.inference.features import (
     missing_fields,
 )
 from services.inference.following import PromotionFollower, ensure_service_topics
+from services.inference.loaded import LoadedModel, LoadedModels, MlflowLoader, Serving
 from services.inference.predlog import PredictionLog
-from services.inference.registry import LoadedModel, MlflowLoader, ModelRegistry, Serving
 from services.inference.routing import route
 from services.inference.settings import InferenceSettings
 from services.inference.stats import StatisticsFollower
@@ -104,7 +104,7 @@ class InferenceService:
         self.settings = settings
         self.specs = dict(specs) if specs is not None else settings.load_usecases()
         self.store = store
-        self.registry = ModelRegistry(
+        self.models = LoadedModels(
             self.specs,
             MlflowLoader(
                 settings.home,
@@ -118,7 +118,7 @@ class InferenceService:
         self.producer: AIOKafkaProducer | None = None
         self.prediction_log: PredictionLog | None = None
         self.statistics: StatisticsFollower | None = None
-        self.follower = PromotionFollower(settings, self.registry, on_stopped=self._not_ready)
+        self.follower = PromotionFollower(settings, self.models, on_stopped=self._not_ready)
         self.ready = False
         self._exported: list[tuple[str, str, str, str]] = []
 
@@ -184,7 +184,7 @@ class InferenceService:
         contributions to the answering model's score (:mod:`.explain`).
         """
         started = time.perf_counter()
-        serving = self.registry.champion(usecase)  # one read: the whole request uses it
+        serving = self.models.champion(usecase)  # one read: the whole request uses it
         spec = self.specs[usecase]
         resolver = self.resolvers[usecase]
         if any(resolver_needs_store(resolver, item) for item in items):
@@ -309,7 +309,7 @@ class InferenceService:
 
     def describe(self, usecase: str) -> dict[str, Any]:
         """The lineup of ``usecase`` as ``GET /v1/models/{uc}`` shows it."""
-        serving = self.registry.serving(usecase)
+        serving = self.models.serving(usecase)
         return {
             "usecase": usecase,
             "champion": _describe_model(serving.champion),
@@ -323,7 +323,7 @@ class InferenceService:
             metrics.SERVING.remove(*labels)
         self._exported = []
         for usecase in self.specs:
-            serving: Serving = self.registry.serving(usecase)
+            serving: Serving = self.models.serving(usecase)
             roles = (("champion", serving.champion), ("challenger", serving.challenger))
             for role, loaded in roles:
                 if loaded is not None:
@@ -335,7 +335,7 @@ class InferenceService:
         metrics.REFUSALS.labels(promotion.usecase).inc()
         if self.producer is None:
             return
-        serving = self.registry.serving(promotion.usecase)
+        serving = self.models.serving(promotion.usecase)
         champion = serving.champion.ref.version if serving.champion is not None else None
         alert = DriftAlert(
             usecase=promotion.usecase,

@@ -19,7 +19,7 @@ from schemas.events import Promotion
 from schemas.usecase import UseCase
 from services.common.promotions.history import ModelRef, PromotionHistory
 from services.drift_detector.reference import Lineage
-from services.inference.registry import ModelRegistry
+from services.inference.loaded import LoadedModels
 from services.telemetry.story import Story
 
 UC = "credit"
@@ -111,14 +111,14 @@ def promoter_view(events: list[Promotion]) -> View:
             trial.mode, share)  # fmt: skip
 
 
-def registry() -> ModelRegistry:
+def registry() -> LoadedModels:
     def loader(ref: ModelRef) -> Any:
         return f"model {ref.label}"
 
-    return ModelRegistry({UC: SPEC}, loader)
+    return LoadedModels({UC: SPEC}, loader)
 
 
-def inference_view(models: ModelRegistry) -> View:
+def inference_view(models: LoadedModels) -> View:
     serving = models.serving(UC)
     lineup = serving.lineup
     assert [m.ref for m in (serving.champion, serving.challenger) if m] == lineup.refs()
@@ -181,7 +181,7 @@ async def test_a_model_that_fails_to_load_leaves_the_lineup_and_the_fold() -> No
             raise OSError("artifact gone")
         return ref.label
 
-    models = ModelRegistry({UC: SPEC}, loader)
+    models = LoadedModels({UC: SPEC}, loader)
     await models.apply(event(1, "promote", "1"))
     assert not await models.apply(event(2, "promote", "3"))
     # Had the fold kept the refused promote, v1 would be an earlier champion of v3 and the

@@ -37,7 +37,7 @@ async def test_predict_with_request_fields(serve, stack: Stack) -> None:
 async def until_champion(served) -> None:  # type: ignore[no-untyped-def]
     from tests.inference.conftest import until
 
-    await until(lambda: served.service.registry.serving(served.name).champion is not None)
+    await until(lambda: served.service.models.serving(served.name).champion is not None)
 
 
 async def test_predict_from_online_features_only(serve, stack: Stack) -> None:

@@ -22,7 +22,7 @@ async def test_predict_verb_through_a_real_server(serve, stack: Stack, monkeypat
     v1 = stack.models["v1"]
     served = await serve(api_key="k3y")
     await served.publish(v1.promotion(served.name))
-    await until(lambda: served.service.registry.serving(served.name).champion is not None)
+    await until(lambda: served.service.models.serving(served.name).champion is not None)
     port = free_port()
     config = uvicorn.Config(
         create_app(served.service, manage=False), host="127.0.0.1", port=port, log_config=None

@@ -92,7 +92,7 @@ def batch(stack: Stack) -> BatchChampions:
 async def _serve(serve: Any, promotion: Promotion) -> Any:
     served = await serve()
     await served.publish(promotion.model_copy(update={"usecase": served.name}))
-    await until(lambda: served.service.registry.serving(served.name).champion is not None)
+    await until(lambda: served.service.models.serving(served.name).champion is not None)
     return served
 
 

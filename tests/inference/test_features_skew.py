@@ -123,7 +123,7 @@ async def test_a_raw_event_and_a_request_get_the_same_features(
             await publish(bootstrap, topics.raw(unique), [json.dumps(e) for e, _ in learned])
             # Refreshed without a restart, from a snapshot of ingestion's statistics.
             await until(lambda: resolver.preparer.rows == LEARNED, timeout=60)
-            await until(lambda: service.registry.serving(unique).champion is not None)
+            await until(lambda: service.models.serving(unique).champion is not None)
             answers: dict[str, dict[str, Any]] = {}
             for event in (missing, full):
                 body = {

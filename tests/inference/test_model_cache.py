@@ -9,7 +9,7 @@ import pytest
 
 from schemas.usecase import load_usecase
 from services.common.promotions.history import ModelRef
-from services.inference.registry import MlflowLoader
+from services.inference.loaded import MlflowLoader
 from tests.reliability.helpers import register_credit_model
 
 ROOT = Path(__file__).resolve().parents[2]

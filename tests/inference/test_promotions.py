@@ -33,7 +33,7 @@ async def test_promotion_swaps_model_version_under_load_with_zero_failures(
     v1, v2 = stack.models["v1"], stack.models["v2"]
     served = await serve(v1.promotion("unused-usecase"))
     await served.publish(v1.promotion(served.name))
-    await until(lambda: served.service.registry.serving(served.name).champion is not None)
+    await until(lambda: served.service.models.serving(served.name).champion is not None)
     statuses: Counter[int] = Counter()
     versions: list[str] = []
     stop = asyncio.Event()
@@ -65,9 +65,9 @@ async def test_tampered_artifact_is_refused_and_old_champion_keeps_serving(
     v1, v3 = stack.models["v1"], stack.models["v3"]
     served = await serve(v1.promotion("unused-usecase"))
     await served.publish(v1.promotion(served.name))
-    await until(lambda: served.service.registry.serving(served.name).champion is not None)
+    await until(lambda: served.service.models.serving(served.name).champion is not None)
     await served.publish(v3.promotion(served.name, previous_version=v1.version))
-    await until(lambda: served.service.registry.refusals == 1)
+    await until(lambda: served.service.models.refusals == 1)
     response = await served.predict(body(1)[0])
     assert response.status_code == 200
     assert response.json()["model_version"] == v1.version
@@ -94,11 +94,11 @@ async def test_replay_at_start_skips_a_tampered_promotion(
         v2.promotion(usecase, "canary", traffic_share=0.5),
         v3.promotion(usecase, previous_version=v1.version),
     )
-    serving = served.service.registry.serving(usecase)
+    serving = served.service.models.serving(usecase)
     assert served.service.ready
     assert serving.champion is not None and serving.champion.ref.version == v1.version
     assert serving.challenger is not None and serving.challenger.ref.version == v2.version
-    assert served.service.registry.refusals == 1
+    assert served.service.models.refusals == 1
 
 
 async def test_canary_split_is_sticky_by_entity_and_matches_the_share(

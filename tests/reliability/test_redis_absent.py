@@ -58,7 +58,7 @@ async def test_predict_needing_online_features_is_503_while_redis_is_down_then_r
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     client = httpx.AsyncClient(transport=transport, base_url="http://test")
     try:
-        assert service.registry.champion(spec.name) is not None
+        assert service.models.champion(spec.name) is not None
         event, _ = raw_events(1, seed=11)[0]
         url = f"/v1/predict/{spec.name}"
 
@@ -83,9 +83,7 @@ async def test_predict_needing_online_features_is_503_while_redis_is_down_then_r
         assert up.json()["feature_source"] == "online"
         tally.add("faults_injected")
         tally.add("faults_survived")
-        assert (
-            up.json()["model_version"] == service.registry.champion(spec.name).champion.ref.version
-        )
+        assert up.json()["model_version"] == service.models.champion(spec.name).champion.ref.version
     finally:
         await client.aclose()
         await service.stop()

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas import topics
 from schemas.events import TrainingRequest
 from schemas.usecase import UseCase
-from services.batch_trainer.registry import REQUEST_TAG
+from services.batch_trainer.runs import REQUEST_TAG
 from services.common import tracking
 from services.common.bus import ensure_topics, start_producer
 from services.common.serde import encode

@@ -11,7 +11,7 @@ import pytest
 from schemas.events import Window
 from schemas.usecase import UseCase
 from services.batch_trainer.pipeline import train_candidate
-from services.batch_trainer.registry import REQUEST_TAG, record_run
+from services.batch_trainer.runs import REQUEST_TAG, record_run
 from services.common import tracking
 from services.common.models import load_model, sha256_of
 from services.common.models.protocol import MANIFEST

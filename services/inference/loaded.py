@@ -127,7 +127,7 @@ class MlflowLoader:
             shutil.rmtree(old, ignore_errors=True)
 
 
-class ModelRegistry:
+class LoadedModels:
     """The serving state of every use case, and the one way it changes."""
 
     def __init__(
