@@ -26,7 +26,6 @@ arriving, not the system waiting; the details give each step.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,8 +172,9 @@ class LoopRun:
 
 async def _listen(bootstrap: str, run: LoopRun, stop: asyncio.Event) -> None:
     """Stamp alerts, requests, batch candidates and their promotions as they arrive."""
-    from schemas.events import DriftAlert, ModelCandidate, Promotion, TrainingRequest, parse_event
+    from schemas.events import DriftAlert, ModelCandidate, Promotion, TrainingRequest
     from services.common.bus import ensure_topics, start_consumer
+    from services.common.serde import decode
 
     names = [
         topics.DRIFT_ALERTS,
@@ -192,7 +192,7 @@ async def _listen(bootstrap: str, run: LoopRun, stop: asyncio.Event) -> None:
             now = time.monotonic()
             for records in batches.values():
                 for record in records:
-                    event = parse_event(json.loads(record.value))
+                    event = decode(record.topic, record.value)
                     if getattr(event, "usecase", None) != USECASE or "drift" not in line.marks:
                         continue
                     if isinstance(event, DriftAlert) and event.kind in ACTIONABLE:

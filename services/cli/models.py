@@ -20,18 +20,21 @@ the services act on it.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from schemas import topics
 from schemas.events import Promotion, SystemEvent, TrainingRequest
+from schemas.topics import Topic
 from services.common.settings import CommonSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from services.common.promotions.history import UseCaseHistory
+
+EventT = TypeVar("EventT", bound=SystemEvent)
 
 
 def _console(stderr: bool = False) -> Console:
@@ -59,17 +62,17 @@ def _history(settings: CommonSettings, usecase: str) -> UseCaseHistory:
     return asyncio.run(read_history(settings.bootstrap)).get(usecase)
 
 
-async def _publish(bootstrap: str, topic: str, event: SystemEvent) -> None:
+async def _publish(bootstrap: str, topic: Topic[EventT], event: EventT) -> None:
+    """Send ``event`` on ``topic`` under the topic's own key (``Topic.key_of``)."""
     from services.common.bus import ensure_topics, start_producer, wait_for_broker
     from services.common.serde import encode
 
+    name = topic.name(event.usecase if topic.per_usecase else None)
     await wait_for_broker(bootstrap, timeout=10.0)
-    await ensure_topics(bootstrap, [topic])
+    await ensure_topics(bootstrap, [name])
     producer = await start_producer(bootstrap)
     try:
-        # A state topic is compacted: keyed by event id, compaction keeps every event.
-        key = event.event_id if topics.kind_of(topic) == "state" else event.usecase
-        await producer.send_and_wait(topic, encode(event), key=key.encode())
+        await producer.send_and_wait(name, encode(event), key=topic.key_of(event))
     finally:
         await producer.stop()
 
@@ -175,7 +178,7 @@ def register(app: typer.Typer) -> None:
             artifact_sha256=dict(registered.tags or {}).get("artifact_sha256"),
             reason="manual promotion (driftline promote)",
         )
-        asyncio.run(_publish(settings.bootstrap, topics.MODELS_PROMOTIONS, event))
+        asyncio.run(_publish(settings.bootstrap, topics.PROMOTIONS, event))
         _console().print(f"published: promote {name} v{version} for {usecase}", highlight=False)
 
     @app.command("rollback")
@@ -190,7 +193,7 @@ def register(app: typer.Typer) -> None:
             )
             raise typer.Exit(1)
         event = plan.event(usecase)
-        asyncio.run(_publish(settings.bootstrap, topics.MODELS_PROMOTIONS, event))
+        asyncio.run(_publish(settings.bootstrap, topics.PROMOTIONS, event))
         _console().print(
             f"published: rollback of {usecase} to {plan.target.label} (from {plan.dropped.label})",
             highlight=False,
@@ -201,7 +204,7 @@ def register(app: typer.Typer) -> None:
         """Ask the batch trainer for a new model (a manual training request)."""
         settings = _settings_for(usecase)
         request = TrainingRequest(usecase=usecase, reason="manual", requested_by="cli")
-        asyncio.run(_publish(settings.bootstrap, topics.TRAINING_REQUESTS, request))
+        asyncio.run(_publish(settings.bootstrap, topics.REQUESTS, request))
         _console().print(
             f"published: training request {request.request_id} for {usecase}", highlight=False
         )
