@@ -61,24 +61,20 @@ class Sent:
 
 
 class Ingestion:
-    """Turns the raw records of every configured use case into feature rows."""
+    """Turns the raw records of every configured use case into feature rows.
 
-    def __init__(
-        self,
-        specs: dict[str, UseCase],
-        seen: SeenIds,
-        producer: AIOKafkaProducer,
-        bootstrap: str,
-        *,
-        salt: str = "",
-    ) -> None:
-        self.specs = specs
-        self.seen = seen
-        self.producer = producer
-        self.policy = DeadLetterPolicy(SERVICE, producer)
-        # One preparer per raw partition, taken over with the partition's statistics.
-        self.statistics = PartitionStatistics(specs, seen, producer, bootstrap, salt=salt)
-        self.output = {name: topics.features(name) for name in specs}
+    Over ``statistics``, one preparer per raw partition: its use cases, its seen
+    record and its producer are the processor's too, so the seen ids and the
+    statistics are one SQLite record, written in one transaction.
+    """
+
+    def __init__(self, statistics: PartitionStatistics) -> None:
+        self.statistics = statistics
+        self.specs: dict[str, UseCase] = statistics.specs
+        self.seen: SeenIds = statistics.seen
+        self.producer: AIOKafkaProducer = statistics.producer
+        self.policy = DeadLetterPolicy(SERVICE, self.producer)
+        self.output = {name: topics.features(name) for name in self.specs}
         self.pending: dict[tuple[str, str], Sent] = {}
         self._counters: dict[tuple[str, str], Any] = {}
 

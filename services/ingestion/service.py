@@ -18,9 +18,10 @@ import logging
 from services.common.bus import service_clients
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.health import HealthServer
-from services.common.seen import SeenIds
+from services.common.seen import StateSettings, open_seen_ids
 from services.ingestion.processor import SERVICE, Ingestion
 from services.ingestion.settings import IngestionSettings
+from services.ingestion.statistics import PartitionStatistics
 
 __all__ = ["SERVICE", "IngestionSettings", "serve"]
 
@@ -32,10 +33,11 @@ FINAL_PUBLISH_SECONDS = 5.0
 
 async def serve(settings: IngestionSettings, stop: asyncio.Event, health: HealthServer) -> None:
     specs = settings.load_usecases()
-    with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
+    with contextlib.closing(open_seen_ids(settings, SERVICE, StateSettings().state_url)) as seen:
         async with service_clients(settings, SERVICE, specs) as (consumer, producer):
             salt = settings.pseudonym_salt.get_secret_value()
-            ingestion = Ingestion(specs, seen, producer, settings.bootstrap, salt=salt)
+            statistics = PartitionStatistics(specs, seen, producer, settings.bootstrap, salt=salt)
+            ingestion = Ingestion(statistics)
             await resume_committed(consumer, settings, SERVICE)
             loop = ConsumeLoop(
                 consumer,
@@ -44,7 +46,7 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
                 max_records=settings.batch_events,
             )
             publishing = asyncio.create_task(
-                ingestion.statistics.run(stop, settings.stats_publish_seconds),
+                statistics.run(stop, settings.stats_publish_seconds),
                 name="statistics-publisher",
             )
             health.ready = lambda: True

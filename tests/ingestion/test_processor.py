@@ -8,18 +8,27 @@ import json
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from schemas import topics
-from schemas.usecase import load_usecase
+from schemas.usecase import UseCase, load_usecase
 from services.common.bus import ensure_topics, start_producer
 from services.common.errors import InvalidInput
 from services.common.seen import SeenIds
 from services.ingestion.processor import KIND, Ingestion
+from services.ingestion.statistics import PartitionStatistics
 from tests.integration.test_ingest_path import valid_events
 from tests.records import consumer_record
 from tests.stack import ROOT, read_topic
 
 pytestmark = pytest.mark.integration
+
+
+def ingestion_of(
+    spec: UseCase, seen: SeenIds, producer: AIOKafkaProducer, bootstrap: str
+) -> Ingestion:
+    """Ingestion of one use case, as the service builds it (over its partitions' statistics)."""
+    return Ingestion(PartitionStatistics({spec.name: spec}, seen, producer, bootstrap))
 
 
 def test_events_are_recorded_after_their_rows_and_a_restart_skips_them(
@@ -34,7 +43,7 @@ def test_events_are_recorded_after_their_rows_and_a_restart_skips_them(
         await ensure_topics(bootstrap, [topics.features(unique), topics.deadletter(unique)])
         producer = await start_producer(bootstrap)
         try:
-            first = Ingestion({unique: spec}, seen, producer, bootstrap)
+            first = ingestion_of(spec, seen, producer, bootstrap)
             for offset, value in enumerate(events[:30]):
                 await first.process(consumer_record(raw, offset, value))
             await first.process(consumer_record(raw, 30, events[0]))  # a duplicate in the batch
@@ -43,7 +52,7 @@ def test_events_are_recorded_after_their_rows_and_a_restart_skips_them(
             assert seen.count(unique, KIND) == 30
 
             # A restart: the batch is read again from the start, with 20 more events.
-            second = Ingestion({unique: spec}, seen, producer, bootstrap)
+            second = ingestion_of(spec, seen, producer, bootstrap)
             taken = await second.statistics.preparer(unique, 0, 0)  # the partition arrives
             restored = copy.deepcopy(taken.state())
             for offset, value in enumerate(events):

@@ -18,6 +18,7 @@ from services.common.prep import Preparer
 from services.common.seen import SeenIds
 from services.ingestion.processor import Ingestion
 from services.ingestion.statistics import snapshot_key, state_name
+from tests.ingestion.test_processor import ingestion_of
 from tests.integration.test_ingest_path import valid_events
 from tests.records import consumer_record
 from tests.stack import ROOT, read_topic
@@ -63,7 +64,7 @@ def test_recorded_statistics_are_published_once_per_change_and_at_start(
         await ensure_topics(bootstrap, _topics(unique))
         producer = await start_producer(bootstrap)
         try:
-            first = Ingestion({unique: spec}, seen, producer, bootstrap)
+            first = ingestion_of(spec, seen, producer, bootstrap)
             sent = [await first.statistics.publish()]  # nothing recorded yet
             for offset, value in enumerate(events[:10]):
                 await first.process(consumer_record(raw, offset, value))
@@ -75,14 +76,14 @@ def test_recorded_statistics_are_published_once_per_change_and_at_start(
             await first.flush()
             sent.append(await first.statistics.publish())
             # A start: the record holds what the topic holds, so nothing is sent again.
-            restarted = Ingestion({unique: spec}, seen, producer, bootstrap)
+            restarted = ingestion_of(spec, seen, producer, bootstrap)
             sent.append(await restarted.statistics.publish_recorded())
             # Recorded but not published (the process died first; or a new broker log):
             # the next start sends it at once.
             for offset, value in enumerate(events[20:], start=20):
                 await restarted.process(consumer_record(raw, offset, value))
             await restarted.flush()
-            again = Ingestion({unique: spec}, seen, producer, bootstrap)
+            again = ingestion_of(spec, seen, producer, bootstrap)
             sent.append(await again.statistics.publish_recorded())
             return sent
         finally:
@@ -112,14 +113,14 @@ def test_a_replica_on_another_machine_takes_a_partition_over_with_its_statistics
         await ensure_topics(bootstrap, _topics(unique))
         producer = await start_producer(bootstrap)
         try:
-            a = Ingestion({unique: spec}, SeenIds(tmp_path / "a" / "seen.db"), producer, bootstrap)
+            a = ingestion_of(spec, SeenIds(tmp_path / "a" / "seen.db"), producer, bootstrap)
             for offset, value in enumerate(on_0):
                 await a.process(_record(raw, 0, offset, value))
             for offset, value in enumerate(on_1[:30]):
                 await a.process(_record(raw, 1, offset, value))
             await a.flush()
             assert await a.statistics.publish() == 2
-            b = Ingestion({unique: spec}, SeenIds(tmp_path / "b" / "seen.db"), producer, bootstrap)
+            b = ingestion_of(spec, SeenIds(tmp_path / "b" / "seen.db"), producer, bootstrap)
             for offset in range(20, 40):  # 20..29 come again: A never committed them
                 await b.process(_record(raw, 1, offset, on_1[offset]))
             await b.flush()
@@ -161,7 +162,7 @@ def test_a_snapshot_from_another_log_gives_its_statistics_but_not_its_offset(
             await producer.send_and_wait(
                 topics.stats(unique), json.dumps(snapshot).encode(), key=f"{unique}/0".encode()
             )
-            fresh = Ingestion({unique: spec}, SeenIds(tmp_path / "seen.db"), producer, bootstrap)
+            fresh = ingestion_of(spec, SeenIds(tmp_path / "seen.db"), producer, bootstrap)
             for offset, value in enumerate(events[20:]):
                 await fresh.process(consumer_record(topics.raw(unique), offset, value))
             await fresh.flush()
