@@ -1,53 +1,168 @@
 """Which events a service has already handled: its idempotency record.
 
-A SQLite database under the service's home (ingestion and the features
-service each keep one). Ids are recorded only after the side effects they
-stand for are durable, so a crash between the two leaves at worst a repeat
-of those side effects on redelivery (which the next stage absorbs by event
-id), never a loss. A service's small running state (ingestion's imputation
-statistics) is recorded in the same transaction, so the two always agree.
+Ids are recorded only after the side effects they stand for are durable, so
+a crash between the two leaves at worst a repeat of those side effects on
+redelivery (which the next stage absorbs by event id), never a loss. A
+service's small running state (ingestion's imputation statistics) is
+recorded in the same transaction, so the two always agree.
 
-Replicas of a service on one machine share one home, hence one file: WAL
-lets readers run beside the one writer, and a writer that finds the file
-locked waits (``BUSY_TIMEOUT_S``) instead of failing with "database is
-locked".
+Where the record lives (:func:`open_seen_ids`, ``DRIFTLINE_STATE_URL``):
 
-Replicas on different machines each have their own file, and the marks do
-not move with a partition. What that costs when a partition moves to a
-replica on another machine (its holder SIGKILLed, or a rebalance):
+- **unset** (the default, ``driftline up``): a SQLite file,
+  ``DRIFTLINE_HOME/<service>/seen.db``. Replicas of a service on one machine
+  share one home, hence one file: WAL lets readers run beside the one
+  writer, and a writer that finds the file locked waits (``BUSY_TIMEOUT_S``)
+  instead of failing with "database is locked".
+- **a PostgreSQL URL** (the production profile, infra/production.secrets.env):
+  tables ``<group>_seen`` and ``<group>_state`` in that database, one pair
+  per consumer group (``<group_prefix>-<service>``, so two stacks on one
+  database keep apart). Every replica on every machine reads and writes the
+  same marks, so the record follows a partition wherever it moves.
+
+What a partition that moves (its holder SIGKILLed, or a rebalance) costs:
 
 - ingestion: the events after the partition's last commit (at most one
-  batch, ``DRIFTLINE_BATCH_EVENTS``) are processed again and their rows sent
-  to ``<uc>.features`` a second time, with the same row id; the imputation
-  statistics do not learn them twice (they move with the partition,
-  :mod:`services.ingestion.statistics`). An event id that a source sends
-  again later, after the move, is not known as a duplicate there.
-- features: a row redelivered to the new replica (at most one batch after
-  the last commit) is written again: the online store's write is an upsert
-  of the same values, and the offline store gets the row in a second Parquet
-  part, which the store's reader folds by event id (``featurestore``), so
-  training sets and the online store hold it once; the Parquet files hold it
-  twice.
+  batch, ``DRIFTLINE_BATCH_EVENTS``) are processed again; those recorded as
+  seen before the kill are skipped as duplicates where the new holder reads
+  the same record, and sent to ``<uc>.features`` a second time, with the same
+  row id, where it does not (a SQLite file on another machine). The
+  imputation statistics learn none of them twice either way (they move with
+  the partition, :mod:`services.ingestion.statistics`). An event id that a
+  source sends again later is known as a duplicate by every replica that
+  reads the same record: all of them with PostgreSQL, those on the same
+  machine with SQLite.
+- features: a row redelivered to the new holder is skipped where it reads
+  the same record; elsewhere it is written again: the online store's write is
+  an upsert of the same values, and the offline store gets the row in a
+  second Parquet part, which the store's reader folds by event id
+  (``featurestore``), so training sets and the online store hold it once.
 
-So nothing is lost and nothing is counted twice downstream, but the
-de-duplication of a source's repeats holds within one machine only. A home
-any replica can read (a compacted changelog topic co-partitioned with the
-input, or the production profile's PostgreSQL) is not provided here.
+So nothing is lost and nothing is counted twice downstream in either profile;
+the de-duplication of a source's repeats holds across machines with
+PostgreSQL, within one machine with SQLite.
+
+A PostgreSQL connection that breaks (the server restarted) fails the next
+call: the service exits and is restarted (compose, Kubernetes), and the batch
+is redelivered; no reconnect is attempted here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, SecretStr, field_validator
+
+from services.common.errors import InvalidInput
+from services.common.settings import CommonSettings
+
 BUSY_TIMEOUT_S = 30.0
+POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg2://", "postgres://")
+# Ids a query asks about at once (SQLite allows 32,766 parameters).
+CHUNK = 500
+# PostgreSQL truncates identifiers at 63 bytes.
+LONGEST_TABLE = 63
+
+
+class StateSettings(CommonSettings):
+    """Where the de-dup marks (and ingestion's statistics record) live."""
+
+    state_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the de-dup record, which every replica on every machine "
+        "reads; unset: a SQLite file, DRIFTLINE_HOME/<service>/seen.db",
+    )
+
+    @field_validator("state_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(POSTGRES_SCHEMES):
+            raise ValueError(f"DRIFTLINE_STATE_URL must start with one of {POSTGRES_SCHEMES}")
+        return value
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What differs between the two databases: the rest of :class:`SeenIds` is plain SQL."""
+
+    connection: Any  # a DB-API 2 connection: sqlite3's or psycopg2's
+    mark: str  # its parameter placeholder
+    seen: str  # table names
+    state: str
+    insert_many: Callable[[Any, str, Sequence[tuple[str, ...]]], None]
+
+
+def sqlite_backend(path: Path | str) -> Backend:
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # One caller at a time, from whichever worker thread runs its flush.
+    connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS seen ("
+        " usecase TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT NOT NULL,"
+        " PRIMARY KEY (usecase, kind, event_id)) WITHOUT ROWID"
+    )
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    )
+
+    def insert_many(cursor: Any, sql: str, rows: Sequence[tuple[str, ...]]) -> None:
+        cursor.executemany(sql, rows)
+
+    return Backend(connection, "?", "seen", "state", insert_many)
+
+
+def postgres_backend(url: str, prefix: str) -> Backend:
+    """Tables ``<prefix>_seen`` and ``<prefix>_state`` in the database at ``url``."""
+    import psycopg2
+    from psycopg2.extras import execute_batch
+
+    name = re.sub(r"[^a-z0-9_]", "_", prefix.lower())
+    if not name or len(name) + len("_state") > LONGEST_TABLE:
+        raise InvalidInput(f"table prefix {prefix!r}: 1 to {LONGEST_TABLE - 6} characters")
+    seen, state = f"{name}_seen", f"{name}_state"
+    dsn = "postgresql://" + url.split("://", 1)[1]  # libpq knows no +driver
+    connection = psycopg2.connect(dsn, connect_timeout=10)
+    with connection, connection.cursor() as cursor:
+        # Replicas start together: without the lock, two CREATE TABLE IF NOT EXISTS
+        # of one table can both go ahead, and one fails on PostgreSQL's catalog.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (seen,))
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {seen} ("
+            " usecase TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT NOT NULL,"
+            " PRIMARY KEY (usecase, kind, event_id))"
+        )
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {state} (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+
+    def insert_many(cursor: Any, sql: str, rows: Sequence[tuple[str, ...]]) -> None:
+        execute_batch(cursor, sql, rows, page_size=CHUNK)  # one round trip a page
+
+    return Backend(connection, "%s", seen, state, insert_many)
+
+
+def open_seen_ids(
+    settings: CommonSettings, service: str, state_url: SecretStr | None = None
+) -> SeenIds:
+    """``service``'s record: in PostgreSQL at ``state_url``, else its SQLite file."""
+    if state_url is None:
+        return SeenIds(settings.service_home(service) / "seen.db")
+    return SeenIds(state_url.get_secret_value(), tables=settings.consumer_group(service))
 
 
 class SeenIds:
     """A durable set of (use case, kind, event id), with named state beside it.
+
+    ``where`` is a SQLite file (or ``":memory:"``) or a PostgreSQL URL, whose
+    tables are named after ``tables`` (a consumer group).
 
     >>> seen = SeenIds(":memory:")
     >>> sorted(seen.unseen("credit", "features", ["a", "b"]))
@@ -59,37 +174,37 @@ class SeenIds:
     ({'rows': 1}, None)
     """
 
-    def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # One caller at a time, from whichever worker thread runs its flush.
-        self.connection = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False
-        )
-        self.connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute(
-            "CREATE TABLE IF NOT EXISTS seen ("
-            " usecase TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT NOT NULL,"
-            " PRIMARY KEY (usecase, kind, event_id)) WITHOUT ROWID"
-        )
-        self.connection.execute(
-            "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-        )
+    def __init__(self, where: Path | str, *, tables: str = "") -> None:
+        if str(where).startswith(POSTGRES_SCHEMES):
+            self.backend = postgres_backend(str(where), tables)
+        else:
+            self.backend = sqlite_backend(where)
+        self.connection = self.backend.connection
+
+    def _rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows one query returns; its (read) transaction ends with it."""
+        with self.connection:
+            cursor = self.connection.cursor()
+            try:
+                cursor.execute(sql, parameters)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
 
     def unseen(self, usecase: str, kind: str, event_ids: Iterable[str]) -> set[str]:
         wanted = set(event_ids)
         if not wanted:
             return wanted
         found: set[str] = set()
-        ids = list(wanted)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        ids, mark = list(wanted), self.backend.mark
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            marks = ",".join([mark] * len(chunk))
             query = (
-                f"SELECT event_id FROM seen WHERE usecase=? AND kind=? AND event_id IN ({marks})"
+                f"SELECT event_id FROM {self.backend.seen}"
+                f" WHERE usecase={mark} AND kind={mark} AND event_id IN ({marks})"
             )
-            found.update(row[0] for row in self.connection.execute(query, [usecase, kind, *chunk]))
+            found.update(row[0] for row in self._rows(query, [usecase, kind, *chunk]))
         return wanted - found
 
     def add(
@@ -101,37 +216,52 @@ class SeenIds:
         state: dict[str, Any] | None = None,
     ) -> None:
         """Record ``event_ids`` (and replace the named ``state`` values) in one transaction."""
+        backend, mark = self.backend, self.backend.mark
         with self.connection:
-            self.connection.executemany(
-                "INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
-                [(usecase, kind, event_id) for event_id in event_ids],
-            )
-            if state:
-                self.connection.executemany(
-                    "INSERT OR REPLACE INTO state VALUES (?, ?)",
-                    [(name, json.dumps(value)) for name, value in state.items()],
+            cursor = self.connection.cursor()
+            try:
+                backend.insert_many(
+                    cursor,
+                    f"INSERT INTO {backend.seen} VALUES ({mark}, {mark}, {mark})"
+                    " ON CONFLICT DO NOTHING",
+                    [(usecase, kind, event_id) for event_id in event_ids],
                 )
+                if state:
+                    backend.insert_many(
+                        cursor,
+                        f"INSERT INTO {backend.state} VALUES ({mark}, {mark})"
+                        " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        [(name, json.dumps(value)) for name, value in state.items()],
+                    )
+            finally:
+                cursor.close()
 
     def state(self, name: str) -> Any | None:
         """The state last saved under ``name``, or None."""
-        row = self.connection.execute("SELECT value FROM state WHERE name=?", (name,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        query = f"SELECT value FROM {self.backend.state} WHERE name={self.backend.mark}"
+        rows = self._rows(query, [name])
+        return json.loads(rows[0][0]) if rows else None
 
     def states(self, prefix: str) -> list[tuple[str, Any]]:
-        """Every (name, state) whose name starts with ``prefix``, by name.
+        """Every (name, state) whose name starts with ``prefix``, by name (sorted here:
+        PostgreSQL's text order depends on the database's collation).
 
         >>> seen = SeenIds(":memory:")
         >>> seen.add("uc", "raw", [], state={"prep:uc/1": {"rows": 2}, "prep:other/0": {}})
         >>> seen.states("prep:uc/")
         [('prep:uc/1', {'rows': 2})]
         """
-        query = "SELECT name, value FROM state WHERE substr(name, 1, ?) = ? ORDER BY name"
-        rows = self.connection.execute(query, (len(prefix), prefix))
+        mark = self.backend.mark
+        query = (
+            f"SELECT name, value FROM {self.backend.state} WHERE substr(name, 1, {mark}) = {mark}"
+        )
+        rows = sorted(self._rows(query, [len(prefix), prefix]))
         return [(name, json.loads(value)) for name, value in rows]
 
     def count(self, usecase: str, kind: str) -> int:
-        query = "SELECT COUNT(*) FROM seen WHERE usecase=? AND kind=?"
-        (total,) = self.connection.execute(query, (usecase, kind)).fetchone()
+        mark = self.backend.mark
+        query = f"SELECT COUNT(*) FROM {self.backend.seen} WHERE usecase={mark} AND kind={mark}"
+        ((total,),) = self._rows(query, [usecase, kind])
         return int(total)
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from services.common.bus import service_clients
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.deadletter import DeadLetterPolicy
 from services.common.health import HealthServer
-from services.common.seen import SeenIds
+from services.common.seen import open_seen_ids
 from services.features.settings import FeaturesSettings
 from services.features.sink import FeatureSink
 
@@ -24,7 +24,7 @@ async def serve(settings: FeaturesSettings, stop: asyncio.Event, health: HealthS
     specs = settings.load_usecases()
     store = await asyncio.to_thread(featurestore.open_store, settings, list(specs.values()))
     logger.info("feast definitions applied usecases=%s", sorted(specs))
-    with contextlib.closing(SeenIds(settings.service_home(SERVICE) / "seen.db")) as seen:
+    with contextlib.closing(open_seen_ids(settings, SERVICE, settings.state_url)) as seen:
         async with service_clients(settings, SERVICE, specs) as (consumer, producer):
             sink = FeatureSink(
                 store,
