@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from schemas.policies import LabelStrategy
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 FeatureValue = FiniteFloat | int | bool | str
 
@@ -198,6 +200,34 @@ class TrainingRequest(SystemEvent):
     requested_by: str = "driftline"
 
 
+class LabelRequest(SystemEvent):
+    """A request for the ground truth of one served prediction (``<uc>.label_requests``).
+
+    The answer is an ordinary label on ``<uc>.labels`` naming ``source_event_id``.
+    The ``event_id`` is derived from the use case and ``source_event_id``
+    (services/online_trainer/labeling.py), so a request made again after a
+    restart is the same request; ``occurred_at`` is when it was chosen.
+    """
+
+    event_type: Literal["label_request"] = "label_request"
+    schema_version: Literal[1] = 1
+    source_event_id: str = Field(min_length=1, description="the event_id a label must name")
+    entity_id: str
+    prediction_id: str
+    model_name: str
+    model_version: str
+    variant: Literal["champion", "challenger"]
+    prediction: FeatureValue
+    probabilities: dict[str, FiniteFloat] | None = None
+    predicted_at: datetime
+    strategy: LabelStrategy
+    uncertainty: FiniteFloat = Field(ge=0, description="margin, entropy, spread or a draw")
+    rank: int = Field(ge=1, description="1: the most uncertain prediction of its interval")
+    candidates: int = Field(ge=1, description="served predictions in the interval")
+    budget_per_hour: int = Field(gt=0)
+    reason: str
+
+
 EVENT_TYPES: tuple[type[SystemEvent], ...] = (
     FeatureRow,
     DeadLetter,
@@ -206,6 +236,7 @@ EVENT_TYPES: tuple[type[SystemEvent], ...] = (
     Promotion,
     DriftAlert,
     TrainingRequest,
+    LabelRequest,
 )
 
 AnyEvent = Annotated[
@@ -215,7 +246,8 @@ AnyEvent = Annotated[
     | ModelCandidate
     | Promotion
     | DriftAlert
-    | TrainingRequest,
+    | TrainingRequest
+    | LabelRequest,
     Field(discriminator="event_type"),
 ]
 _ANY_EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)

@@ -166,3 +166,24 @@ class DemoSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     drift_params: dict[str, Any] = Field(default_factory=dict)
     label_delay_seconds: float = Field(default=1.0, ge=0)
+
+
+LabelStrategy = Literal["margin", "entropy", "spread", "random"]
+"""How a served prediction's uncertainty is scored (services/online_trainer/labeling.py)."""
+
+
+class ActiveLearningSpec(Strict):
+    """Ask for the labels of the predictions the model is least sure of, within a budget.
+
+    Every ``interval_seconds`` the most uncertain served predictions of the
+    interval are requested, ``budget_per_hour * interval_seconds / 3600`` of
+    them on average; no sliding hour ever holds more than ``budget_per_hour``.
+    ``margin`` and ``entropy`` score a classifier's probabilities, ``spread``
+    a regressor's predictive spread, ``random`` draws uniformly (the baseline).
+    """
+
+    budget_per_hour: int = Field(gt=0, description="label requests an hour at most")
+    strategy: LabelStrategy = "margin"
+    interval_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="how often the most uncertain are chosen"
+    )

@@ -43,6 +43,7 @@ from schemas.events import (
     DeadLetter,
     DriftAlert,
     FeatureRow,
+    LabelRequest,
     ModelCandidate,
     Prediction,
     Promotion,
@@ -101,6 +102,9 @@ LABELS = Topic("labels", "a label", Label, None)
 FEATURES = Topic("features", "a feature row", FeatureRow, "entity_id")
 DEADLETTER = Topic("deadletter", "a dead letter", DeadLetter, None)
 PREDICTIONS = Topic("predictions", "a prediction", Prediction, None)
+# The online trainer asks for the labels of the served predictions it is least sure of;
+# people (and `driftline demo --labels requested`) answer on <uc>.labels.
+LABEL_REQUESTS = Topic("label_requests", "a label request", LabelRequest, "entity_id")
 # Keyed by the use case: compaction keeps the latest snapshot, a reader needs the last record.
 STATS: Topic[BaseModel] = Topic("stats", "imputation statistics", None, "usecase", "state")
 
@@ -118,7 +122,9 @@ REQUESTS = Topic("training.requests", "a training request", TrainingRequest, "us
 EPOCH: Topic[BaseModel] = Topic("driftline.epoch", "a log epoch", None, "epoch", "state",
                                 per_usecase=False)  # fmt: skip
 
-USECASE_TOPICS: tuple[Topic[Any], ...] = (RAW, LABELS, FEATURES, DEADLETTER, PREDICTIONS, STATS)
+USECASE_TOPICS: tuple[Topic[Any], ...] = (
+    RAW, LABELS, FEATURES, DEADLETTER, PREDICTIONS, LABEL_REQUESTS, STATS,
+)  # fmt: skip
 GLOBAL: tuple[Topic[Any], ...] = (CANDIDATES, PROMOTIONS, ALERTS, REQUESTS, EPOCH)
 
 # The names as plain strings, for the many callers that need only the name.
@@ -157,7 +163,8 @@ SERVICE_TOPICS: dict[str, ServiceTopics] = {
     "ingestion": ServiceTopics(reads=(RAW,), writes=(FEATURES, DEADLETTER, STATS)),
     "features": ServiceTopics(reads=(FEATURES, LABELS), writes=(DEADLETTER,)),
     "online_trainer": ServiceTopics(
-        reads=(FEATURES, LABELS), writes=(CANDIDATES, ALERTS, DEADLETTER)
+        reads=(FEATURES, LABELS, PREDICTIONS),
+        writes=(CANDIDATES, ALERTS, LABEL_REQUESTS, DEADLETTER),
     ),
     "batch_trainer": ServiceTopics(reads=(REQUESTS,), writes=(CANDIDATES, DEADLETTER)),
     "registry": ServiceTopics(
@@ -199,13 +206,18 @@ def predictions(usecase: str) -> str:
     return PREDICTIONS.name(usecase)
 
 
+def label_requests(usecase: str) -> str:
+    """Requests for ground truth where the model is least sure, written by the online trainer."""
+    return LABEL_REQUESTS.name(usecase)
+
+
 def stats(usecase: str) -> str:
     """Ingestion's imputation statistics, snapshots keyed by use case (a state topic)."""
     return STATS.name(usecase)
 
 
 def usecase_topics(usecase: str) -> list[str]:
-    """The five event streams of one use case."""
+    """The event streams of one use case."""
     return [t.name(usecase) for t in USECASE_TOPICS if t.kind == "stream"]
 
 

@@ -37,6 +37,7 @@ from schemas.classes import ClassRule, Scalar
 from schemas.fields import INPUT_TYPES, FieldSpec, OneHot, Transform, field_refs, output_names
 from schemas.policies import (
     ALERT_KINDS,
+    ActiveLearningSpec,
     AlertKind,
     BatchModelSpec,
     DemoSpec,
@@ -60,6 +61,7 @@ __all__ = [
     "CLASSIFICATION_METRICS",
     "LOWER_IS_BETTER",
     "REGRESSION_METRICS",
+    "ActiveLearningSpec",
     "AlertKind",
     "BatchModelSpec",
     "DemoSpec",
@@ -117,6 +119,9 @@ class UseCase(Strict):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
+    active_learning: ActiveLearningSpec | None = Field(
+        default=None, description="label requests where the model is least sure, within a budget"
+    )
     demo: DemoSpec | None = None
 
     @model_validator(mode="after")
@@ -154,7 +159,31 @@ class UseCase(Strict):
         if len(names) != len(set(names)):
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"features: duplicate output names {dupes}")
+        self._check_active_learning()
         return self
+
+    def _check_active_learning(self) -> None:
+        policy = self.active_learning
+        if policy is None or policy.strategy == "random":
+            return
+        if policy.strategy in ("margin", "entropy") and self.task != "classification":
+            raise ValueError(
+                f"active_learning.strategy {policy.strategy!r} scores class probabilities: "
+                "a classification strategy; a regression use case takes spread or random"
+            )
+        if policy.strategy == "spread":
+            if self.task != "regression":
+                raise ValueError(
+                    "active_learning.strategy 'spread' is for regression; "
+                    "a classifier takes margin, entropy or random"
+                )
+            # Served regression predictions carry one number and no spread (schemas.events.
+            # Prediction); a model that gives one would add it there first.
+            raise ValueError(
+                "active_learning.strategy 'spread' needs a predictive spread, and no "
+                "regression model driftline serves gives one (a prediction is one number); "
+                "use random"
+            )
 
     # ---- derived facts every service needs -------------------------------------
 
@@ -204,7 +233,9 @@ class UseCase(Strict):
 
     def spec_hash(self) -> str:
         """sha256 of the canonical spec: lineage for every model trained on it."""
-        document = self.model_dump(mode="json", exclude={"description", "demo"})
+        # The label-request policy changes which labels come, not what is learned from them.
+        unhashed = {"description", "demo", "active_learning"}
+        document = self.model_dump(mode="json", exclude=unhashed)
         canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

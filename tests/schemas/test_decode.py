@@ -15,6 +15,7 @@ from schemas.events import (
     DeadLetter,
     DriftAlert,
     FeatureRow,
+    LabelRequest,
     ModelCandidate,
     Prediction,
     Promotion,
@@ -59,6 +60,12 @@ SAMPLES: dict[Topic[Any], BaseModel] = {
         **COMMON, kind="data", severity="warning", method="ks", window=Window(rows=500)
     ),
     topics.REQUESTS: TrainingRequest(**COMMON, reason="manual"),
+    topics.LABEL_REQUESTS: LabelRequest(
+        **COMMON, source_event_id="raw-1", entity_id="c7", prediction_id="p1",
+        model_name="credit", model_version="3", variant="champion", prediction=1,
+        predicted_at=WHEN, strategy="margin", uncertainty=0.9, rank=1, candidates=40,
+        budget_per_hour=200, reason="margin 0.900: the most uncertain of 40",
+    ),
 }  # fmt: skip
 DECLARED = [*topics.USECASE_TOPICS, *topics.GLOBAL]
 

@@ -71,6 +71,23 @@ EXAMPLES: dict[type[SystemEvent], dict[str, Any]] = {
         "window": WINDOW,
     },
     events.TrainingRequest: {"reason": "drift", "alert_id": "a1", "window": WINDOW},
+    events.LabelRequest: {
+        "source_event_id": "e1",
+        "entity_id": "c1",
+        "prediction_id": "p1",
+        "model_name": "credit-online",
+        "model_version": "2",
+        "variant": "champion",
+        "prediction": 1,
+        "probabilities": {"0": 0.45, "1": 0.55},
+        "predicted_at": "2026-01-01T00:00:00Z",
+        "strategy": "margin",
+        "uncertainty": 0.9,
+        "rank": 1,
+        "candidates": 40,
+        "budget_per_hour": 200,
+        "reason": "margin 0.900: the most uncertain of 40 served predictions",
+    },
 }
 
 
@@ -139,6 +156,7 @@ def test_topic_names_follow_the_contract() -> None:
         "credit.features",
         "credit.deadletter",
         "credit.predictions",
+        "credit.label_requests",
     ]
     assert set(topics.GLOBAL_TOPICS) == {
         "models.candidates",
@@ -147,5 +165,5 @@ def test_topic_names_follow_the_contract() -> None:
         "training.requests",
     }
     assert topics.usecase_of("models.candidates") is None
-    assert len(topics.all_topics(["a", "b"])) == 17  # and the log epoch
+    assert len(topics.all_topics(["a", "b"])) == 19  # and the log epoch
     assert topics.LOG_EPOCH in topics.all_topics([])

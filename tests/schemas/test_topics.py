@@ -35,19 +35,20 @@ def test_every_topic_is_read_by_a_service_and_written_by_one_or_by_users() -> No
     read = {t for service in SERVICE_TOPICS.values() for t in service.reads}
     written = {t for service in SERVICE_TOPICS.values() for t in service.writes}
     # The epoch is every service's: read, and written by the first to find it empty.
-    assert read | {topics.EPOCH} == set(DECLARED) - {topics.DEADLETTER}
+    # Label requests are read by people (and by the demo when it answers them).
+    assert read | {topics.EPOCH} == set(DECLARED) - {topics.DEADLETTER, topics.LABEL_REQUESTS}
     assert written | WRITTEN_BY_USERS | {topics.EPOCH} == set(DECLARED)
 
 
 def test_the_stack_creates_the_union_of_the_declarations() -> None:
     names = topics.all_topics(["a", "b"])
-    assert len(names) == len(set(names)) == 17
+    assert len(names) == len(set(names)) == 19
     for service, declared in SERVICE_TOPICS.items():
         assert set(declared.names(["a", "b"])) <= set(names), service
         assert topics.LOG_EPOCH in declared.names([])
     assert SERVICE_TOPICS["online_trainer"].names(["a"]) == [
-        "a.features", "a.labels", "models.candidates", "drift.alerts", "a.deadletter",
-        "driftline.epoch",
+        "a.features", "a.labels", "a.predictions", "models.candidates", "drift.alerts",
+        "a.label_requests", "a.deadletter", "driftline.epoch",
     ]  # fmt: skip
 
 
