@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -47,28 +48,19 @@ class Processor(Protocol):
         """Make the side effects of every processed message durable."""
 
 
+@dataclass(eq=False)
 class ConsumeLoop:
     """Consume ``consumer`` into ``processor`` until ``stop`` is set."""
 
-    def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        processor: Processor,
-        policy: ErrorPolicy,
-        *,
-        max_records: int = 1000,
-        poll_timeout_ms: int = 200,
-        before_commit: Callable[[int], Awaitable[None]] | None = None,
-        checkpointed: CheckpointedOffsets | None = None,
-    ) -> None:
-        self.consumer = consumer
-        self.processor = processor
-        self.policy = policy
-        self.max_records = max_records
-        self.poll_timeout_ms = poll_timeout_ms
-        self.before_commit = before_commit
-        self.checkpointed = checkpointed
-        self.processed = 0
+    consumer: AIOKafkaConsumer
+    processor: Processor
+    policy: ErrorPolicy
+    _: KW_ONLY
+    max_records: int = 1000
+    poll_timeout_ms: int = 200
+    before_commit: Callable[[int], Awaitable[None]] | None = None
+    checkpointed: CheckpointedOffsets | None = None
+    processed: int = field(default=0, init=False)  # messages handed over, all batches
 
     async def run_once(self) -> int:
         """Process and commit one batch; return how many messages it held."""

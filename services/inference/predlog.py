@@ -35,6 +35,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -144,29 +145,23 @@ class Pending(NamedTuple):
     end: int
 
 
+@dataclass(eq=False)
 class PredictionLog:
     """Journals each prediction on the request path and ships the journal in batches."""
 
-    def __init__(
-        self,
-        producer: AIOKafkaProducer,
-        directory: Path,
-        *,
-        batch_size: int = 500,
-        linger_seconds: float = 0.02,
-        capacity: int = 100_000,
-        segment_bytes: int = 8 * 1024 * 1024,
-        stop_seconds: float = 10.0,
-        topics_ready: TopicsReady | None = None,
-    ) -> None:
-        self.producer = producer
-        self.directory = directory
-        self.batch_size = batch_size
-        self.linger_seconds = linger_seconds
-        self.capacity = capacity
-        self.segment_bytes = segment_bytes
-        self.stop_seconds = stop_seconds
-        self.topics_ready = topics_ready
+    producer: AIOKafkaProducer
+    directory: Path
+    _: KW_ONLY
+    batch_size: int = 500
+    linger_seconds: float = 0.02
+    capacity: int = 100_000
+    segment_bytes: int = 8 * 1024 * 1024
+    stop_seconds: float = 10.0
+    topics_ready: TopicsReady | None = None
+    sent: int = field(default=0, init=False)
+    dropped: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
         self._run_name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
         self._sequence = 0
         self._segment: Segment | None = None
@@ -176,8 +171,6 @@ class PredictionLog:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.sent = 0
-        self.dropped = 0
 
     # ---- the request path ------------------------------------------------------------
 

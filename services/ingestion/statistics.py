@@ -47,6 +47,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -133,31 +134,24 @@ def _rows(state: dict[str, Any] | None) -> int:
     return -1 if state is None else int(state.get("rows", 0))
 
 
+@dataclass(eq=False)
 class PartitionStatistics:
     """Each raw partition's preparer: taken over when the partition comes, recorded, published."""
 
-    def __init__(
-        self,
-        specs: dict[str, UseCase],
-        seen: SeenIds,
-        producer: AIOKafkaProducer,
-        bootstrap: str,
-        *,
-        salt: str = "",
-    ) -> None:
-        self.specs = specs
-        self.seen = seen
-        self.producer = producer
-        self.bootstrap = bootstrap
-        self.salt = salt
-        self.preparers: dict[Key, Preparer] = {}
-        self.origin: dict[Key, str] = {}  # where each partition's statistics came from
-        self.latest: dict[Key, dict[str, Any]] = {}
-        self.published = 0
-        self._next: dict[Key, int] = {}
-        self._learned_to: dict[Key, int] = {}
-        self._dirty: set[Key] = set()
-        self._log_epoch: str | None = None
+    specs: dict[str, UseCase]
+    seen: SeenIds
+    producer: AIOKafkaProducer
+    bootstrap: str
+    _: KW_ONLY
+    salt: str = ""
+    preparers: dict[Key, Preparer] = field(default_factory=dict, init=False)
+    origin: dict[Key, str] = field(default_factory=dict, init=False)  # where each came from
+    latest: dict[Key, dict[str, Any]] = field(default_factory=dict, init=False)
+    published: int = field(default=0, init=False)
+    _next: dict[Key, int] = field(default_factory=dict, init=False)
+    _learned_to: dict[Key, int] = field(default_factory=dict, init=False)
+    _dirty: set[Key] = field(default_factory=set, init=False)
+    _log_epoch: str | None = field(default=None, init=False)
 
     async def preparer(self, usecase: str, partition: int, offset: int) -> Preparer:
         """The preparer of ``partition``'s record at ``offset``, taken over if it moved here."""
