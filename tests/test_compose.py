@@ -85,9 +85,10 @@ def test_the_settings_name_the_compose_hosts() -> None:
     assert credentials in settings["MLFLOW_BACKEND_STORE_URI"]
     assert settings["MLFLOW_BACKEND_STORE_URI"].endswith(f"/{postgres['POSTGRES_DB']}")
     assert "$$MLFLOW_BACKEND_STORE_URI" in " ".join(services["mlflow"]["command"])
-    feast_db = settings["DRIFTLINE_FEAST_REGISTRY_URL"].rsplit("/", 1)[-1]
     init = (ROOT / "infra" / "postgres-init.sql").read_text()
-    assert f"CREATE DATABASE {feast_db}" in init
+    for key in ("DRIFTLINE_FEAST_REGISTRY_URL", "DRIFTLINE_STATE_URL"):
+        assert "@postgres:5432/" in settings[key], key
+        assert f"CREATE DATABASE {settings[key].rsplit('/', 1)[-1]}" in init, key
 
 
 def test_inference_listens_where_its_port_mapping_and_health_check_point() -> None:

@@ -91,6 +91,10 @@ def settings_classes(service: str) -> tuple[type[BaseSettings], ...]:
     }
     assert set(own) == set(discover_services()), "a new service: name its settings class here"
     classes: list[type[BaseSettings]] = [own[service]]
+    if service == "ingestion":  # its service body reads where its de-dup marks live
+        from services.common.seen import StateSettings
+
+        classes.append(StateSettings)
     for field in ("training_data", "gate_data"):
         info = own[service].model_fields.get(field)
         if info is not None and str(info.default).startswith("services.common.featurestore:"):
@@ -197,6 +201,7 @@ def test_secrets_are_not_in_the_configmap() -> None:
     config, secrets = generated("configMapGenerator"), generated("secretGenerator")
     for name in ("DRIFTLINE_API_KEY", "DRIFTLINE_FEAST_REGISTRY_URL", "MLFLOW_BACKEND_STORE_URI"):
         assert name in secrets and name not in config, name
+    assert "DRIFTLINE_STATE_URL" in secrets and "DRIFTLINE_STATE_URL" not in config
     assert not [value for value in config.values() if "@" in value], "credentials in the config"
 
 

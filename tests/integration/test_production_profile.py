@@ -4,7 +4,8 @@ The settings are infra/production.env and infra/production.secrets.env, the
 files docker-compose.yml and infra/k8s read, with their host names replaced
 by local addresses (``localize``): Feast with the Redis online store and the
 SQL registry on PostgreSQL, MLflow's tracking server with its runs and model
-registry on PostgreSQL, topics with 3 partitions, consumer groups. The broker
+registry on PostgreSQL, ingestion's and the features service's de-dup marks on
+PostgreSQL (``DRIFTLINE_STATE_URL``), topics with 3 partitions, consumer groups. The broker
 is the embedded tansu (no Kafka here). ``driftline up`` runs every service,
 with 2 replicas each of ingestion, features and inference.
 
@@ -76,7 +77,7 @@ def redis_db() -> Iterator[int]:
 
 @pytest.fixture
 def postgres_databases() -> Iterator[dict[str, str]]:
-    """Two fresh PostgreSQL databases (MLflow's and Feast's registry), dropped after."""
+    """Fresh PostgreSQL databases (MLflow's, Feast's registry, the de-dup marks), dropped after."""
     psycopg2 = pytest.importorskip("psycopg2", reason="the psycopg2 driver is not installed")
     try:
         admin = psycopg2.connect(**POSTGRES, connect_timeout=3)
@@ -84,7 +85,7 @@ def postgres_databases() -> Iterator[dict[str, str]]:
         pytest.skip(f"no PostgreSQL at {POSTGRES['host']}:{POSTGRES['port']}: {exc}")
     admin.autocommit = True
     run = uuid.uuid4().hex[:10]
-    names = {"mlflow": f"driftline_test_{run}_mlflow", "feast": f"driftline_test_{run}_feast"}
+    names = {part: f"driftline_test_{run}_{part}" for part in ("mlflow", "feast", "state")}
     with admin.cursor() as cursor:
         for name in names.values():
             cursor.execute(f"CREATE DATABASE {name}")
@@ -140,6 +141,7 @@ def localize(
         "MLFLOW_BACKEND_STORE_URI": local_database(
             settings["MLFLOW_BACKEND_STORE_URI"], databases["mlflow"]
         ),
+        "DRIFTLINE_STATE_URL": local_database(settings["DRIFTLINE_STATE_URL"], databases["state"]),
     }
     for key, value in replaced.items():
         if key not in settings:
@@ -375,6 +377,11 @@ def test_the_closed_loop_on_redis_and_postgresql(
         assert {unique, f"{unique}-online"} <= registered, registered
         views = {name for (name,) in rows(postgres_databases["feast"], _VIEWS)}
         assert f"{unique}_features" in views, views
+        # And the de-dup marks, which every replica reads: none in a SQLite file.
+        for service, kind in (("ingestion", "raw"), ("features", "features")):
+            marks = f"SELECT count(*) FROM {unique}_{service}_seen WHERE kind = '{kind}'"
+            assert rows(postgres_databases["state"], marks)[0][0] > BEFORE // 2, service
+        assert not list(home.glob("*/seen.db"))
         print(f"production profile loop closed in {time.monotonic() - started:.0f}s")
     finally:
         if sampler is not None:
