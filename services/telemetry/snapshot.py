@@ -31,7 +31,9 @@ def snapshot(telemetry: Telemetry, usecase: str, now: float) -> dict[str, Any]:
         "throughput": throughput(telemetry, usecase, now),
         "deadletters": deadletters(telemetry, story, now),
         "latency_ms": telemetry.latency_percentiles(usecase, now),
-        "predictions_by_variant": telemetry.hopping_now(telemetry.variants, f"{usecase}|", now),
+        "predictions_by_variant": telemetry.hopping_now(
+            "predictions_by_variant", f"{usecase}|", now
+        ),
         "models": models(story),
         "alerts": alerts(story),
         "timeline": [
@@ -82,7 +84,7 @@ def throughput(telemetry: Telemetry, usecase: str, now: float) -> dict[str, Any]
 
 def deadletters(telemetry: Telemetry, story: Story, now: float) -> dict[str, Any]:
     """Dead letters in the last minute, the top reasons, the share of raw events, the last one."""
-    reasons = telemetry.hopping_now(telemetry.reasons, f"{story.usecase}|", now)
+    reasons = telemetry.hopping_now("deadletter_reasons", f"{story.usecase}|", now)
     minute = sum(reasons.values())
     raw = sum(telemetry.series(topics.raw(story.usecase), now, SERIES_SECONDS))
     last = story.last_deadletter

@@ -11,11 +11,12 @@ global ones. Windowed tables (each backed by a faust changelog topic):
 - ``predictions_by_variant``: predictions per use case and variant, hopping
   60 s windows every 10 s.
 
-Two plain tables keep the loop's rare events, so a restarted worker rebuilds
-its :class:`~services.telemetry.story.Story` from their changelogs:
-``loop_events`` (candidates, alerts, training requests) and ``promotions``
-(one partition, like ``models.promotions``). Every window is stamped with the
-record's own time, so a replay lands in the windows it happened in.
+Plain tables keep the loop's rare events (candidates, alerts, training
+requests, promotions: a table each), so a restarted worker rebuilds its
+:class:`~services.telemetry.story.Story` from their changelogs. Each table has
+the partition count of the topics it is written from, as faust requires; how
+they are laid out is :mod:`services.telemetry.layout`. Every window is stamped
+with the record's own time, so a replay lands in the windows it happened in.
 
 Approximate by design: faust may count a record twice or not at all around
 a crash or rebalance (see the README), which a live view tolerates and the
@@ -28,36 +29,34 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
-from pydantic import ValidationError
 
-from schemas import topics
-from schemas.events import SystemEvent, parse_event
+from schemas.events import DeadLetter, Prediction, SystemEvent
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics
+from services.common.errors import InvalidInput
+from services.common.serde import decode
 from services.common.settings import CommonSettings
+from services.telemetry.layout import (
+    HOPPING_SIZE,
+    HOPPING_STEP,
+    WINDOWS,
+    Layout,
+    discover,
+    table_name,
+)
 from services.telemetry.story import Story
 
 logger = logging.getLogger(__name__)
 
-THROUGHPUT_SECONDS = 1.0
-THROUGHPUT_KEEP = 120.0
-HOPPING_SIZE, HOPPING_STEP = 60.0, 10.0
-LATENCY_SECONDS = 10.0
-# Each windowed table and how long its windows are kept (its ``expires``).
-WINDOW_KEEP = {
-    "throughput": THROUGHPUT_KEEP,
-    "deadletter_reasons": 3 * HOPPING_SIZE,
-    "latency_ms": 6 * LATENCY_SECONDS,
-    "predictions_by_variant": 3 * HOPPING_SIZE,
-}
 FLUSH_SECONDS = 0.5
 # Upper bounds of the latency buckets, ms: 0.1 ms to about 26 s, each 1.25 times the last.
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(0.1 * 1.25**i for i in range(57))
-LOOP_TOPICS = (topics.MODELS_CANDIDATES, topics.DRIFT_ALERTS, topics.TRAINING_REQUESTS)
+# A record's topic, value and time (seconds), handled inside faust's stream iteration.
+Handler = Callable[[str, bytes | None, float], None]
 
 
 def latency_bucket(latency_ms: float) -> int:
@@ -103,58 +102,55 @@ def reason_kind(service: str, reason: str) -> str:
     return f"{service}: {text[:120]}"
 
 
-def changelog_topics(app_id: str, partitions: int) -> dict[str, int]:
-    """Each table's changelog topic, as faust names it, with the partitions faust expects.
-
-    >>> changelog_topics("tele", 3)["tele-promotions-changelog"]
-    1
-    """
-    names = {f"{app_id}-{t}-changelog": partitions for t in [*WINDOW_KEEP, "loop_events"]}
-    names[f"{app_id}-promotions-changelog"] = 1  # fed by the one-partition models.promotions
-    return names
-
-
-def changelog_configs(app_id: str) -> dict[str, dict[str, str]]:
-    """The broker settings faust gives each changelog: compacted, and a windowed table's
-    also deleted once its windows have expired.
-
-    >>> changelog_configs("tele")["tele-throughput-changelog"]
-    {'cleanup.policy': 'compact,delete', 'retention.ms': '120000'}
-    >>> changelog_configs("tele")["tele-promotions-changelog"]
-    {'cleanup.policy': 'compact'}
-    """
-    configs = {
-        f"{app_id}-{table}-changelog": {
-            "cleanup.policy": "compact,delete",
-            "retention.ms": str(int(keep * 1000)),
-        }
-        for table, keep in WINDOW_KEEP.items()
-    }
-    for table in ("loop_events", "promotions"):
-        configs[f"{app_id}-{table}-changelog"] = {"cleanup.policy": "compact"}
-    return configs
-
-
 class Telemetry:
-    """The faust worker, its tables and the stories they feed, for every configured use case."""
+    """The faust worker, its tables and the stories they feed, for every configured use case.
+
+    The faust app and its tables are made at :meth:`start`, once the broker has
+    said how many partitions each source topic has (:mod:`~services.telemetry.layout`);
+    before that the readers answer from the stories and an empty set of windows.
+    """
 
     def __init__(self, settings: CommonSettings, specs: dict[str, UseCase]) -> None:
         self.settings = settings
         self.specs = specs
         self.stories = {name: Story.for_usecase(spec) for name, spec in specs.items()}
         self.totals: dict[str, int] = {}
-        # Counts not yet added to their table, by (table, key, time inside the window step).
-        self._pending: dict[tuple[str, str, float], int] = {}
-        self._flushed = time.monotonic()
         self.app_id = settings.consumer_group("telemetry")
-        partitions = settings.partitions
-        self.app = faust.App(
+        self.app: faust.App | None = None
+        self.layout: Layout | None = None
+        # Per partition count of the use-case streams: its windowed tables by what they keep.
+        self._windows: dict[int, dict[str, Any]] = {}
+        # Each loop topic's table of its events (the event's JSON by event id).
+        self._loop: dict[str, Any] = {}
+        # Counts not yet added to their table, by (partition count, table, key, time inside
+        # the window step), and when each partition count's tables were last written.
+        self._pending: dict[tuple[int, str, str, float], int] = {}
+        self._flushed: dict[int, float] = {}
+        self._replayed = False
+
+    async def start(self) -> None:
+        """Lay the tables out by the source topics' partitions, make their changelogs, start."""
+        self.layout = layout = await discover(self.settings, self.specs)
+        self.app = self._build(layout)
+        wanted = layout.changelogs(self.app_id)
+        configs = layout.changelog_configs(self.app_id)
+        for partitions in sorted(set(wanted.values())):
+            names = [n for n, p in wanted.items() if p == partitions]
+            await ensure_topics(self.settings.bootstrap, names, partitions, configs=configs)
+        await self.app.start()
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.stop()
+
+    def _build(self, layout: Layout) -> faust.App:
+        app = faust.App(
             self.app_id,
-            broker=f"kafka://{settings.bootstrap}",
+            broker=f"kafka://{self.settings.bootstrap}",
             store="memory://",
             web_enabled=False,
             autodiscover=False,
-            topic_partitions=partitions,
+            topic_partitions=self.settings.partitions,
             consumer_auto_offset_reset="earliest",
             # The embedded broker waits the whole rebalance timeout at a first join.
             broker_rebalance_timeout=3.0,
@@ -162,82 +158,68 @@ class Telemetry:
             broker_heartbeat_interval=1.0,
             table_cleanup_interval=30.0,
         )
-        app = self.app
-        self.throughput: Any = app.Table("throughput", default=int, partitions=partitions).tumbling(
-            THROUGHPUT_SECONDS, expires=WINDOW_KEEP["throughput"]
-        )
-        self.reasons: Any = app.Table(
-            "deadletter_reasons", default=int, partitions=partitions
-        ).hopping(HOPPING_SIZE, HOPPING_STEP, expires=WINDOW_KEEP["deadletter_reasons"])
-        self.latency: Any = app.Table("latency_ms", default=int, partitions=partitions).tumbling(
-            LATENCY_SECONDS, expires=WINDOW_KEEP["latency_ms"]
-        )
-        self.variants: Any = app.Table(
-            "predictions_by_variant", default=int, partitions=partitions
-        ).hopping(HOPPING_SIZE, HOPPING_STEP, expires=WINDOW_KEEP["predictions_by_variant"])
-        self.loop_events = app.Table("loop_events", default=str, partitions=partitions)
-        self.promotions = app.Table("promotions", default=str, partitions=1)
-        self.loop_events.on_recover(self._recovered)
-        self.promotions.on_recover(self._recovered)
-        streams = [t for uc in specs for t in topics.usecase_topics(uc)]
-        self._agent(streams, self._on_stream)
-        self._agent(list(LOOP_TOPICS), self._on_loop_event)
-        self._agent([topics.MODELS_PROMOTIONS], self._on_promotion)
+        for partitions, names in layout.stream_groups().items():
+            self._windows[partitions] = {
+                base: app.Table(
+                    table_name(base, partitions), default=int, partitions=partitions
+                ).using_window(window)
+                for base, window in WINDOWS.items()
+            }
+            self._agent(app, names, f"telemetry_streams_p{partitions}", self._on_stream)
+        for topic, name in layout.loop_tables().items():
+            self._loop[topic] = app.Table(name, default=str, partitions=layout.partitions[topic])
+            self._agent(app, [topic], f"telemetry_{name.replace('-', '_')}", self._on_loop_event)
+        # faust calls each table's callbacks once every table is restored: one is enough.
+        next(iter(self._loop.values())).on_recover(self._recovered)
+        return app
 
-    def _agent(self, names: list[str], handle: Any) -> None:
-        source = self.app.topic(*names, value_serializer="raw", key_serializer="raw")
+    def _agent(self, app: faust.App, names: list[str], name: str, handle: Handler) -> None:
+        source = app.topic(*names, value_serializer="raw", key_serializer="raw")
 
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 message = event.message
                 handle(message.topic, event.value, message.timestamp)  # seconds
-                self._flush_if_due()
 
-        agent.__name__ = agent.__qualname__ = f"telemetry_{handle.__name__.strip('_')}"
-        self.app.agent(source, name=agent.__name__)(agent)
-
-    async def start(self) -> None:
-        """Create the changelog topics with faust's partition counts, then start the worker."""
-        wanted = changelog_topics(self.app_id, self.settings.partitions)
-        for partitions in sorted(set(wanted.values())):
-            names = [n for n, p in wanted.items() if p == partitions]
-            configs = changelog_configs(self.app_id)
-            await ensure_topics(self.settings.bootstrap, names, partitions, configs=configs)
-        await self.app.start()
-
-    async def stop(self) -> None:
-        await self.app.stop()
+        agent.__name__ = agent.__qualname__ = name
+        app.agent(source, name=name)(agent)
 
     # ---- feeding (inside faust's stream iteration) ------------------------------------
 
-    def _count(self, wrapper: Any, key: str, at: float) -> None:
+    def _count(self, partitions: int, table: str, key: str, at: float) -> None:
         """One more in ``key``'s windows of ``at``, added to the table at the next flush.
 
         A table write is a changelog record: counting every event one by one wrote
         about one record per event and fell behind the demo's rate on two busy cores
         (faust's "producer buffer full"). Counts are kept here per window step and
         written at most every ``FLUSH_SECONDS``, inside the stream's iteration as
-        faust requires; readers add what is pending, so nothing waits for a flush.
+        faust requires (by the agent of the streams of the tables' partition count);
+        readers add what is pending, so nothing waits for a flush.
         """
-        step = wrapper.table.window.step
+        step = WINDOWS[table].step
         middle = math.floor(at / step) * step + step / 2
-        slot = (wrapper.table.name, key, middle)
+        slot = (partitions, table, key, middle)
         self._pending[slot] = self._pending.get(slot, 0) + 1
 
-    def _flush_if_due(self) -> None:
-        if time.monotonic() - self._flushed < FLUSH_SECONDS:
+    def _flush_if_due(self, partitions: int) -> None:
+        now = time.monotonic()
+        if now - self._flushed.setdefault(partitions, now) < FLUSH_SECONDS:
             return
-        tables = {
-            t.table.name: t for t in (self.throughput, self.reasons, self.latency, self.variants)
-        }
-        pending, self._pending = self._pending, {}
-        for (name, key, middle), count in pending.items():
-            tables[name].relative_to(middle)[key] += count
-        self._flushed = time.monotonic()
+        tables = self._windows[partitions]
+        mine = [slot for slot in self._pending if slot[0] == partitions]
+        for slot in mine:
+            _, name, key, middle = slot
+            tables[name].relative_to(middle)[key] += self._pending.pop(slot)
+        self._flushed[partitions] = time.monotonic()
 
     def _on_stream(self, topic: str, value: bytes | None, at: float) -> None:
-        self._count(self.throughput, topic, at)
+        partitions = self.layout.partitions[topic] if self.layout is not None else 1
+        self._count(partitions, "throughput", topic, at)
         self.totals[topic] = self.totals.get(topic, 0) + 1
+        self._observe_stream(partitions, topic, value, at)
+        self._flush_if_due(partitions)
+
+    def _observe_stream(self, partitions: int, topic: str, value: bytes | None, at: float) -> None:
         usecase, _, suffix = topic.rpartition(".")
         story = self.stories.get(usecase)
         if story is None or suffix in ("raw", "features"):
@@ -245,52 +227,53 @@ class Telemetry:
         if suffix == "labels":
             story.observe_label(value, at)
             return
-        event = self._parse(value, story)
+        event = self._decode(topic, value, story)
         if event is None:
             return
         story.observe(event, at)
-        if suffix == "deadletter" and hasattr(event, "reason"):
-            key = f"{usecase}|{reason_kind(getattr(event, 'service', '?'), event.reason)}"
-            self._count(self.reasons, key, at)
-        elif suffix == "predictions" and hasattr(event, "latency_ms"):
+        if isinstance(event, DeadLetter):
+            key = f"{usecase}|{reason_kind(event.service, event.reason)}"
+            self._count(partitions, "deadletter_reasons", key, at)
+        elif isinstance(event, Prediction):
             bucket = latency_bucket(float(event.latency_ms))
-            self._count(self.latency, f"{usecase}|{bucket}", at)
-            self._count(self.variants, f"{usecase}|{getattr(event, 'variant', '?')}", at)
+            self._count(partitions, "latency_ms", f"{usecase}|{bucket}", at)
+            self._count(partitions, "predictions_by_variant", f"{usecase}|{event.variant}", at)
 
     def _on_loop_event(self, topic: str, value: bytes | None, at: float) -> None:
-        event = self._remember(self.loop_events, value)
-        if event is not None and event.usecase in self.stories:
-            self.stories[event.usecase].observe(event, at)
-
-    def _on_promotion(self, topic: str, value: bytes | None, at: float) -> None:
-        event = self._remember(self.promotions, value)
-        if event is not None and event.usecase in self.stories:
-            self.stories[event.usecase].observe(event, at)
-
-    def _remember(self, table: Any, value: bytes | None) -> SystemEvent | None:
-        event = self._parse(value, None)
-        if event is not None and event.usecase in self.stories:
-            table[event.event_id] = (value or b"").decode()
-        return event
+        event = self._decode(topic, value, None)
+        if event is None or event.usecase not in self.stories:
+            return
+        self._loop[topic][event.event_id] = (value or b"").decode()
+        self.stories[event.usecase].observe(event, at)
 
     @staticmethod
-    def _parse(value: bytes | None, story: Story | None) -> SystemEvent | None:
+    def _decode(topic: str, value: bytes | str | None, story: Story | None) -> SystemEvent | None:
+        """The system event of a record, by the one decoder; None (and counted) if unreadable."""
         try:
-            return parse_event(value or b"")
-        except (ValidationError, ValueError):
-            if story is not None:
-                story.unreadable += 1
-            return None
+            event = decode(topic, value)
+        except InvalidInput:
+            event = None
+        if isinstance(event, SystemEvent):
+            return event
+        if story is not None:
+            story.unreadable += 1
+        return None
 
     async def _recovered(self) -> None:
-        """After faust restored the tables: fold their events into the stories, oldest first."""
+        """After faust restored the tables: fold their events into the stories, oldest first.
+
+        faust calls it after every recovery (each rebalance); the stories live in
+        this process, so only the first, at start, has anything to add.
+        """
+        if self._replayed:
+            return
+        self._replayed = True
         events = []
-        for table in (self.promotions, self.loop_events):
+        for topic, table in self._loop.items():
             for text in list(table.values()):
-                try:
-                    events.append(parse_event(text))
-                except (ValidationError, ValueError):
-                    continue
+                event = self._decode(topic, text, None)
+                if event is not None:
+                    events.append(event)
         for event in sorted(events, key=lambda e: e.occurred_at):
             if event.usecase in self.stories:
                 self.stories[event.usecase].observe(event, event.occurred_at.timestamp())
@@ -298,39 +281,42 @@ class Telemetry:
 
     # ---- reading ------------------------------------------------------------------------
 
-    def windows(self, wrapper: Any, prefix: str) -> dict[str, dict[float, Any]]:
-        """Each key starting with ``prefix`` (the prefix cut): its windows' values by start."""
+    def windows(self, table: str, prefix: str) -> dict[str, dict[float, Any]]:
+        """Each key of ``table`` starting with ``prefix`` (cut): its windows' values by start,
+        over every partition count's table and the counts not written yet."""
         found: dict[str, dict[float, Any]] = {}
-        for (key, (start, _end)), value in list(wrapper.table.data.items()):
-            if isinstance(key, str) and key.startswith(prefix):
-                found.setdefault(key[len(prefix) :], {})[start] = value
-        name = wrapper.table.name
-        for (table, key, middle), count in list(self._pending.items()):
-            if table == name and key.startswith(prefix):
+        for tables in list(self._windows.values()):
+            for (key, (start, _end)), value in list(tables[table].table.data.items()):
+                if isinstance(key, str) and key.startswith(prefix):
+                    values = found.setdefault(key[len(prefix) :], {})
+                    values[start] = values.get(start, 0) + value
+        window = WINDOWS[table]
+        for (_, name, key, middle), count in list(self._pending.items()):
+            if name == table and key.startswith(prefix):
                 values = found.setdefault(key[len(prefix) :], {})
-                for start, _end in wrapper.table.window.ranges(middle):
+                for start, _end in window.ranges(middle):
                     values[start] = values.get(start, 0) + count
         return found
 
     def series(self, topic: str, now: float, seconds: int = 60) -> list[int]:
         """Counts of ``topic`` in the ``seconds`` whole seconds before ``now``, oldest first."""
-        counts = self.windows(self.throughput, topic).get("", {})
+        counts = self.windows("throughput", topic).get("", {})
         current = math.floor(now)
         return [int(counts.get(float(s), 0)) for s in range(current - seconds, current)]
 
-    def hopping_now(self, wrapper: Any, prefix: str, now: float) -> dict[str, int]:
+    def hopping_now(self, table: str, prefix: str, now: float) -> dict[str, int]:
         """Per key, the newest hopping window that has ended by ``now`` or holds it."""
         start = math.floor((now - HOPPING_SIZE) / HOPPING_STEP + 1) * HOPPING_STEP
         return {
             key: int(values.get(start, 0))
-            for key, values in self.windows(wrapper, prefix).items()
+            for key, values in self.windows(table, prefix).items()
             if values.get(start)
         }
 
     def latency_percentiles(self, usecase: str, now: float) -> dict[str, float]:
         """Prediction latency percentiles over the last minute."""
         counts: dict[int, int] = {}
-        for bucket, values in self.windows(self.latency, f"{usecase}|").items():
+        for bucket, values in self.windows("latency_ms", f"{usecase}|").items():
             total = sum(v for start, v in values.items() if start > now - HOPPING_SIZE)
             if total:
                 counts[int(bucket)] = total

@@ -16,7 +16,7 @@ from schemas import topics
 from schemas.events import DeadLetter, DriftAlert, Prediction, Promotion, TrainingRequest, Window
 from services.common.broker import free_port
 from services.common.bus import ensure_topics
-from services.telemetry.windows import changelog_configs, changelog_topics
+from services.telemetry.layout import Layout, partition_counts, source_topics
 from tests.common.test_epoch import topic_configs
 from tests.stack import Stack, publish_raw, read_topic, wait_until
 
@@ -119,13 +119,16 @@ def test_windows_story_actions_and_recovery(stack: Stack, unique: str, bootstrap
     report = httpx.get(f"http://127.0.0.1:{port}{view['alerts'][0]['report']}")
     assert report.status_code == 200 and "evidently report" in report.text
 
-    # The changelog topics exist with the partitions faust expects (driftline made them).
+    # The changelog topics exist with the partitions faust expects (driftline made them):
+    # each its source topics' count (the global topics' is whatever made them first).
     app_id = f"{stack.env['DRIFTLINE_GROUP_PREFIX']}-telemetry"
-    wanted = changelog_topics(app_id, 1)
+    layout = Layout(asyncio.run(partition_counts(bootstrap, source_topics([unique]))))
+    wanted = layout.changelogs(app_id)
+    assert f"{app_id}-throughput-p1-changelog" in wanted
     assert asyncio.run(partitions_of(bootstrap, list(wanted))) == wanted
     # ... and with the cleanup faust gives them: compacted, windows deleted once expired.
     configs = asyncio.run(topic_configs(bootstrap, list(wanted)))
-    for name, expected in changelog_configs(app_id).items():
+    for name, expected in layout.changelog_configs(app_id).items():
         assert {k: configs[name][k] for k in expected} == expected, name
 
     # The retrain button's request: the event `driftline retrain` publishes.
@@ -134,8 +137,10 @@ def test_windows_story_actions_and_recovery(stack: Stack, unique: str, bootstrap
     mine = [r for r in requests if r["event_id"] == answer["event_id"]]
     assert mine and mine[0]["usecase"] == unique and mine[0]["reason"] == "manual"
     # Counts reach the tables (and their changelogs) at most every 0.5 s, at the next
-    # event: the burst above is written when the request arrives after it.
-    changelog = f"{app_id}-throughput-changelog"
+    # event of the streams: the burst above is written when one more arrives after it.
+    time.sleep(0.6)
+    publish_raw(bootstrap, topics.raw(unique), [json.dumps({"event_id": "e30"}).encode()])
+    changelog = f"{app_id}-throughput-p1-changelog"
     assert wait_until(lambda: len(read_topic(bootstrap, changelog, idle=0.5)) >= 1, 30)
     refused = httpx.post(f"http://127.0.0.1:{port}/api/{unique}/promote")
     assert refused.status_code == 409  # no challenger on trial
