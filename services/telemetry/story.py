@@ -41,6 +41,8 @@ PREFERRED_METRICS = ("roc_auc", "accuracy", "f1", "r2", "mae", "rmse", "mse")
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 # How many recent labels a use case keeps for a variant first seen after them.
 RECENT_LABELS = 20_000
+# How many event ids a use case remembers to ignore a record read twice (the newest).
+SEEN_EVENTS = 20_000
 
 
 def to_datetime(seconds: float) -> datetime:
@@ -138,7 +140,8 @@ class Story:
     started_at: datetime | None = None
     last_at: datetime | None = None
     lineup: fold.PromotionHistory = field(default_factory=fold.PromotionHistory)
-    _seen: set[str] = field(default_factory=set)
+    # The newest event ids observed (at most SEEN_EVENTS): a record read again is ignored.
+    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     # The latest labels by event id, for a variant whose first prediction comes after
     # some of its labels (topics are read in no set order).
     _recent_labels: OrderedDict[str, Any] = field(default_factory=OrderedDict)
@@ -172,7 +175,9 @@ class Story:
             return True
         if event.event_id in self._seen:
             return False
-        self._seen.add(event.event_id)
+        self._seen[event.event_id] = None
+        if len(self._seen) > SEEN_EVENTS:
+            self._seen.popitem(last=False)
         self._clock(event.occurred_at)
         if isinstance(event, DeadLetter):
             self.deadletters += 1
@@ -189,7 +194,7 @@ class Story:
             why = f" for alert {event.alert_id[:8]}" if event.alert_id else ""
             self._milestone(event.occurred_at, "request", f"training request ({event.reason}){why}")
         else:
-            self._seen.discard(event.event_id)
+            del self._seen[event.event_id]
             return False
         return True
 

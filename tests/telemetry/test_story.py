@@ -18,7 +18,7 @@ from schemas.events import (
     Window,
 )
 from schemas.usecase import load_usecase
-from services.telemetry.story import Story
+from services.telemetry.story import SEEN_EVENTS, Story
 from tests.conftest import USECASES
 
 SHA = "ab" * 32
@@ -179,6 +179,22 @@ def test_story_ignores_other_usecases_and_repeats() -> None:
     assert not state.observe_label(b"not json", at=0)
     assert state.champion is None and len(state.alerts) == 1
     assert (state.deadletters, state.unreadable) == (1, 1)
+
+
+def test_story_remembers_the_newest_event_ids_only() -> None:
+    state = Story("credit")
+    letters = [
+        DeadLetter(usecase="credit", service="ingestion", reason="bad", payload="{}",
+                   topic="credit.raw", event_id=f"d{i}")
+        for i in range(SEEN_EVENTS + 5)
+    ]  # fmt: skip
+    for letter in letters:
+        assert state.observe(letter, at=0)
+    assert len(state._seen) == SEEN_EVENTS  # a long run's dead letters: memory stays bounded
+    assert not state.observe(letters[-1], at=0)  # a recent repeat is still ignored
+    assert not state.observe(letters[5], at=0)  # the oldest remembered one, too
+    assert state.observe(letters[0], at=0)  # one that old is counted again (approximate)
+    assert state.deadletters == SEEN_EVENTS + 6
 
 
 def test_live_metric_per_variant_joins_predictions_and_labels_in_any_order() -> None:
