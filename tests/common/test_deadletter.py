@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from schemas.events import DeadLetter, parse_event
+from schemas.events import DeadLetter
 from services.cli.publish import publish_objects
 from services.common.bus import start_consumer, start_producer
 from services.common.consume import ConsumeLoop
 from services.common.deadletter import DeadLetterPolicy
 from services.common.errors import InvalidInput, TransientError
-from services.common.serde import decode_object
+from services.common.serde import decode, decode_object
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +39,13 @@ class Picky:
         pass
 
 
-async def read_all(bootstrap: str, topic: str, count: int) -> list[dict[str, Any]]:
+async def read_all(bootstrap: str, topic: str, count: int) -> list[bytes]:
     consumer = await start_consumer(bootstrap, [topic], None)
-    found: list[dict[str, Any]] = []
+    found: list[bytes] = []
     try:
         while len(found) < count:
             batches = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 20)
-            found += [json.loads(r.value) for rs in batches.values() for r in rs]
+            found += [r.value for rs in batches.values() for r in rs]
     finally:
         await consumer.stop()
     return found
@@ -74,7 +74,7 @@ def test_bad_input_goes_to_the_deadletter_topic_with_its_reason(
     picky, policy = asyncio.run(run_loop(bootstrap, raw, 6))
     assert picky.accepted == [0, 2, 4]
     assert policy.count == 3
-    letters = [parse_event(m) for m in asyncio.run(read_all(bootstrap, dead, 3))]
+    letters = [decode(dead, m) for m in asyncio.run(read_all(bootstrap, dead, 3))]
     assert all(isinstance(letter, DeadLetter) for letter in letters)
     first = letters[0]
     assert isinstance(first, DeadLetter)

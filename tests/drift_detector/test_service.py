@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from schemas import topics
-from schemas.events import DriftAlert, ModelCandidate, Promotion, parse_event
+from schemas.events import DriftAlert, ModelCandidate, Promotion
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, start_consumer, start_producer
-from services.common.serde import encode
+from services.common.serde import decode, encode
 from services.drift_detector.monitor import BOOTSTRAP
 from services.drift_detector.service import DriftDetector
 from services.drift_detector.settings import DriftDetectorSettings
@@ -49,7 +49,7 @@ async def read_alerts(bootstrap: str, usecase: str) -> list[DriftAlert]:
         events = []
         while batches := await consumer.getmany(timeout_ms=500):
             for records in batches.values():
-                events.extend(parse_event(r.value) for r in records)
+                events.extend(decode(r.topic, r.value) for r in records)
         return [e for e in events if isinstance(e, DriftAlert) and e.usecase == usecase]
     finally:
         await consumer.stop()

@@ -24,13 +24,14 @@ from river import compose, linear_model, preprocessing
 from river.datasets import synth
 
 from schemas import topics
-from schemas.events import Promotion, parse_event
+from schemas.events import Promotion
 from schemas.usecase import UseCase, load_usecase
 from services.common import tracking
 from services.common.bus import ensure_topics, start_consumer, start_producer
 from services.common.featurestore import FeatureStoreSettings, definitions, open_store
 from services.common.models.river_model import RiverModel
 from services.common.prep.preparer import Preparer
+from services.common.serde import decode
 from services.inference.api import create_app
 from services.inference.service import InferenceService
 from services.inference.settings import InferenceSettings
@@ -173,7 +174,9 @@ async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float =
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for record in records:
                     value = json.loads(record.value)
-                    events.append(parse_event(value) if "event_type" in value else value)
+                    events.append(
+                        decode(record.topic, record.value) if "event_type" in value else value
+                    )
     finally:
         await consumer.stop()
     return events

@@ -13,11 +13,12 @@ import pytest
 from aiokafka import TopicPartition
 
 from schemas import topics
-from schemas.events import DriftAlert, ModelCandidate, parse_event
+from schemas.events import DriftAlert, ModelCandidate
 from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, start_consumer, start_producer
 from services.common.models import load_model
 from services.common.models.river_model import RiverModel
+from services.common.serde import decode
 from services.online_trainer.learner import learn_stream
 from services.online_trainer.service import OnlineTrainer
 from services.online_trainer.settings import OnlineTrainerSettings
@@ -57,7 +58,7 @@ async def read_all(bootstrap: str, topic: str, usecase: str) -> list[Any]:
         events = []
         while batches := await consumer.getmany(timeout_ms=500):
             for records in batches.values():
-                events.extend(parse_event(r.value) for r in records)
+                events.extend(decode(r.topic, r.value) for r in records)
         return [e for e in events if e.usecase == usecase]
     finally:
         await consumer.stop()
