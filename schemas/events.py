@@ -121,16 +121,22 @@ class ModelCandidate(SystemEvent):
     model_name: str
     model_version: str
     trainer: Literal["online", "batch"]
-    flavor: Literal["river", "torch", "linear"]
+    flavor: Literal["river", "torch", "linear", "tree"]
     metrics: dict[str, FiniteFloat]
     baseline_metrics: dict[str, FiniteFloat] | None = None
     confusion_matrix: list[list[int]] | None = None
     data_window: Window
     artifact_uri: str
     artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    family: str | None = Field(default=None, description="the batch family that won: mlp, linear")
+    family: str | None = Field(
+        default=None,
+        description="the family that won: mlp, linear or hist_gradient_boosting (batch), "
+        "the river model a snapshot took (online, when it had contenders)",
+    )
     validation_scores: dict[str, FiniteFloat] | None = Field(
-        default=None, description="each family's primary metric on the validation rows"
+        default=None,
+        description="each family's primary metric on the validation rows (online: "
+        "over the rolling prequential window)",
     )
     exports: dict[str, ExportedArtifact] = Field(
         default_factory=dict, description="onnx / int8 files beside the artifact"

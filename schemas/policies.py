@@ -30,20 +30,39 @@ class LabelSpec(Strict):
     positive: Scalar | None = None
 
 
+OnlineModelName = Literal[
+    "logistic_regression",
+    "hoeffding_tree",
+    "adaptive_random_forest",
+    "linear_regression",
+    "hoeffding_tree_regressor",
+    "adaptive_random_forest_regressor",
+]
+ONLINE_MODELS: dict[str, tuple[str, ...]] = {
+    "classification": ("logistic_regression", "hoeffding_tree", "adaptive_random_forest"),
+    "regression": (
+        "linear_regression",
+        "hoeffding_tree_regressor",
+        "adaptive_random_forest_regressor",
+    ),
+}
+BatchContender = Literal["hist_gradient_boosting"]
+
+
+def _unique(names: list[str], where: str) -> None:
+    if len(names) != len(set(names)):
+        raise ValueError(f"{where}: a contender is named twice in {names}")
+
+
 class OnlineModelSpec(Strict):
     """The online trainer's river pipeline and its snapshot and drift policy."""
 
-    model: (
-        Literal[
-            "logistic_regression",
-            "hoeffding_tree",
-            "adaptive_random_forest",
-            "linear_regression",
-            "hoeffding_tree_regressor",
-            "adaptive_random_forest_regressor",
-        ]
-        | None
-    ) = None
+    model: OnlineModelName | None = None
+    contenders: list[OnlineModelName] = Field(
+        default_factory=list,
+        description="other river models learning the same stream (default parameters); "
+        "each snapshot takes the best by the rolling primary metric",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     scale: bool = True
     rolling_window: int = Field(default=1000, gt=0)
@@ -109,11 +128,26 @@ class BatchModelSpec(Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
+    contenders: list[BatchContender] = Field(
+        default_factory=list,
+        description="classical families fit on the same split beside the MLP and linear",
+    )
 
 
 class ModelsSpec(Strict):
     online: OnlineModelSpec = Field(default_factory=OnlineModelSpec)
     batch: BatchModelSpec = Field(default_factory=BatchModelSpec)
+
+    def check_task(self, task: str) -> None:
+        """Refuse contenders named twice, or an online contender of the other task."""
+        _unique(list(self.batch.contenders), "models.batch.contenders")
+        _unique(list(self.online.contenders), "models.online.contenders")
+        for name in self.online.contenders:
+            if name not in ONLINE_MODELS[task]:
+                raise ValueError(
+                    f"models.online.contenders: {name!r} is not a {task} model "
+                    f"({', '.join(ONLINE_MODELS[task])})"
+                )
 
 
 class MetricsSpec(Strict):

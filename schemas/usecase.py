@@ -151,6 +151,7 @@ class UseCase(Strict):
             if self.label.positive is not None and rule.class_of(self.label.positive) is None:
                 raise ValueError(f"label.positive {self.label.positive!r} is not a class")
             self.__dict__["_class_rule"] = rule
+        self.models.check_task(self.task)
         allowed = self.allowed_metrics()
         for metric in [self.metrics.primary, *(self.metrics.report or [])]:
             if metric is not None and metric not in allowed:

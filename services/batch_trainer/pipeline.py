@@ -5,10 +5,11 @@ training frame and its window and returns the model with everything the run
 should record. The test rows are used once, after model selection; the
 preprocessing statistics come from the training part alone.
 
-Two families are fit on the same split: the MLP (tuned) and its linear
-baseline. The better on the validation rows by the primary metric is the
-candidate; the MLP must beat the linear model by more than
-``promotion.margin`` (a tie goes to the simpler model).
+The families are fit on the same split: the MLP (tuned), its linear
+baseline, and the classical contenders the spec names
+(:mod:`~services.batch_trainer.families`). The best on the validation rows
+by the primary metric is the candidate; a simpler family within
+``promotion.margin`` of the best wins the tie.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from schemas.usecase import LOWER_IS_BETTER, UseCase
 from services.batch_trainer.baseline import fit_baseline
 from services.batch_trainer.data import DataProfile, PreparedData, check_enough, prepare
 from services.batch_trainer.errors import TrainingRefused
+from services.batch_trainer.families import (
+    BatchModel,
+    choose_family,
+    family_of,
+    fit_hist_gradient_boosting,
+)
 from services.batch_trainer.reproducibility import pick_device, seed_everything
 from services.batch_trainer.split import Split, cv_folds, stratified_split, temporal_split
 from services.batch_trainer.train import HyperParams, fit_mlp
@@ -35,6 +42,7 @@ from services.batch_trainer.tuning import tune
 from services.common.metrics import classification_metrics, regression_metrics, scalar_metrics
 from services.common.models.linear_model import LinearModel, estimator_weights
 from services.common.models.torch_model import Standardizer, TorchModel
+from services.common.models.tree_model import TreeModel
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +75,7 @@ class TrainingReport:
     family: str = "mlp"
     validation_scores: dict[str, float] = field(default_factory=dict)
     family_reason: str = ""
-    runner_up_metrics: dict[str, float] = field(default_factory=dict)
+    loser_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     cv: dict[str, Any] | None = None
     seconds: float = 0.0
 
@@ -79,28 +87,28 @@ class TrainingReport:
         return document
 
 
-BatchModel = TorchModel | LinearModel
+__all__ = ["BatchModel", "TrainingOutcome", "TrainingReport", "choose_family", "family_of"]
 
 
 @dataclass
 class TrainingOutcome:
-    """The winning model, its report, the test rows (raw features, truth, scores), the loser."""
+    """The winning model, its report, the test rows (raw features, truth, scores), the losers."""
 
     model: BatchModel
     report: TrainingReport
     test_truth: list[Any]
     test_proba: npt.NDArray[np.float64] | None
     test_features: npt.NDArray[np.float64] | None = None
-    runner_up: BatchModel | None = None
+    losers: dict[str, BatchModel] = field(default_factory=dict)  # best validation score first
 
     @property
     def family(self) -> str:
         return family_of(self.model)
 
-
-def family_of(model: BatchModel) -> str:
-    """``mlp`` or ``linear``: the names candidates and MLflow runs use."""
-    return "linear" if isinstance(model, LinearModel) else "mlp"
+    @property
+    def runner_up(self) -> BatchModel | None:
+        """The loser with the best validation score (None when one family was fit)."""
+        return next(iter(self.losers.values()), None)
 
 
 def evaluate(
@@ -109,31 +117,6 @@ def evaluate(
     """A model's metrics on raw feature rows (with the confusion matrix for classifiers)."""
     proba = model.proba_array(matrix) if spec.task == "classification" else None
     return _score(spec, truth, model.predict_array(matrix), proba)
-
-
-def choose_family(spec: UseCase, scores: dict[str, float | None]) -> tuple[str, str]:
-    """The family that wins on validation and why: the MLP must beat linear by over the margin.
-
-    >>> from schemas.usecase import UseCase
-    >>> spec = UseCase.model_validate({"name": "t", "task": "regression",
-    ...     "fields": {"a": {"type": "float"}}, "features": [{"kind": "passthrough", "field": "a"}],
-    ...     "promotion": {"margin": 0.1}})
-    >>> choose_family(spec, {"mlp": 1.0, "linear": 1.05})[0]
-    'linear'
-    >>> choose_family(spec, {"mlp": 0.8, "linear": 1.05})[0]
-    'mlp'
-    """
-    metric, margin = spec.primary_metric, spec.promotion.margin
-    mlp, linear = scores.get("mlp"), scores.get("linear")
-    if mlp is None or linear is None or not np.isfinite(mlp) or not np.isfinite(linear):
-        return "mlp", f"validation {metric} not comparable (mlp={mlp}, linear={linear})"
-    gain = linear - mlp if metric in LOWER_IS_BETTER else mlp - linear
-    if gain > margin:
-        return "mlp", f"mlp beats linear on validation {metric} by {gain:.6g} > margin {margin}"
-    return "linear", (
-        f"mlp's gain over linear on validation {metric} is {gain:.6g}, not over margin {margin}: "
-        "the simpler model wins"
-    )
 
 
 def train_candidate(
@@ -186,21 +169,35 @@ def train_candidate(
         preprocessing=preprocessing, classes=data.classes, target_mean=target_mean,
         target_scale=target_scale, metadata=dict(model.metadata),
     )  # fmt: skip
+    families: dict[str, BatchModel] = {"mlp": model, "linear": linear}
+    if "hist_gradient_boosting" in batch.contenders:
+        estimator = fit_hist_gradient_boosting(
+            xs["train"], ys["train"], xs["validation"], ys["validation"], task=spec.task,
+            class_weights=batch.class_weights, seed=batch.seed,
+        )  # fmt: skip
+        families["hist_gradient_boosting"] = TreeModel(
+            task=spec.task, feature_names=data.feature_names, estimator=estimator,
+            preprocessing=preprocessing, classes=data.classes, target_mean=target_mean,
+            target_scale=target_scale, metadata=dict(model.metadata),
+        )  # fmt: skip
     # The family is chosen on the validation rows; the test rows are looked at once, after.
     validation_truth = _labels(y["validation"], data.classes)
     validation_scores: dict[str, float | None] = {}
-    for name, candidate in (("mlp", model), ("linear", linear)):
+    for name, candidate in families.items():
         scores = scalar_metrics(evaluate(spec, candidate, x["validation"], validation_truth))
         validation_scores[name] = scores.get(spec.primary_metric)
     family, reason = choose_family(spec, validation_scores)
-    winner: BatchModel = model if family == "mlp" else linear
-    runner_up: BatchModel = linear if family == "mlp" else model
+    winner = families[family]
+    losers = _by_score(spec, {k: v for k, v in families.items() if k != family}, validation_scores)
 
     truth = _labels(y["test"], data.classes)
     test_proba = winner.proba_array(x["test"]) if classification else None
     test_metrics = evaluate(spec, winner, x["test"], truth)
     baseline_metrics = evaluate(spec, linear, x["test"], truth)
-    runner_up_metrics = evaluate(spec, runner_up, x["test"], truth)
+    loser_metrics = {
+        name: scalar_metrics(evaluate(spec, loser, x["test"], truth))
+        for name, loser in losers.items()
+    }
 
     report = TrainingReport(
         usecase=spec.name,
@@ -227,7 +224,7 @@ def train_candidate(
         family=family,
         validation_scores={k: float(v) for k, v in validation_scores.items() if v is not None},
         family_reason=reason,
-        runner_up_metrics=scalar_metrics(runner_up_metrics),
+        loser_metrics=loser_metrics,
         cv=cross_validate(spec, data, split, tuned.params, torch_device)
         if batch.cv_folds
         else None,
@@ -245,7 +242,20 @@ def train_candidate(
         report.metrics.get(spec.primary_metric),
         report.baseline_metrics.get(spec.primary_metric),
     )
-    return TrainingOutcome(winner, report, truth, test_proba, x["test"], runner_up)
+    return TrainingOutcome(winner, report, truth, test_proba, x["test"], losers)
+
+
+def _by_score(
+    spec: UseCase, models: dict[str, BatchModel], scores: dict[str, float | None]
+) -> dict[str, BatchModel]:
+    """``models`` from the best validation score to the worst (no score last)."""
+    sign = -1.0 if spec.primary_metric in LOWER_IS_BETTER else 1.0
+
+    def key(name: str) -> float:
+        value = scores.get(name)
+        return -sign * value if value is not None and np.isfinite(value) else float("inf")
+
+    return {name: models[name] for name in sorted(models, key=key)}
 
 
 def make_split(spec: UseCase, data: PreparedData) -> Split:

@@ -7,9 +7,10 @@ directory registered as a new version whose ``artifact_sha256`` tag is the
 model file's. The candidate event is stored with the run (``candidate.json``)
 so a redelivered request republishes it instead of training again.
 
-The run is the winning family's (``mlp`` or ``linear``, see
-:func:`~services.batch_trainer.pipeline.choose_family`); the losing family
-gets a child run (its metrics and model, not registered). An MLP winner is
+The run is the winning family's (``mlp``, ``linear`` or
+``hist_gradient_boosting``, see :func:`~services.batch_trainer.families.choose_family`);
+each losing family gets a child run (its validation and test scores and its
+model files, not registered). An MLP winner is
 exported to ONNX (and int8 when the spec asks) beside ``model.pt``, each
 file's sha256 recorded in the torch file and in the candidate's ``exports``.
 """
@@ -27,7 +28,7 @@ from schemas.events import ExportedArtifact, ModelCandidate, TrainingRequest
 from schemas.usecase import UseCase
 from services.batch_trainer import plots
 from services.batch_trainer.export import export_model
-from services.batch_trainer.pipeline import TrainingOutcome, evaluate, family_of
+from services.batch_trainer.pipeline import TrainingOutcome, evaluate
 from services.common import tracking
 from services.common.metrics import scalar_metrics
 from services.common.models.torch_model import TorchModel
@@ -119,7 +120,7 @@ def record_run(
                 lineage=_lineage(report, run_id),
             )
             tracking.record_candidate(client, run_id, candidate)
-            _record_runner_up(client, experiment, run_id, spec, outcome, folder / "runner_up")
+            _record_losers(client, experiment, run_id, spec, outcome, folder / "losers")
         client.set_terminated(run_id, "FINISHED")
     except Exception:
         client.set_terminated(run_id, "FAILED")
@@ -144,31 +145,28 @@ def _export(spec: UseCase, outcome: TrainingOutcome, directory: Path) -> dict[st
     )
 
 
-def _record_runner_up(
+def _record_losers(
     client: Any, experiment: str, parent: str, spec: UseCase, outcome: TrainingOutcome, folder: Path
 ) -> None:
-    """The losing family as a child run: its validation and test scores and its model files."""
+    """Each losing family as a child run: its validation and test scores and its model files."""
     from mlflow.entities import Metric
 
-    loser = outcome.runner_up
-    if loser is None:
-        return
     report = outcome.report
-    family = family_of(loser)
-    tags = {"mlflow.parentRunId": parent, "driftline.usecase": spec.name,
-            "driftline.family": family, "driftline.role": "runner_up"}  # fmt: skip
-    child = client.create_run(experiment, run_name=f"batch-{spec.name}-{family}", tags=tags)
-    child_id = child.info.run_id
     now = int(time.time() * 1000)
-    metrics = [Metric(f"test_{k}", v, now, 0) for k, v in report.runner_up_metrics.items()]
-    if family in report.validation_scores:
-        metrics.append(
-            Metric(f"validation_{spec.primary_metric}", report.validation_scores[family], now, 0)
-        )
-    client.log_batch(child_id, metrics=metrics)
-    loser.save(folder)
-    client.log_artifacts(child_id, str(folder), artifact_path="model")
-    client.set_terminated(child_id, "FINISHED")
+    for family, loser in outcome.losers.items():
+        tags = {"mlflow.parentRunId": parent, "driftline.usecase": spec.name,
+                "driftline.family": family, "driftline.role": "runner_up"}  # fmt: skip
+        child = client.create_run(experiment, run_name=f"batch-{spec.name}-{family}", tags=tags)
+        child_id = child.info.run_id
+        test = report.loser_metrics.get(family, {})
+        metrics = [Metric(f"test_{k}", v, now, 0) for k, v in test.items()]
+        score = report.validation_scores.get(family)
+        if score is not None:
+            metrics.append(Metric(f"validation_{spec.primary_metric}", score, now, 0))
+        client.log_batch(child_id, metrics=metrics)
+        loser.save(folder / family)
+        client.log_artifacts(child_id, str(folder / family), artifact_path="model")
+        client.set_terminated(child_id, "FINISHED")
 
 
 def _params(report: Any, request: TrainingRequest | None) -> dict[str, Any]:

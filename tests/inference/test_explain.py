@@ -1,7 +1,8 @@
 """Explanations add up: expected value + contributions == the model's own score, per method.
 
-Real models only: the batch trainer's MLP and linear family (torch, scikit-learn),
-river's Hoeffding tree and logistic regression. The score each explanation is
+Real models only: the batch trainer's MLP, linear and gradient-boosted tree
+families (torch, scikit-learn, explained by captum and shap), river's Hoeffding
+tree and logistic regression. The score each explanation is
 checked against is computed from the model's public answers (its probabilities
 or prediction), not taken from the explanation.
 """
@@ -38,13 +39,12 @@ from tests.batch_trainer.conftest import (
 
 def _batch_models(spec: Any, frame: Any) -> dict[str, Any]:
     outcome = train_candidate(spec, frame, Window())
-    models = [outcome.model, outcome.runner_up]
-    return {m.flavor: m for m in models if m is not None}
+    return {m.flavor: m for m in [outcome.model, *outcome.losers.values()]}
 
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, Any]:
-    tiny = {"tuning": {"trials": 0}, "max_epochs": 4}
+    tiny = {"tuning": {"trials": 0}, "max_epochs": 4, "contenders": ["hist_gradient_boosting"]}
     found = {}
     for name, (spec, frame) in {
         "binary": (binary_spec(**tiny), agrawal_frame(300)),
@@ -84,7 +84,8 @@ def own_score(model: Any, row: dict[str, float], answer: dict[str, Any]) -> floa
 
 
 CASES = ["linear-binary", "linear-multiclass", "linear-regression", "torch-binary",
-         "torch-multiclass", "torch-regression", "river-hoeffding", "river-logistic"]  # fmt: skip
+         "torch-multiclass", "torch-regression", "tree-binary", "tree-multiclass",
+         "tree-regression", "river-hoeffding", "river-logistic"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -123,7 +124,7 @@ def test_methods_per_family(models: dict[str, Any]) -> None:
     for case, method in methods.items():
         family = case.split("-")[0]
         assert method == {"linear": "linear_exact", "torch": "integrated_gradients",
-                          "river": "baseline_shapley"}[family]  # fmt: skip
+                          "tree": "tree_shap", "river": "baseline_shapley"}[family]  # fmt: skip
     assert TOLERANCE["integrated_gradients"] > TOLERANCE["linear_exact"]
 
 
@@ -164,3 +165,20 @@ def test_torch_models_are_explained_by_their_network(models: dict[str, Any]) -> 
         np.array([[_first_row(model, frame)[n] for n in model.feature_names]])
     )
     assert answer.score == pytest.approx(float(logits[0, 1] - logits[0, 0]), abs=1e-5)
+
+
+def test_a_tree_explanation_is_exact_and_its_negative_class_is_the_mirror(
+    models: dict[str, Any],
+) -> None:
+    model, frame = models["tree-binary"]
+    rows = [{k: float(v) for k, v in r.items()} for r in frame.head(20).to_dict("records")]
+    for_positive = explain(model, rows, positive=1)
+    for_negative = explain(model, rows, positive=0)
+    for pos, neg, row in zip(for_positive, for_negative, rows, strict=True):
+        assert abs(pos.gap) < 1e-9 and pos.units == "log_odds" and pos.explained_class == 1
+        assert neg.score == pytest.approx(-pos.score) and neg.explained_class == 0
+        proba = model.predict_proba([row])[0]
+        assert pos.score == pytest.approx(math.log(proba[1] / proba[0]), abs=1e-9)
+    # the contributions differ across rows: the trees use more than one feature
+    spread = np.array([list(a.contributions.values()) for a in for_positive]).std(axis=0)
+    assert (spread > 0).sum() >= 2

@@ -46,4 +46,8 @@ def load_model(
         from services.common.models.linear_model import LinearModel
 
         return LinearModel.load(path)
+    if manifest["flavor"] == "tree":
+        from services.common.models.tree_model import TreeModel
+
+        return TreeModel.load(path)
     raise ValueError(f"{directory}: unknown model flavor {manifest['flavor']!r}")

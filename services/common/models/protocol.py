@@ -3,8 +3,9 @@
 A model takes feature rows (``dict`` of feature name to number, the output of
 the shared transforms) and answers predictions. It saves to one file, whose
 sha256 travels with every candidate and promotion event, and loads back by
-its flavor. Adapters: ``river_model.RiverModel`` (online), ``torch_model.TorchModel``
-and ``linear_model.LinearModel`` (batch); torch is imported only by the torch one.
+its flavor. Adapters: ``river_model.RiverModel`` (online), ``torch_model.TorchModel``,
+``linear_model.LinearModel`` and ``tree_model.TreeModel`` (batch); torch is imported
+only by the torch one, scikit-learn only when a tree model is read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-Flavor = Literal["river", "torch", "linear"]
+Flavor = Literal["river", "torch", "linear", "tree"]
 FeatureDict = dict[str, Any]
 MANIFEST = "driftline-model.json"
 
