@@ -26,6 +26,7 @@ from typing import Any
 from services.common import checkpoint as common_checkpoint
 from services.online_trainer.errors import CheckpointError
 from services.online_trainer.join import LabelJoin
+from services.online_trainer.labeling import LabelBudget
 from services.online_trainer.learner import OnlineLearner
 
 
@@ -48,6 +49,9 @@ class TrainerState:
     drift_alerts: int = 0
     # The broker log ``offsets`` refer to (services/common/epoch.py); None before epochs.
     log_epoch: str | None = None
+    # The label requests of the last hour and those chosen but not yet published
+    # (services/online_trainer/labeling.py); None while the use case asks for none.
+    label_budget: LabelBudget | None = None
 
 
 def load_checkpoint(path: Path) -> Any | None:

@@ -37,6 +37,7 @@ from services.online_trainer import telemetry
 from services.online_trainer.checkpoint import TrainerState, load_checkpoint
 from services.online_trainer.drift import ConceptDrift
 from services.online_trainer.join import JoinedRow, LabelJoin
+from services.online_trainer.labeling import LabelBudget, LabelSelector
 from services.online_trainer.learner import OnlineLearner, normalize_label, numeric_features
 from services.online_trainer.settings import OnlineTrainerSettings
 from services.online_trainer.snapshot import register_snapshot, registered_name
@@ -63,7 +64,10 @@ class UseCaseTrainer:
         self.path = checkpoint_path
         self.features_topic = topics.features(spec.name)
         self.labels_topic = topics.labels(spec.name)
+        self.predictions_topic = topics.predictions(spec.name)
         self.state = self._restore()
+        self.label_selector = self._label_selector()
+        self.handled_at = time.monotonic()
         self.alerts: list[DriftAlert] = []
         self.dirty = False
         self.snapshot_clock = time.monotonic()
@@ -83,6 +87,7 @@ class UseCaseTrainer:
             )
             renewed = fresh_state(self.spec)
             renewed.offsets = dict(state.offsets)
+            renewed.label_budget = state.label_budget  # what the last hour asked still counts
             return renewed
         logger.info(
             "resumed usecase=%s rows_learned=%d offsets=%s",
@@ -91,6 +96,18 @@ class UseCaseTrainer:
             state.offsets,
         )
         return state
+
+    def _label_selector(self) -> LabelSelector | None:
+        if self.spec.active_learning is None:
+            return None
+        if self.state.label_budget is None:
+            self.state.label_budget = LabelBudget()
+        return LabelSelector(self.spec, self.state.label_budget)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The topics this use case is consumed from."""
+        return (self.features_topic, self.labels_topic, self.predictions_topic)
 
     @property
     def rows_learned(self) -> int:
@@ -101,6 +118,11 @@ class UseCaseTrainer:
         state = self.state
         state.clock = max(state.clock, record.timestamp / 1000.0)
         self.dirty = True
+        self.handled_at = time.monotonic()
+        if record.topic == self.predictions_topic:
+            if self.label_selector is not None:
+                self.label_selector.offer(decode(topics.PREDICTIONS, record.value), state.clock)
+            return
         if record.topic == self.features_topic:
             row = decode(topics.FEATURES, record.value)
             joined = state.join.offer_features(
@@ -172,6 +194,16 @@ class UseCaseTrainer:
         save_checkpoint(self.path, self.state)
         self.dirty = False
 
+    def close_label_interval(self) -> bool:
+        """Close an ended label-request interval while no record comes; True if it chose any.
+
+        The clock runs on from the last record time by the seconds since it came.
+        """
+        if self.label_selector is None:
+            return False
+        idle = time.monotonic() - self.handled_at
+        return self.label_selector.close_due(self.state.clock + idle) > 0
+
 
 class OnlineTrainerProcessor:
     """The consume loop's processor: routes records to use cases; makes a batch durable."""
@@ -186,9 +218,7 @@ class OnlineTrainerProcessor:
     ) -> None:
         self.trainers = trainers
         self.by_topic = {
-            topic: trainer
-            for trainer in trainers.values()
-            for topic in (trainer.features_topic, trainer.labels_topic)
+            topic: trainer for trainer in trainers.values() for topic in trainer.topics
         }
         self.producer = producer
         self.home = home
@@ -208,6 +238,7 @@ class OnlineTrainerProcessor:
                     await self.checkpointed_snapshot(trainer)
                 else:
                     trainer.save()
+                await self.publish_label_requests(trainer)
                 telemetry.export_state(trainer.spec.name, trainer.state)
 
     async def tick(self) -> None:
@@ -215,6 +246,24 @@ class OnlineTrainerProcessor:
         for trainer in self.trainers.values():
             if not trainer.dirty and trainer.snapshot_due():
                 await self.checkpointed_snapshot(trainer)
+            if not trainer.dirty and trainer.close_label_interval():
+                trainer.save()  # chosen, and durable, before they are published
+                await self.publish_label_requests(trainer)
+
+    async def publish_label_requests(self, trainer: UseCaseTrainer) -> None:
+        """Publish the checkpointed requests to ``<uc>.label_requests``; checkpoint them sent."""
+        budget = trainer.state.label_budget
+        if budget is None or not budget.outbox:
+            return
+        topic = topics.label_requests(trainer.spec.name)
+        key_of = topics.LABEL_REQUESTS.key_of
+        sent = [
+            await self.producer.send(topic, encode(request), key=key_of(request))
+            for request in budget.outbox
+        ]
+        await asyncio.gather(*sent)
+        budget.outbox.clear()
+        trainer.save()
 
     async def resume_snapshots(self) -> None:
         """Finish the snapshots a killed process had checkpointed but not published."""
@@ -310,6 +359,8 @@ class OnlineTrainer:
                 self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri
             )
             await self.processor.resume_snapshots()
+            for trainer in self.trainers.values():  # chosen before a stop, not yet published
+                await self.processor.publish_label_requests(trainer)
             loop = checkpointed_loop(
                 consumer, self.processor, producer, settings,
                 service=SERVICE, checkpointed=lambda topic: self.processor_offsets(topic),
