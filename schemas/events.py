@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.policies import LabelStrategy
+from schemas.slices import SliceComparisons, SliceScores
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 FeatureValue = FiniteFloat | int | bool | str
@@ -143,6 +144,9 @@ class ModelCandidate(SystemEvent):
     )
     run_id: str | None = None
     training_request_id: str | None = None
+    slice_metrics: SliceScores = Field(
+        default_factory=dict, description="the primary metric per slice, on the test rows"
+    )
     lineage: dict[str, str] = Field(
         default_factory=dict,
         description="spec hash, feature views, seed, offsets learned from, code version",
@@ -164,6 +168,9 @@ class Promotion(SystemEvent):
     scores: dict[str, FiniteFloat] = Field(default_factory=dict)
     reason: str
     candidate_event_id: str | None = None
+    slice_scores: SliceComparisons = Field(
+        default_factory=dict, description="candidate and champion per slice, on the gate's rows"
+    )
 
 
 class FeatureDrift(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from schemas.classes import Scalar
+from schemas.slices import BacktestPolicy
 from schemas.strict import Strict
 
 AlertKind = Literal["data", "prediction", "performance", "concept"]
@@ -167,6 +168,13 @@ class PromotionSpec(Strict):
     canary_share: float = Field(default=0.1, gt=0, lt=1)
     canary_min_count: int = Field(default=200, gt=0)
     retrain_cooldown_seconds: float = Field(default=300.0, ge=0)
+    max_slice_loss: float | None = Field(
+        default=None, ge=0, description="refuse a candidate worse than the champion on a slice "
+        "(see the use case's slices) by more than this",
+    )
+    backtest: BacktestPolicy | None = Field(
+        default=None, description="back-test each candidate against the champion first"
+    )
     accept_online_candidates: bool | Literal["until_champion"] = Field(
         default=False,
         description="gate online snapshots too: always (true), never (false), or only "

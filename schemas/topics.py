@@ -39,6 +39,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from schemas.backtests import Backtest
 from schemas.events import (
     DeadLetter,
     DriftAlert,
@@ -118,6 +119,8 @@ PROMOTIONS = Topic("models.promotions", "a promotion", Promotion, "event_id", "s
 ALERTS = Topic("drift.alerts", "a drift alert", DriftAlert, "usecase", per_usecase=False)
 REQUESTS = Topic("training.requests", "a training request", TrainingRequest, "usecase",
                  per_usecase=False)  # fmt: skip
+# Back-test summaries (driftline backtest, the registry's promotion.backtest): read by people.
+BACKTESTS = Topic("models.backtests", "a back-test", Backtest, "usecase", per_usecase=False)
 # One record a log: the id of this broker log (see services/common/epoch.py).
 EPOCH: Topic[BaseModel] = Topic("driftline.epoch", "a log epoch", None, "epoch", "state",
                                 per_usecase=False)  # fmt: skip
@@ -125,13 +128,14 @@ EPOCH: Topic[BaseModel] = Topic("driftline.epoch", "a log epoch", None, "epoch",
 USECASE_TOPICS: tuple[Topic[Any], ...] = (
     RAW, LABELS, FEATURES, DEADLETTER, PREDICTIONS, LABEL_REQUESTS, STATS,
 )  # fmt: skip
-GLOBAL: tuple[Topic[Any], ...] = (CANDIDATES, PROMOTIONS, ALERTS, REQUESTS, EPOCH)
+GLOBAL: tuple[Topic[Any], ...] = (CANDIDATES, PROMOTIONS, ALERTS, REQUESTS, BACKTESTS, EPOCH)
 
 # The names as plain strings, for the many callers that need only the name.
 MODELS_CANDIDATES = CANDIDATES.name()
 MODELS_PROMOTIONS = PROMOTIONS.name()
 DRIFT_ALERTS = ALERTS.name()
 TRAINING_REQUESTS = REQUESTS.name()
+MODELS_BACKTESTS = BACKTESTS.name()
 LOG_EPOCH = EPOCH.name()
 
 GLOBAL_TOPICS: tuple[str, ...] = (
@@ -169,7 +173,7 @@ SERVICE_TOPICS: dict[str, ServiceTopics] = {
     "batch_trainer": ServiceTopics(reads=(REQUESTS,), writes=(CANDIDATES, DEADLETTER)),
     "registry": ServiceTopics(
         reads=(PROMOTIONS, REQUESTS, CANDIDATES, ALERTS, PREDICTIONS, LABELS),
-        writes=(PROMOTIONS, REQUESTS, DEADLETTER),
+        writes=(PROMOTIONS, REQUESTS, BACKTESTS, DEADLETTER),
     ),
     "inference": ServiceTopics(
         reads=(PROMOTIONS, STATS), writes=(PREDICTIONS, LABELS, ALERTS, DEADLETTER)

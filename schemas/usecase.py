@@ -51,6 +51,7 @@ from schemas.policies import (
     SplitSpec,
     TuningSpec,
 )
+from schemas.slices import SliceSpec
 from schemas.strict import Strict
 
 # The spec's parts live in schemas.fields and schemas.policies; the field spec
@@ -119,6 +120,9 @@ class UseCase(Strict):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
+    slices: list[SliceSpec] = Field(
+        default_factory=list, description="groups the model is judged on one by one (fairness)"
+    )
     active_learning: ActiveLearningSpec | None = Field(
         default=None, description="label requests where the model is least sure, within a budget"
     )
@@ -161,7 +165,21 @@ class UseCase(Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"features: duplicate output names {dupes}")
         self._check_active_learning()
+        self._check_slices(names)
         return self
+
+    def _check_slices(self, names: list[str]) -> None:
+        onehot = {t.field for t in self.features if isinstance(t, OneHot)}
+        seen: set[str] = set()
+        for index, piece in enumerate(self.slices):
+            if piece.name in seen:
+                raise ValueError(f"slices[{index}]: duplicate slice name {piece.name!r}")
+            seen.add(piece.name)
+            if piece.feature not in names and piece.feature not in onehot:
+                raise ValueError(
+                    f"slices[{index}] ({piece.name}): {piece.feature!r} is neither a feature "
+                    f"{names} nor a one-hot encoded field {sorted(onehot)}"
+                )
 
     def _check_active_learning(self) -> None:
         policy = self.active_learning

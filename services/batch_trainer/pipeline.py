@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from schemas.events import Window
+from schemas.slices import SliceScores
 from schemas.usecase import LOWER_IS_BETTER, UseCase
 from services.batch_trainer.baseline import fit_baseline
 from services.batch_trainer.data import DataProfile, PreparedData, check_enough, prepare
@@ -36,6 +37,7 @@ from services.batch_trainer.families import (
     fit_hist_gradient_boosting,
 )
 from services.batch_trainer.reproducibility import pick_device, seed_everything
+from services.batch_trainer.slices import test_slice_metrics
 from services.batch_trainer.split import Split, cv_folds, stratified_split, temporal_split
 from services.batch_trainer.train import HyperParams, fit_mlp
 from services.batch_trainer.tuning import tune
@@ -100,6 +102,7 @@ class TrainingOutcome:
     test_proba: npt.NDArray[np.float64] | None
     test_features: npt.NDArray[np.float64] | None = None
     losers: dict[str, BatchModel] = field(default_factory=dict)  # best validation score first
+    slice_metrics: SliceScores = field(default_factory=dict)  # primary metric per slice, test
 
     @property
     def family(self) -> str:
@@ -242,7 +245,8 @@ def train_candidate(
         report.metrics.get(spec.primary_metric),
         report.baseline_metrics.get(spec.primary_metric),
     )
-    return TrainingOutcome(winner, report, truth, test_proba, x["test"], losers)
+    slices = test_slice_metrics(spec, winner, x["test"], truth, data.feature_names)
+    return TrainingOutcome(winner, report, truth, test_proba, x["test"], losers, slices)
 
 
 def _by_score(

@@ -117,6 +117,7 @@ def record_run(
                 artifact_sha256=sha256,
                 run_id=run_id,
                 training_request_id=request_id,
+                slice_metrics=outcome.slice_metrics,
                 lineage=_lineage(report, run_id),
             )
             tracking.record_candidate(client, run_id, candidate)

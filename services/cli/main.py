@@ -295,6 +295,7 @@ def _register_commands() -> None:
     ``driftline.commands`` entry points of pyproject.toml, so the CLI never imports it."""
     from importlib.metadata import entry_points
 
+    from services.cli import backtest as backtest_commands
     from services.cli import demo as demo_commands
     from services.cli import features as features_commands
     from services.cli import live as live_commands
@@ -302,6 +303,7 @@ def _register_commands() -> None:
     from services.cli import predict as predict_commands
     from services.cli import status as status_commands
 
+    backtest_commands.register(app)
     demo_commands.register(app)
     features_commands.register(app)
     live_commands.register(app)

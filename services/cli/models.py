@@ -145,6 +145,18 @@ def register(app: typer.Typer) -> None:
                     scores, event.reason,
                 )  # fmt: skip
             console.print(events)
+        sliced = next((e for e in reversed(state.recent) if e.slice_scores), None)
+        if sliced is not None:  # the latest decision that compared slices (fairness)
+            table = Table(title=f"{usecase}: {metric} per slice, {sliced.model_name} "
+                          f"v{sliced.model_version} ({sliced.action}) vs the champion")  # fmt: skip
+            for column in ("slice", "value", "rows", "candidate", "champion"):
+                table.add_column(column)
+            for name, values in sliced.slice_scores.items():
+                for value, pair in values.items():
+                    both = (pair.candidate, pair.champion)
+                    cells = ["" if v is None else f"{v:.4f}" for v in both]
+                    table.add_row(name, value, str(pair.rows), *cells)
+            console.print(table)
 
     @app.command("promote")
     def promote(

@@ -3,9 +3,11 @@
 The rows are the most recent labeled rows (``eval_rows`` of them) whose
 events come after the candidate's training window, from the injected data
 source (:data:`GateData`, the Feast offline store's point-in-time join by
-default). With fewer than ``min_rows`` such rows (the first model, an online
-snapshot of the latest events) the gate falls back to the metrics the
-trainers reported, and the reason says so. Models are fetched from MLflow by
+default). Both models are also scored on each fairness slice of those rows
+(the use case's ``slices``, grouped by :mod:`services.common.slices`). With
+fewer than ``min_rows`` such rows (the first model, an online snapshot of the
+latest events) the gate falls back to the metrics the trainers reported, and
+the reason says so (and compares no slices). Models are fetched from MLflow by
 artifact URI and checked against their sha256 before they are unpickled.
 Blocking: the service calls :meth:`Evaluator.evaluate` in a worker thread.
 """
@@ -15,8 +17,8 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,11 @@ from typing import Any
 import pandas as pd
 
 from schemas.events import ModelCandidate, Window
+from schemas.slices import SliceComparison, SliceComparisons
 from schemas.usecase import UseCase
 from services.common.models import Model, load_model
 from services.common.promotions.history import ModelRef
+from services.common.slices import slice_groups
 from services.registry.errors import ModelUnavailable
 from services.registry.scoring import score
 
@@ -45,6 +49,7 @@ class GateScores:
     champion: float | None
     rows: int
     basis: str  # goes into the promotion's reason
+    slices: SliceComparisons = field(default_factory=dict)  # on the same rows
 
 
 def holdout_after(candidate: ModelCandidate) -> datetime | None:
@@ -86,19 +91,59 @@ def held_out(frame: pd.DataFrame, after: datetime | None, limit: int) -> pd.Data
     return selected.sort_values(TIMESTAMP, kind="stable").tail(limit).reset_index(drop=True)
 
 
-def score_model(spec: UseCase, model: Model, frame: pd.DataFrame) -> dict[str, float]:
-    """The spec's metrics of ``model`` on the frame's feature columns and labels."""
+@dataclass(frozen=True)
+class Answers:
+    """One model's predictions (and class probabilities) on a frame's rows, with the truth."""
+
+    truth: list[Any]
+    predicted: list[Any]
+    proba: list[Any] | None
+
+    def metrics(self, spec: UseCase, rows: Sequence[int] | None = None) -> dict[str, float]:
+        """The spec's metrics on all rows, or on the row positions ``rows``."""
+        if rows is None:
+            return score(spec, self.truth, self.predicted, self.proba)
+        proba = None if self.proba is None else [self.proba[i] for i in rows]
+        return score(spec, [self.truth[i] for i in rows], [self.predicted[i] for i in rows], proba)
+
+
+def feature_rows(spec: UseCase, frame: pd.DataFrame) -> list[dict[str, float]]:
+    """The frame's feature columns as the rows models take."""
     names = spec.feature_names()
-    rows = [
+    return [
         {name: float(value) for name, value in zip(names, values, strict=True)}
         for values in frame[names].astype(float).itertuples(index=False, name=None)
     ]
-    truth = frame[LABEL].tolist()
-    predicted = model.predict(rows)
-    proba: list[Any] | None = None
-    if spec.task == "classification":
-        proba = list(model.predict_proba(rows))
-    return score(spec, truth, predicted, proba)
+
+
+def answers(spec: UseCase, model: Model, frame: pd.DataFrame) -> Answers:
+    """``model``'s answers on the frame's feature columns, beside its labels."""
+    rows = feature_rows(spec, frame)
+    proba = list(model.predict_proba(rows)) if spec.task == "classification" else None
+    return Answers(frame[LABEL].tolist(), model.predict(rows), proba)
+
+
+def score_model(spec: UseCase, model: Model, frame: pd.DataFrame) -> dict[str, float]:
+    """The spec's metrics of ``model`` on the frame's feature columns and labels."""
+    return answers(spec, model, frame).metrics(spec)
+
+
+def compare_slices(
+    spec: UseCase, frame: pd.DataFrame, candidate: Answers, champion: Answers | None
+) -> SliceComparisons:
+    """Both models' primary metric on each slice value's rows of ``frame``."""
+    metric = spec.primary_metric
+    found: SliceComparisons = {}
+    for piece in spec.slices:
+        found[piece.name] = {
+            label: SliceComparison(
+                rows=len(rows),
+                candidate=candidate.metrics(spec, rows).get(metric),
+                champion=None if champion is None else champion.metrics(spec, rows).get(metric),
+            )
+            for label, rows in slice_groups(spec, piece, frame).items()
+        }
+    return found
 
 
 class ModelStore:
@@ -159,11 +204,10 @@ class Evaluator:
         frame = self.data_source(spec, Window(start=after) if after else None)
         rows = held_out(frame, after, spec.promotion.eval_rows)
         if len(rows) >= self.min_rows:
-            candidate_model = self.models.load(candidate_ref(candidate))
-            candidate_score = score_model(spec, candidate_model, rows).get(metric)
-            champion_score = None
-            if champion is not None:
-                champion_score = score_model(spec, self.models.load(champion), rows).get(metric)
+            mine = answers(spec, self.models.load(candidate_ref(candidate)), rows)
+            theirs = None if champion is None else answers(spec, self.models.load(champion), rows)
+            candidate_score = mine.metrics(spec).get(metric)
+            champion_score = None if theirs is None else theirs.metrics(spec).get(metric)
             scorable = candidate_score is not None and (
                 champion is None or champion_score is not None
             )
@@ -172,6 +216,7 @@ class Evaluator:
                 return GateScores(
                     candidate_score, champion_score, len(rows),
                     f"on {len(rows)} held-out labeled rows ({where})",
+                    compare_slices(spec, rows, mine, theirs),
                 )  # fmt: skip
             logger.info("usecase=%s %s undefined on %d rows", spec.name, metric, len(rows))
         reported = candidate.metrics.get(metric)

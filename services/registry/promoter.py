@@ -35,11 +35,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from schemas import topics
+from schemas.backtests import Backtest
 from schemas.events import DriftAlert, ModelCandidate, Prediction, Promotion
 from schemas.inputs import Label
 from schemas.usecase import UseCase
 from services.common.errors import InvalidInput
-from services.common.promotions.history import PromotionHistory
+from services.common.promotions.history import ModelRef, PromotionHistory
 from services.common.promotions.log import PromotionLog
 from services.common.serde import decode, encode
 from services.registry import telemetry
@@ -215,6 +216,10 @@ class Registry:
         except ModelUnavailable as exc:
             scores = GateScores(None, None, 0, "")
             verdict = Verdict("reject", f"cannot evaluate: {exc}")
+        backtested = None
+        if spec.promotion.backtest and champion and verdict.action in ("promote", "canary",
+                                                                       "shadow"):  # fmt: skip
+            verdict, backtested = await self._backtest(spec, candidate, champion, verdict)
         share = None
         if verdict.action == "canary":
             share = spec.promotion.canary_share
@@ -222,6 +227,10 @@ class Registry:
             share = 0.0
         numbers = {"candidate": scores.candidate, "champion": scores.champion,
                    "eval_rows": float(scores.rows)}  # fmt: skip
+        if backtested is not None:
+            numbers.update(backtest_candidate=backtested.model_score,
+                           backtest_champion=backtested.against_score,
+                           backtest_rows=float(backtested.rows_scored))  # fmt: skip
         await self.publish(
             Promotion(
                 event_id=derived_id(candidate.event_id, "gate"),
@@ -236,8 +245,30 @@ class Registry:
                 scores={k: v for k, v in numbers.items() if v is not None},
                 reason=verdict.reason,
                 candidate_event_id=candidate.event_id,
+                slice_scores=scores.slices,
             )
         )
+
+    async def _backtest(
+        self, spec: UseCase, candidate: ModelCandidate, champion: ModelRef, verdict: Verdict
+    ) -> tuple[Verdict, Backtest | None]:
+        """``promotion.backtest``: replay the store's last hours through both, publish the
+        ``models.backtests`` event, and refuse a loser when ``must_not_lose``."""
+        from services.registry import backtest
+
+        event, error = None, ""
+        try:
+            event = await asyncio.to_thread(
+                backtest.backtest_candidate, self.evaluator, spec, candidate, champion,
+                derived_id(candidate.event_id, "backtest"),
+            )  # fmt: skip
+        except (backtest.BacktestImpossible, ModelUnavailable) as exc:
+            error = str(exc)
+        if event is not None:
+            await self.producer.send_and_wait(
+                topics.MODELS_BACKTESTS, encode(event), key=topics.BACKTESTS.key_of(event)
+            )
+        return backtest.backtest_verdict(spec, verdict, event, error), event
 
     @staticmethod
     def _verdict(spec: UseCase, scores: GateScores, *, has_champion: bool) -> Verdict:
@@ -249,7 +280,9 @@ class Registry:
                 "reject",
                 f"cannot compare with the champion: it has no {metric} {scores.basis}",
             )
-        return gate_candidate(spec, scores.candidate, scores.champion, basis=scores.basis)
+        return gate_candidate(
+            spec, scores.candidate, scores.champion, basis=scores.basis, slices=scores.slices
+        )
 
     def recall_request(self, raw: bytes | None) -> bool:
         """Fold one earlier message of ``training.requests`` into the retrain policy."""

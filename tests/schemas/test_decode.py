@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from schemas import topics
+from schemas.backtests import Backtest
 from schemas.events import (
     DeadLetter,
     DriftAlert,
@@ -65,6 +66,11 @@ SAMPLES: dict[Topic[Any], BaseModel] = {
         model_name="credit", model_version="3", variant="champion", prediction=1,
         predicted_at=WHEN, strategy="margin", uncertainty=0.9, rank=1, candidates=40,
         budget_per_hour=200, reason="margin 0.900: the most uncertain of 40",
+    ),
+    topics.BACKTESTS: Backtest(
+        **COMMON, backtest_id="b1", requested_by="cli", model_name="credit", model_version="3",
+        against_name="credit", against_version="2", against_role="champion", metric="roc_auc",
+        winner="model", requested=Window(), covered=Window(rows=10), rows=10, rows_scored=10,
     ),
 }  # fmt: skip
 DECLARED = [*topics.USECASE_TOPICS, *topics.GLOBAL]

@@ -160,5 +160,5 @@ def test_topic_names_follow_the_contract() -> None:
         "training.requests",
     }
     assert topics.usecase_of("models.candidates") is None
-    assert len(topics.all_topics(["a", "b"])) == 19  # and the log epoch
+    assert len(topics.all_topics(["a", "b"])) == 20  # and the log epoch
     assert topics.LOG_EPOCH in topics.all_topics([])
