@@ -239,15 +239,35 @@ def start_services(
                     env["DRIFTLINE_PORT"] = url.rsplit(":", 1)[-1]
                 if name == "inference":
                     urls.append(url)
-                supervisor.start(instance, service_argv(name), env)
                 where = f"{url}/docs" if name == "inference" else f":{health}/healthz"
-                if name == "telemetry":  # the web console (DRIFTLINE_CONSOLE_PORT)
-                    console = os.environ.get("DRIFTLINE_CONSOLE_PORT", "8080")
-                    where = f"web console http://127.0.0.1:{console}"
+                if name == "telemetry":  # the web console, on the port it is told
+                    where = f"web console {console_address(supervisor, env)}"
+                supervisor.start(instance, service_argv(name), env)
                 supervisor.console.print(f"started [bold]{instance}[/] ({where})")
         for url in urls if "inference" in stage else []:
             wait_ready(supervisor, f"{url}/readyz")
     return urls
+
+
+def console_address(supervisor: Supervisor, env: dict[str, str]) -> str:
+    """The console's address: its setting, or a free port when that one is taken.
+
+    The port goes in the telemetry process's ``env`` (it binds exactly that one or
+    fails, naming it) and in this process's environment, for the live view.
+    """
+    from services.telemetry.settings import TelemetrySettings, bindable_port
+
+    settings = TelemetrySettings()
+    port = bindable_port(settings.console_host, settings.console_port)
+    if settings.console_port and port != settings.console_port:
+        supervisor.console.print(
+            f"[yellow]warning: the web console's port {settings.console_port} "
+            f"(DRIFTLINE_CONSOLE_PORT) is taken; it serves on {port} "
+            f"(driftline live in another shell: DRIFTLINE_CONSOLE_PORT={port})[/]",
+            highlight=False,
+        )
+    env["DRIFTLINE_CONSOLE_PORT"] = os.environ["DRIFTLINE_CONSOLE_PORT"] = str(port)
+    return f"http://{settings.console_host}:{port}"
 
 
 def replicas_warning(replicas: dict[str, int], partitions: int) -> str | None:

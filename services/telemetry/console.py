@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from services.common.errors import DriftlineError
 from services.telemetry import actions
 from services.telemetry.snapshot import snapshot
 from services.telemetry.windows import Telemetry
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 STREAM_SECONDS = 1.0
 ACTIONS = ("retrain", "rollback", "promote")
+
+
+class ConsolePortBusy(DriftlineError):
+    """The console's address (DRIFTLINE_CONSOLE_HOST:DRIFTLINE_CONSOLE_PORT) cannot be bound."""
 
 
 class Console:
@@ -63,6 +68,11 @@ class Console:
         return app
 
     async def start(self, host: str, port: int) -> int:
+        """Serve on ``host``:``port`` (0: a free port); return the port bound.
+
+        A port that is taken is an error, not a reason to serve elsewhere: the
+        address ``driftline up`` prints and ``driftline live`` reads is the setting's.
+        """
         # An open event stream (a page left open) must not hold the service's stop.
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -70,12 +80,12 @@ class Console:
         try:
             await site.start()
         except OSError as exc:
-            if port == 0:
-                raise
-            # A second stack on this machine: serve on a free port rather than not at all.
-            logger.warning("console port %s busy (%s); using a free one", port, exc)
-            site = web.TCPSite(self._runner, host, 0)
-            await site.start()
+            await self.stop()
+            raise ConsolePortBusy(
+                f"the web console cannot listen on {host}:{port} ({exc.strerror or exc}): "
+                "stop what holds that port, or set DRIFTLINE_CONSOLE_PORT to a free one "
+                "(0: any free port)"
+            ) from exc
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port

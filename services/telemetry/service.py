@@ -13,7 +13,7 @@ import logging
 from services.common.bus import start_producer
 from services.common.health import HealthServer
 from services.common.runtime import run_service
-from services.telemetry.console import Console
+from services.telemetry.console import Console, ConsolePortBusy
 from services.telemetry.settings import TelemetrySettings
 from services.telemetry.windows import Telemetry
 
@@ -31,8 +31,9 @@ async def serve(settings: TelemetrySettings, stop: asyncio.Event, health: Health
     key = settings.api_key.get_secret_value() if settings.api_key is not None else None
     console = Console(telemetry, producer, settings.home, api_key=key)
     try:
-        await telemetry.start()
+        # The console first: a port that is taken fails the start at once, not after faust's.
         await console.start(settings.console_host, settings.console_port)
+        await telemetry.start()
         health.ready = lambda: True
         logger.info("telemetry usecases=%s app_id=%s", sorted(specs), telemetry.app_id)
         await stop.wait()
@@ -44,4 +45,8 @@ async def serve(settings: TelemetrySettings, stop: asyncio.Event, health: Health
 
 def main() -> None:
     settings = TelemetrySettings()
-    run_service(SERVICE, settings, lambda stop, health: serve(settings, stop, health))
+    try:
+        run_service(SERVICE, settings, lambda stop, health: serve(settings, stop, health))
+    except ConsolePortBusy as exc:  # a setting to change, not a bug: the reason, no traceback
+        logger.error("telemetry cannot start: %s", exc)
+        raise SystemExit(2) from None

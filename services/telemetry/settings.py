@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from pydantic import Field, SecretStr
 
 from services.common.settings import CommonSettings
@@ -18,3 +20,27 @@ class TelemetrySettings(CommonSettings):
         default=None,
         description="when set, the console's buttons need it (X-API-Key), as inference's /v1/* do",
     )
+
+
+def bindable_port(host: str, wanted: int) -> int:
+    """``wanted`` when a server can bind it on ``host`` now, else a free port (0: always).
+
+    What ``driftline up`` tells the console to serve on, so that the address it
+    prints is the one served (the console binds exactly its setting, or fails).
+
+    >>> with socket.socket() as held:
+    ...     held.bind(("127.0.0.1", 0)); held.listen()
+    ...     taken = held.getsockname()[1]
+    ...     bindable_port("127.0.0.1", taken) != taken
+    True
+    """
+    for port in (wanted, 0) if wanted else (0,):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            bound: int = probe.getsockname()[1]
+            return bound
+    raise OSError(f"no port can be bound on {host!r}")
