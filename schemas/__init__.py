@@ -15,7 +15,6 @@ from schemas.events import (
     SystemEvent,
     TrainingRequest,
     Window,
-    parse_event,
 )
 from schemas.inputs import Label
 from schemas.usecase import UseCase, UseCaseError, load_usecase, load_usecases
@@ -37,5 +36,4 @@ __all__ = [
     "Window",
     "load_usecase",
     "load_usecases",
-    "parse_event",
 ]

@@ -6,18 +6,21 @@ version; the old class keeps parsing what is already on the topics.
 
 >>> row = FeatureRow(usecase="credit", source_event_id="e1", entity_id="c7",
 ...                  event_timestamp="2026-01-01T00:00:00Z", features={"age": 41.0})
->>> parse_event(row.model_dump_json()).features
+>>> FeatureRow.model_validate_json(row.model_dump_json()).features
 {'age': 41.0}
+
+A record on a topic is read with ``services.common.serde.decode(topic, value)``,
+the one parser of system events: the topic (``schemas.topics``) says which of
+these models its records are.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.policies import LabelStrategy
 from schemas.slices import SliceComparisons, SliceScores
@@ -251,24 +254,3 @@ EVENT_TYPES: tuple[type[SystemEvent], ...] = (
     TrainingRequest,
     LabelRequest,
 )
-
-AnyEvent = Annotated[
-    FeatureRow
-    | DeadLetter
-    | Prediction
-    | ModelCandidate
-    | Promotion
-    | DriftAlert
-    | TrainingRequest
-    | LabelRequest,
-    Field(discriminator="event_type"),
-]
-_ANY_EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)
-
-
-def parse_event(data: bytes | str | dict[str, Any]) -> SystemEvent:
-    """Parse any system event by its ``event_type``; raises pydantic's ValidationError."""
-    if isinstance(data, bytes | str):
-        data = json.loads(data)
-    event: SystemEvent = _ANY_EVENT.validate_python(data)
-    return event
