@@ -78,6 +78,7 @@ class GatedChecks:
     reference_id: str | None
     champion: tuple[str, str] | None
     champion_metric: float | None
+    champion_slices: reports.SliceSection | None = None  # shown in every report
     prediction_reference: list[float]
     data_window: SlidingWindow
     prediction_window: SlidingWindow
@@ -178,8 +179,9 @@ class GatedChecks:
         reference = self.reference
         path = reports.report_file(reports_dir, self.name, "data", alert.alert_id)
         saved = await asyncio.to_thread(
-            reports.save_drift_report, path, profile, reference, current, threshold
-        )
+            reports.save_drift_report, path, profile, reference, current, threshold,
+            self.champion_slices,
+        )  # fmt: skip
         self.alerts.append(with_report(alert, saved))
 
     async def _after_quality(
@@ -214,7 +216,7 @@ class GatedChecks:
         reference = self.reference
         path = reports.report_file(reports_dir, self.name, "quality", alert.alert_id)
         saved = await asyncio.to_thread(
-            reports.save_quality_report, path, profile, reference, current
+            reports.save_quality_report, path, profile, reference, current, self.champion_slices
         )
         self.alerts.append(with_report(alert, saved))
 
@@ -247,6 +249,7 @@ class GatedChecks:
             reference,
             pd.DataFrame({PREDICTION: current}),
             0.5,
+            self.champion_slices,
         )
         self.alerts.append(with_report(alert, saved))
 
@@ -304,7 +307,9 @@ class GatedChecks:
         )
         path = reports.report_file(reports_dir, self.name, "performance", alert.alert_id)
         joined = pd.DataFrame({"target": truths, "prediction": predictions})
-        saved = await asyncio.to_thread(reports.save_performance_report, path, spec, joined)
+        saved = await asyncio.to_thread(
+            reports.save_performance_report, path, spec, joined, self.champion_slices
+        )
         self.alerts.append(with_report(alert, saved))
 
     def _alert(

@@ -29,6 +29,7 @@ from services.common.join import KeyedJoin
 from services.drift_detector.alerts import Hysteresis
 from services.drift_detector.checks import PREDICTION
 from services.drift_detector.gating import BOOTSTRAP, CheckStatus, GatedChecks
+from services.drift_detector.reports import SliceSection
 from services.drift_detector.windows import SlidingWindow, WindowRow
 
 __all__ = ["BOOTSTRAP", "CheckStatus", "UseCaseMonitor"]
@@ -127,6 +128,7 @@ class UseCaseMonitor(GatedChecks):
         if candidate is not None:
             self.champion = (candidate.model_name, candidate.model_version)
             self.champion_metric = candidate.metrics.get(self.spec.primary_metric)
+            self.champion_slices = SliceSection.of(self.spec, candidate)
         logger.info(
             "reference set usecase=%s reference=%s rows=%d champion=%s metric=%s",
             self.name,
@@ -142,6 +144,7 @@ class UseCaseMonitor(GatedChecks):
         self.champion_metric = (
             candidate.metrics.get(self.spec.primary_metric) if candidate else None
         )
+        self.champion_slices = SliceSection.of(self.spec, candidate)
         self.performance_window.clear()
 
     # ---- rows in -----------------------------------------------------------------
