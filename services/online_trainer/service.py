@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,25 +206,20 @@ class UseCaseTrainer:
         return self.label_selector.close_due(self.state.clock + idle) > 0
 
 
+@dataclass(eq=False)
 class OnlineTrainerProcessor:
     """The consume loop's processor: routes records to use cases; makes a batch durable."""
 
-    def __init__(
-        self,
-        trainers: dict[str, UseCaseTrainer],
-        producer: AIOKafkaProducer,
-        home: Path,
-        workdir: Path,
-        mlflow_uri: str | None = None,
-    ) -> None:
-        self.trainers = trainers
+    trainers: dict[str, UseCaseTrainer]
+    producer: AIOKafkaProducer
+    home: Path
+    workdir: Path
+    mlflow_uri: str | None = None
+
+    def __post_init__(self) -> None:
         self.by_topic = {
-            topic: trainer for trainer in trainers.values() for topic in trainer.topics
+            topic: trainer for trainer in self.trainers.values() for topic in trainer.topics
         }
-        self.producer = producer
-        self.home = home
-        self.workdir = workdir
-        self.mlflow_uri = mlflow_uri
 
     async def process(self, record: ConsumerRecord[Any, Any]) -> None:
         self.by_topic[record.topic].handle(record)
