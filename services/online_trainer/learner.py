@@ -27,17 +27,26 @@ from typing import Any
 from schemas.usecase import UseCase
 from services.common.errors import InvalidInput
 from services.common.models.river_model import RiverModel
+from services.online_trainer.contenders import Entrant
 from services.online_trainer.drift import ConceptDrift, ConceptDriftMonitor
 from services.online_trainer.evaluation import PrequentialMetrics
 from services.online_trainer.join import LabelJoin
-from services.online_trainer.pipeline import build_detector, build_model
+from services.online_trainer.pipeline import build_detector, build_model, model_name
 
 
 class OnlineLearner:
-    """One use case's river model, its prequential metrics and its drift monitor."""
+    """One use case's river model, its prequential metrics and its drift monitor.
+
+    With ``models.online.contenders``, the other models learn and are scored
+    on the same rows (:mod:`~services.online_trainer.contenders`).
+    """
+
+    # A checkpoint written before contenders existed has none (an instance's list replaces this).
+    contenders: list[Entrant] = []  # never changed in place
 
     def __init__(self, spec: UseCase) -> None:
         online = spec.models.online
+        self.name = model_name(spec)
         self.model: RiverModel = build_model(spec)
         self.task = spec.task
         if self.model.binary:
@@ -45,6 +54,15 @@ class OnlineLearner:
         else:
             classes = spec.label.classes
         self.metrics = PrequentialMetrics(spec.task, online.rolling_window, classes)
+        self.contenders = [
+            Entrant(
+                name,
+                build_model(spec, name),
+                PrequentialMetrics(spec.task, online.rolling_window, classes),
+            )
+            for name in online.contenders
+            if name != self.name
+        ]
         detector = build_detector(spec)
         self.drift = (
             ConceptDriftMonitor(detector, online.drift_detector, history=online.rolling_window)
@@ -53,28 +71,41 @@ class OnlineLearner:
         )
         self.rows_learned = 0
 
+    def entrants(self) -> list[Entrant]:
+        """The spec's model first, then its contenders."""
+        return [Entrant(getattr(self, "name", ""), self.model, self.metrics), *self.contenders]
+
     def learn_one(self, x: dict[str, float], label: Any) -> ConceptDrift | None:
-        """Score the model on ``(x, label)``, then learn it; return a drift detection, if any."""
-        estimator = self.model.estimator
+        """Score the models on ``(x, label)``, then learn it; return a drift detection, if any."""
         y = self.model.encode(label)
-        error: float | None
-        if self.task == "classification":
-            proba = estimator.predict_proba_one(x)
-            if proba:  # river skips the metric while a model has no answer yet; so do we
-                y_pred = max(proba, key=proba.get)
-                self.metrics.update(y, y_pred, proba)
-                error = 0.0 if y_pred == y else 1.0
-            else:
-                error = None
-        else:
-            y_pred = estimator.predict_one(x)
-            self.metrics.update(y, y_pred)
-            error = abs(y - y_pred)
-        estimator.learn_one(x, y)
+        error = _score_then_learn(self.task, self.model.estimator, self.metrics, x, y)
+        for contender in self.contenders:
+            _score_then_learn(self.task, contender.model.estimator, contender.metrics, x, y)
         self.rows_learned += 1
         if error is None or self.drift is None:
             return None
         return self.drift.update(error, self.rows_learned)
+
+
+def _score_then_learn(
+    task: str, estimator: Any, metrics: PrequentialMetrics, x: dict[str, float], y: Any
+) -> float | None:
+    """Update ``metrics`` with the prediction made before learning ``(x, y)``; its error."""
+    error: float | None
+    if task == "classification":
+        proba = estimator.predict_proba_one(x)
+        if proba:  # river skips the metric while a model has no answer yet; so do we
+            y_pred = max(proba, key=proba.get)
+            metrics.update(y, y_pred, proba)
+            error = 0.0 if y_pred == y else 1.0
+        else:
+            error = None
+    else:
+        y_pred = estimator.predict_one(x)
+        metrics.update(y, y_pred)
+        error = abs(y - y_pred)
+    estimator.learn_one(x, y)
+    return error
 
 
 def normalize_label(spec: UseCase, value: Any) -> Any:

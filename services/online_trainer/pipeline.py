@@ -41,15 +41,19 @@ def model_name(spec: UseCase) -> str:
     return spec.models.online.model or default
 
 
-def build_estimator(spec: UseCase) -> Any:
-    """A fresh river estimator for ``spec``: ``StandardScaler | model`` unless ``scale`` is off."""
+def build_estimator(spec: UseCase, name: str | None = None) -> Any:
+    """A fresh river estimator for ``spec``: ``StandardScaler | model`` unless ``scale`` is off.
+
+    ``name`` is the spec's model unless told (a contender: river's defaults, no ``params``).
+    """
     online = spec.models.online
-    name = model_name(spec)
+    params = online.params if name is None or name == model_name(spec) else {}
+    name = name or model_name(spec)
     table = CLASSIFIERS if spec.task == "classification" else REGRESSORS
     if name not in table:
         raise SpecError(f"{spec.name}: models.online.model {name!r} is not a {spec.task} model")
     try:
-        estimator: Any = table[name](**online.params)
+        estimator: Any = table[name](**params)
     except TypeError as exc:
         raise SpecError(f"{spec.name}: models.online.params for {name}: {exc}") from exc
     classes = spec.label.classes or []
@@ -60,10 +64,10 @@ def build_estimator(spec: UseCase) -> Any:
     return estimator
 
 
-def build_model(spec: UseCase) -> RiverModel:
-    """The estimator wrapped with the use case's label mapping."""
+def build_model(spec: UseCase, name: str | None = None) -> RiverModel:
+    """The estimator (the spec's model unless ``name`` says) with the use case's label mapping."""
     return RiverModel(
-        build_estimator(spec),
+        build_estimator(spec, name),
         spec.task,
         classes=spec.label.classes,
         positive=spec.positive_class,

@@ -11,6 +11,10 @@ that checkpoint's state (:func:`snapshot_key`). A trainer killed on the way
 restarts from that checkpoint, so with the same key: it finds the candidate the
 run recorded and publishes it again (same event id), or discards the version a
 run without one left, and registers anew.
+
+With contenders (``models.online.contenders``), the snapshot registers the
+model :func:`~services.online_trainer.contenders.choose` picks; the candidate
+names it (``family``) with every model's rolling score (``validation_scores``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from schemas.events import ModelCandidate, Window
 from schemas.usecase import UseCase
 from services.common import tracking
 from services.online_trainer.checkpoint import TrainerState
-from services.online_trainer.pipeline import model_name
+from services.online_trainer.contenders import Choice, choose
+from services.online_trainer.evaluation import PrequentialMetrics
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -39,12 +44,11 @@ def registered_name(spec: UseCase) -> str:
     return f"{spec.name}-online"
 
 
-def snapshot_metrics(state: TrainerState) -> dict[str, float]:
+def snapshot_metrics(metrics: PrequentialMetrics) -> dict[str, float]:
     """Cumulative metrics by name, rolling ones as ``rolling_<name>``."""
-    learner = state.learner
-    metrics = dict(learner.metrics.values())
-    metrics.update({f"rolling_{k}": v for k, v in learner.metrics.rolling_values().items()})
-    return metrics
+    found = dict(metrics.values())
+    found.update({f"rolling_{k}": v for k, v in metrics.rolling_values().items()})
+    return found
 
 
 def snapshot_key(spec: UseCase, state: TrainerState) -> str:
@@ -81,21 +85,26 @@ def _register(
     learner = state.learner
     rows = learner.rows_learned
     online = spec.models.online
+    choice: Choice = choose(spec, learner)
+    chosen = choice.entrant
     run = client.create_run(
         experiment,
         run_name=f"{registered_name(spec)}-{rows}",
         tags={"trainer": TRAINER, "flavor": "river", "usecase": spec.name, SNAPSHOT_TAG: key},
     )
     run_id = run.info.run_id
-    metrics = snapshot_metrics(state)
+    metrics = snapshot_metrics(chosen.metrics)
     params = {
-        "model": model_name(spec),
-        "params": json.dumps(online.params, sort_keys=True, default=str),
+        "model": choice.name,
+        "params": json.dumps(
+            online.params if chosen.model is learner.model else {}, sort_keys=True, default=str
+        ),
         "scale": str(online.scale),
         "rolling_window": str(online.rolling_window),
         "drift_detector": online.drift_detector,
         "spec_hash": state.spec_hash,
         "rows_learned": str(rows),
+        **({"contenders": choice.reason} if learner.contenders else {}),
     }
     client.log_batch(
         run_id,
@@ -106,7 +115,7 @@ def _register(
     client.log_text(run_id, offsets, "offsets.json")
     with tempfile.TemporaryDirectory(dir=workdir) as scratch:
         model_dir = Path(scratch) / "model"
-        model_file = learner.model.save(model_dir)
+        model_file = chosen.model.save(model_dir)
         version, artifact_uri, sha256 = tracking.register_model_dir(
             client,
             run_id,
@@ -123,7 +132,7 @@ def _register(
         trainer=TRAINER,
         flavor="river",
         metrics=metrics,
-        confusion_matrix=learner.metrics.confusion_matrix(),
+        confusion_matrix=chosen.metrics.confusion_matrix(),
         data_window=Window(start=state.first_event, end=state.last_event, rows=rows),
         artifact_uri=artifact_uri,
         artifact_sha256=sha256,
@@ -132,8 +141,10 @@ def _register(
             "spec_hash": state.spec_hash,
             "offsets": offsets,
             "rows_learned": str(rows),
-            "model": model_name(spec),
+            "model": choice.name,
         },
+        family=choice.name if learner.contenders else None,
+        validation_scores=choice.scores if learner.contenders else None,
     )
     tracking.record_candidate(client, run_id, candidate)
     client.set_terminated(run_id)
