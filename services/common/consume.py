@@ -30,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 from services.common.checkpoint import offset_key, resume, save_text
 from services.common.deadletter import DeadLetterPolicy, ErrorPolicy
 from services.common.epoch import Checkpointed, adopt, log_epoch
+from services.common.lag import observe_lag
 from services.common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ConsumeLoop:
         batches = await self.consumer.getmany(
             timeout_ms=self.poll_timeout_ms, max_records=self.max_records
         )
+        await observe_lag(self.consumer)
         count = 0
         for records in batches.values():
             for record in records:
