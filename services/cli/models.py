@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
 
         from schemas.usecase import load_usecase
         from services.common import tracking
+        from services.common.promotions.history import ModelRef
 
         settings = _settings_for(usecase)
         spec = load_usecase(settings.usecases_dir / f"{usecase}.yaml")
@@ -115,17 +116,12 @@ def register(app: typer.Typer) -> None:
                 tags = dict(version.tags or {})
                 trainer = tags.get("trainer", "?")
                 score = _run_metric(client, version.run_id, trainer, metric)
-                role = ""
-                if champion is not None and (champion.name, champion.version) == (
-                    name, str(version.version),
-                ):  # fmt: skip
+                ref, role = ModelRef(name, str(version.version)), ""
+                if ref.same_model(champion):
                     role = "[bold green]champion[/]"
-                elif challenger is not None and (
-                    challenger.model.name, challenger.model.version,
-                ) == (name, str(version.version)):  # fmt: skip
-                    share = ""
-                    if challenger.mode == "canary":
-                        share = f" {challenger.traffic_share:.0%}"
+                elif challenger is not None and ref.same_model(challenger.model):
+                    canary = challenger.mode == "canary"
+                    share = f" {challenger.traffic_share:.0%}" if canary else ""
                     role = f"[yellow]challenger ({challenger.mode}{share})[/]"
                 table.add_row(
                     name, str(version.version), trainer, tags.get("flavor", "?"),
