@@ -106,6 +106,15 @@ class ExportSpec(Strict):
     quantize: Literal["int8"] | None = Field(
         default=None, description="also a dynamically quantized copy of the ONNX file"
     )
+    serve: Literal["onnx", "int8"] = Field(
+        default="onnx", description="the export inference serves (int8 needs quantize: int8)"
+    )
+
+    @model_validator(mode="after")
+    def _served_is_exported(self) -> ExportSpec:
+        if self.serve == "int8" and self.quantize != "int8":
+            raise ValueError("serve: int8 needs quantize: int8")
+        return self
 
 
 class BatchModelSpec(Strict):

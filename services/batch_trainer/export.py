@@ -87,10 +87,12 @@ def export_model(
 
     ``score(model, matrix)`` gives a model's test metrics; the int8 export's
     change in each (int8 minus torch) is recorded as ``metric_change``.
-    Nothing is exported (``{}``) when the spec turns ONNX off.
+    Nothing is exported (``{}``) when the spec turns ONNX off. The model
+    records which export inference serves (``spec.serve``).
     """
     if not spec.onnx:
         return {}
+    model.serve = spec.serve
     onnx_path = export_onnx(model, directory)
     model.exports = {"onnx": record(onnx_path)}
     if spec.quantize == "int8":
@@ -101,7 +103,7 @@ def export_model(
             task=model.task, feature_names=model.feature_names, config=model.config,
             module=model.module, preprocessing=model.preprocessing, classes=model.classes,
             target_mean=model.target_mean, target_scale=model.target_scale,
-            exports=model.exports,
+            exports=model.exports, serve=model.serve,
         )  # fmt: skip
         quantized.use_export(directory, "int8")
         measured = score(quantized, test_x)

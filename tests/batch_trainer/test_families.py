@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from schemas.events import Window
-from schemas.usecase import UseCase
+from schemas.usecase import ExportSpec, UseCase
 from services.batch_trainer.export import export_model
 from services.batch_trainer.pipeline import BatchModel, TrainingOutcome, evaluate, train_candidate
 from services.common.metrics import scalar_metrics
@@ -118,3 +118,22 @@ def test_onnx_and_int8_exports_answer_like_torch(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(ArtifactMismatch):
         load_model(tmp_path, prefer_onnx=True)
+
+
+@pytest.mark.integration
+def test_the_use_case_can_have_the_int8_export_served(tmp_path: Path) -> None:
+    spec, outcome, model = _mlp_outcome()
+    served_spec = spec.models.batch.export.model_copy(update={"serve": "int8"})
+    test_x = outcome.test_features
+    assert test_x is not None
+
+    def score(m: BatchModel, matrix: np.ndarray) -> dict[str, float]:
+        return scalar_metrics(evaluate(spec, m, matrix, outcome.test_truth))
+
+    export_model(model, tmp_path, served_spec, score, test_x)
+    model.save(tmp_path)
+    served = load_model(tmp_path, prefer_onnx=True)
+    assert isinstance(served, TorchModel) and served.runtime == "int8"
+    assert load_model(tmp_path).runtime == "torch"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="serve: int8 needs quantize: int8"):
+        ExportSpec(onnx=True, serve="int8")

@@ -22,8 +22,9 @@ def load_model(
     With ``expected_sha256`` the model file is checked first and a mismatch
     raises :class:`ArtifactMismatch` (a tampered or corrupted artifact).
     With ``prefer_onnx``, a torch model that has an ONNX export answers
-    through onnxruntime when it is installed (the export's own sha256,
-    recorded in the checked torch file, checked too).
+    through onnxruntime when it is installed: the export its file names as
+    served (``onnx``, or ``int8`` when the use case asked), its own sha256,
+    recorded in the checked torch file, checked too.
     """
     directory = Path(directory)
     manifest = json.loads((directory / MANIFEST).read_text())
@@ -40,7 +41,7 @@ def load_model(
         from services.common.models.torch_model import TorchModel
 
         if prefer_onnx and onnx_available():
-            return TorchModel.load(path, runtime="onnx")
+            return TorchModel.load(path, runtime="served")
         return TorchModel.load(path)
     if manifest["flavor"] == "linear":
         from services.common.models.linear_model import LinearModel

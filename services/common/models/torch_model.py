@@ -11,7 +11,10 @@ The batch trainer may export the network to ONNX beside ``model.pt``
 (:mod:`services.batch_trainer.export`); the torch file records each exported
 file's sha256, so a loader that checked the torch file's sha256 can trust
 an exported one it checks against that record. ``load(runtime="onnx")``
-answers through onnxruntime (imported only then) with the same preprocessing.
+answers through onnxruntime (imported only then) with the same preprocessing;
+``load(runtime="served")`` through the export the file names as served
+(``serve``: the use case's ``models.batch.export.serve``, ``onnx`` unless it
+says ``int8``), or torch when the file has no such export.
 """
 
 from __future__ import annotations
@@ -99,11 +102,13 @@ class TorchModel(TabularModel):
         target_scale: float = 1.0,
         metadata: dict[str, str] | None = None,
         exports: dict[str, dict[str, Any]] | None = None,
+        serve: Runtime = "onnx",
     ) -> None:
         self._set_common(
             task, feature_names, preprocessing, classes, target_mean, target_scale, metadata
         )
         self.exports = dict(exports or {})  # runtime -> {"file", "sha256", ...}
+        self.serve: Runtime = serve  # the export load(runtime="served") answers through
         self.runtime: Runtime = "torch"
         self.session: Any = None  # an onnxruntime.InferenceSession when runtime != "torch"
         self.config = config
@@ -146,7 +151,7 @@ class TorchModel(TabularModel):
             "config": asdict(self.config),
             "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
         }
-        state = self._state(FORMAT_VERSION, parameters, exports=self.exports)
+        state = self._state(FORMAT_VERSION, parameters, exports=self.exports, serve=self.serve)
         torch.save(state, path)
         write_manifest(
             directory,
@@ -157,18 +162,23 @@ class TorchModel(TabularModel):
             feature_names=self.feature_names,
             torch_version=torch.__version__,
             exports=self.exports,
+            serve=self.serve,
         )
         return path
 
     @classmethod
     def load(
-        cls, path: Path, device: str | torch.device = "cpu", runtime: Runtime = "torch"
+        cls,
+        path: Path,
+        device: str | torch.device = "cpu",
+        runtime: Runtime | Literal["served"] = "torch",
     ) -> TorchModel:
         """Read a model written by :meth:`save`, onto ``device`` (the CPU unless told).
 
-        With ``runtime="onnx"`` (or ``"int8"``) and that export recorded, the
-        exported file beside ``path`` is checked against its recorded sha256
-        (:class:`ArtifactMismatch` when it differs) and answers the predictions.
+        With ``runtime="onnx"`` (or ``"int8"``, or ``"served"``: the one the
+        file names) and that export recorded, the exported file beside ``path``
+        is checked against its recorded sha256 (:class:`ArtifactMismatch` when
+        it differs) and answers the predictions.
         """
         state = torch.load(Path(path), map_location=device, weights_only=True)
         arguments = cls._common_arguments(state, path, FORMAT_VERSION, "torch")
@@ -176,9 +186,13 @@ class TorchModel(TabularModel):
         module = build_mlp(config)
         module.load_state_dict(state["state_dict"])
         exports = state.get("exports") or {}
-        model = cls(config=config, module=module.to(device), exports=exports, **arguments)
-        if runtime != "torch" and runtime in model.exports:
-            model.use_export(Path(path).parent, runtime)
+        serve = state.get("serve", "onnx")  # files written before serve existed: onnx
+        model = cls(
+            config=config, module=module.to(device), exports=exports, serve=serve, **arguments
+        )
+        wanted = serve if runtime == "served" else runtime
+        if wanted != "torch" and wanted in model.exports:
+            model.use_export(Path(path).parent, wanted)
         return model
 
     def use_export(self, directory: Path, runtime: Runtime) -> None:
