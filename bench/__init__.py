@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from bench.runner import REGISTRY, BenchmarkSpec
 
-MODULES = ("ingest", "learning", "featureread", "drift", "serving", "loop", "restart", "explain")
+MODULES = (
+    "ingest",
+    "replicas",
+    "learning",
+    "featureread",
+    "drift",
+    "serving",
+    "loop",
+    "restart",
+    "explain",
+)
 
 
 def load_benchmarks() -> dict[str, BenchmarkSpec]:

@@ -2,7 +2,8 @@
 
 B1 and B6 share one stack (broker, ingestion, features), started on first use;
 each repetition has a use case (and so topics) of its own. B9 starts every
-service there is, because it weighs the whole stack.
+service there is, because it weighs the whole stack. (B1r, B1 with replicas,
+is :mod:`bench.replicas`.)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +64,25 @@ def payloads(context: BenchContext, count: int) -> list[bytes]:
     return found
 
 
-def ingest_through_stack(stack: BenchStack, usecase: str, load: list[bytes]) -> float:
+def ingest_through_stack(
+    stack: BenchStack,
+    usecase: str,
+    load: list[bytes],
+    keys: list[bytes] | None = None,
+    features: Sequence[str] = ("features",),
+) -> float:
     """Publish ``load`` to the use case's raw topic; seconds from the first send until
-    the features service reports every row written to the feature store."""
-    started = asyncio.run(publish(stack.bootstrap, topics.raw(usecase), load))
+    the features service (its replicas ``features`` together) reports every row written
+    to the feature store."""
+    started = asyncio.run(publish(stack.bootstrap, topics.raw(usecase), load, keys))
 
     def written() -> bool:
-        value = stack.metric("features", WRITTEN, usecase=usecase, kind="features")
-        return value >= len(load)
+        labels = {"usecase": usecase, "kind": "features"}
+        return sum(stack.metric(name, WRITTEN, **labels) for name in features) >= len(load)
 
     if not wait_for(written, timeout=60 + len(load) / 100, interval=0.05):
-        raise StackError(
-            f"{usecase}: not every row written; ingestion log: {stack.tail('ingestion')}"
-            f" features log: {stack.tail('features')}"
-        )
+        logs = " ".join(f"{name} log: {stack.tail(name)}" for name in stack.processes)
+        raise StackError(f"{usecase}: not every row written; {logs}")
     return time.monotonic() - started
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -267,12 +268,17 @@ def spec_of(id: str) -> BenchmarkSpec:
 
 
 def sort_ids(ids: Iterable[str]) -> list[str]:
-    """Benchmark ids in numeric order.
+    """Benchmark ids in numeric order, a variant (``B1r``) after its benchmark.
 
-    >>> sort_ids(["B10", "B2", "B1"])
-    ['B1', 'B2', 'B10']
+    >>> sort_ids(["B10", "B2", "B1r", "B1"])
+    ['B1', 'B1r', 'B2', 'B10']
     """
-    return sorted(ids, key=lambda name: (len(name), name))
+
+    def key(name: str) -> tuple[int, str]:
+        number = re.match(r"B(\d+)(.*)", name)
+        return (int(number[1]), number[2]) if number else (10**9, name)
+
+    return sorted(ids, key=key)
 
 
 def parse_only(text: str | None, known: Iterable[str]) -> list[str]:
@@ -280,17 +286,19 @@ def parse_only(text: str | None, known: Iterable[str]) -> list[str]:
 
     >>> parse_only("b5, B1", ["B1", "B5", "B9"])
     ['B1', 'B5']
+    >>> parse_only("b1R", ["B1", "B1r"])
+    ['B1r']
     >>> parse_only(None, ["B2", "B1"])
     ['B1', 'B2']
     """
-    known = list(known)
+    by_upper = {name.upper(): name for name in known}
     if not text:
-        return sort_ids(known)
+        return sort_ids(by_upper.values())
     wanted = [part.strip().upper() for part in text.split(",") if part.strip()]
-    unknown = sorted(set(wanted) - set(known))
+    unknown = sorted(set(wanted) - set(by_upper))
     if unknown:
-        raise ValueError(f"unknown benchmark ids {unknown}; known: {sort_ids(known)}")
-    return sort_ids(dict.fromkeys(wanted))
+        raise ValueError(f"unknown benchmark ids {unknown}; known: {sort_ids(by_upper.values())}")
+    return sort_ids(dict.fromkeys(by_upper[name] for name in wanted))
 
 
 def interleaved(

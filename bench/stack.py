@@ -128,16 +128,22 @@ class BenchStack:
     def start_broker(self) -> None:
         self.broker.start()
 
-    def start(self, service: str, **env: str) -> None:
+    def start(self, service: str, name: str | None = None, **env: str) -> None:
         """Start ``python -m services.<service>`` with a health port of its own
-        (``ports[service]``; for inference, its API's port, which serves its health)."""
+        (``ports[name]``; for inference, its API's port, which serves its health).
+
+        ``name`` (the service's, unless given) is the process's in this stack's
+        ``processes``, ``ports`` and log file names: a second replica of a service
+        needs a name of its own.
+        """
+        name = name or service
         port = free_port()
         if service == "inference":
             ports = {"DRIFTLINE_HOST": "127.0.0.1", "DRIFTLINE_PORT": str(port)}
         else:
             ports = {"DRIFTLINE_HEALTH_PORT": str(port)}
-        log = (self.logs / f"{service}.log").open("ab")
-        self.processes[service] = subprocess.Popen(
+        log = (self.logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
             cwd=ROOT,
             env=self.env(**ports, **env),
@@ -145,7 +151,7 @@ class BenchStack:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        self.ports[service] = port
+        self.ports[name] = port
 
     def ready(self, service: str) -> bool:
         try:

@@ -29,10 +29,11 @@ from bench.runner import (
     percentile,
     ratio,
     run_benchmarks,
+    sort_ids,
     unavailable,
 )
 
-ALL_IDS = [f"B{n}" for n in range(1, 12)]
+ALL_IDS = ["B1", "B1r", *(f"B{n}" for n in range(2, 12))]  # B1r: B1 with replicas
 
 
 def spec(target: Target) -> BenchmarkSpec:
@@ -40,7 +41,7 @@ def spec(target: Target) -> BenchmarkSpec:
 
 
 def test_every_benchmark_of_the_design_is_registered() -> None:
-    assert sorted(load_benchmarks(), key=lambda i: int(i[1:])) == ALL_IDS
+    assert sort_ids(load_benchmarks()) == ALL_IDS
 
 
 def test_the_driftline_command_has_bench_through_its_entry_point() -> None:
