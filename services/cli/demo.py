@@ -16,13 +16,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
 from schemas import topics
 from schemas.usecase import UseCase, UseCaseError, load_usecase
-from services.cli.demo_data import DemoSummary, demo_events
+from services.cli.demo_data import DemoError, DemoSummary, demo_events
+from services.cli.demo_requests import RequestedLabels
 from services.common.bus import ensure_topics, start_producer, wait_for_broker
 from services.common.errors import DriftlineError
 from services.common.settings import CommonSettings
@@ -42,6 +43,7 @@ async def stream_demo(
     partitions: int = 1,
     predict_url: str | None = None,
     api_key: str | None = None,
+    label_mode: Literal["all", "requested"] = "all",
 ) -> DemoSummary:
     """Publish the demo: events to ``<uc>.raw`` (keyed by entity), labels late to ``<uc>.labels``.
 
@@ -54,6 +56,9 @@ async def stream_demo(
     clock when it is sent and each label when it is sent, so training windows
     that end "now" see what has arrived. With ``start`` the generator's
     simulated clock is kept (a backfill).
+
+    ``label_mode="requested"`` labels only the events ``<uc>.label_requests`` asks
+    about (:mod:`services.cli.demo_requests`), and waits for the last requests.
     """
     live = start is None
     traffic = None
@@ -69,6 +74,12 @@ async def stream_demo(
     await ensure_topics(bootstrap, [raw_topic, labels_topic], partitions)
     producer = await start_producer(bootstrap)
     pending_labels: deque[tuple[float, bytes | None, dict[str, Any]]] = deque()
+    answers = None
+    if label_mode == "requested":
+        if spec.active_learning is None:
+            raise DemoError(f"{spec.name}: --labels requested needs active_learning in the spec")
+        answers = RequestedLabels(spec, pending_labels, delay)
+        await answers.start(bootstrap)
     in_flight: list[asyncio.Future[Any]] = []
     sent = labels = 0
     began = time.monotonic()
@@ -100,11 +111,16 @@ async def stream_demo(
             await send(raw_topic, key, _json(item.event))
             if traffic is not None:
                 traffic.submit(item.event)
-            pending_labels.append((time.monotonic() + delay, key, dict(item.label)))
+            if answers is not None:
+                answers.remember(key, dict(item.label))
+            else:
+                pending_labels.append((time.monotonic() + delay, key, dict(item.label)))
             sent += 1
             await send_due_labels(time.monotonic())
             if progress is not None:
                 progress(sent)
+        if answers is not None:
+            await answers.settle(send_due_labels)
         while pending_labels:
             wait = pending_labels[0][0] - time.monotonic()
             if wait > 0:
@@ -113,6 +129,8 @@ async def stream_demo(
         await asyncio.gather(*in_flight)
     finally:
         await producer.stop()
+        if answers is not None:
+            await answers.stop()
         if traffic is not None:
             await traffic.close()
     return DemoSummary(
@@ -160,8 +178,13 @@ def register(app: typer.Typer) -> None:
         predict_url: str | None = typer.Option(
             None, "--predict-url", help="also ask this inference service about each event"
         ),
+        labels: str = typer.Option(
+            "all", "--labels", help="all: label every event; requested: only <uc>.label_requests"
+        ),
     ) -> None:
         """Stream a demo use case to <uc>.raw and, late, its labels to <uc>.labels."""
+        if labels not in ("all", "requested"):
+            raise typer.BadParameter(f"{labels!r}: all or requested", param_hint="--labels")
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -201,6 +224,7 @@ def register(app: typer.Typer) -> None:
                         partitions=settings.partitions,
                         predict_url=predict_url,
                         api_key=os.environ.get("DRIFTLINE_API_KEY"),
+                        label_mode="requested" if labels == "requested" else "all",
                     )
                 )
             except DriftlineError as exc:
