@@ -37,7 +37,7 @@ from services.batch_trainer.families import (
     fit_hist_gradient_boosting,
 )
 from services.batch_trainer.reproducibility import pick_device, seed_everything
-from services.batch_trainer.slices import test_slice_metrics
+from services.batch_trainer.slices import slice_metrics
 from services.batch_trainer.split import Split, cv_folds, stratified_split, temporal_split
 from services.batch_trainer.train import HyperParams, fit_mlp
 from services.batch_trainer.tuning import tune
@@ -245,7 +245,7 @@ def train_candidate(
         report.metrics.get(spec.primary_metric),
         report.baseline_metrics.get(spec.primary_metric),
     )
-    slices = test_slice_metrics(spec, winner, x["test"], truth, data.feature_names)
+    slices = slice_metrics(spec, winner, x["test"], truth, data.feature_names)
     return TrainingOutcome(winner, report, truth, test_proba, x["test"], losers, slices)
 
 

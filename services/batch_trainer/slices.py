@@ -23,7 +23,7 @@ from services.common.models.tabular import TabularModel
 from services.common.slices import slice_scores
 
 
-def test_slice_metrics(
+def slice_metrics(
     spec: UseCase,
     model: TabularModel,
     matrix: npt.NDArray[np.float64],
