@@ -24,20 +24,14 @@ from schemas.usecase import load_usecase
 from services.common.seen import SeenIds, StateSettings, open_seen_ids
 from services.common.settings import CommonSettings
 from tests.integration.test_ingest_path import valid_events
+from tests.integration.test_production_profile import POSTGRES, postgres_admin
 from tests.stack import ROOT, publish_raw, read_topic
-
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 
 
 @pytest.fixture
 def state_url() -> Iterator[str]:
     """A URL of this machine's PostgreSQL whose tables go to a fresh schema, dropped after."""
-    psycopg2 = pytest.importorskip("psycopg2", reason="the psycopg2 driver is not installed")
-    try:
-        admin = psycopg2.connect(**POSTGRES, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {POSTGRES['host']}:{POSTGRES['port']}: {exc}")
-    admin.autocommit = True
+    admin = postgres_admin()
     schema = f"driftline_test_{uuid.uuid4().hex[:10]}"
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE SCHEMA {schema}")

@@ -75,15 +75,21 @@ def redis_db() -> Iterator[int]:
     client.flushdb()
 
 
-@pytest.fixture
-def postgres_databases() -> Iterator[dict[str, str]]:
-    """Fresh PostgreSQL databases (MLflow's, Feast's registry, the de-dup marks), dropped after."""
+def postgres_admin() -> Any:
+    """An autocommit connection to this machine's PostgreSQL; a skip, saying why, without one."""
     psycopg2 = pytest.importorskip("psycopg2", reason="the psycopg2 driver is not installed")
     try:
         admin = psycopg2.connect(**POSTGRES, connect_timeout=3)
     except psycopg2.OperationalError as exc:
         pytest.skip(f"no PostgreSQL at {POSTGRES['host']}:{POSTGRES['port']}: {exc}")
     admin.autocommit = True
+    return admin
+
+
+@pytest.fixture
+def postgres_databases() -> Iterator[dict[str, str]]:
+    """Fresh PostgreSQL databases (MLflow's, Feast's registry, the de-dup marks), dropped after."""
+    admin = postgres_admin()
     run = uuid.uuid4().hex[:10]
     names = {part: f"driftline_test_{run}_{part}" for part in ("mlflow", "feast", "state")}
     with admin.cursor() as cursor:
