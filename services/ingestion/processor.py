@@ -3,8 +3,8 @@
 ``process`` validates, de-duplicates, cleans and featurizes one raw event
 and sends its row; ``flush`` waits for the broker to acknowledge every row
 of the batch and only then records the events as seen, together with the
-imputation statistics of each raw partition, in one SQLite transaction;
-those recorded statistics are what :mod:`services.ingestion.statistics`
+imputation statistics of each raw partition, in one transaction of the seen
+record; those recorded statistics are what :mod:`services.ingestion.statistics`
 publishes for serving and for a replica that takes the partition over. The
 consume loop commits the batch's offsets after that. So a crash anywhere
 leaves every event either recorded (its row is on ``<uc>.features``) or
@@ -65,7 +65,7 @@ class Ingestion:
 
     Over ``statistics``, one preparer per raw partition: its use cases, its seen
     record and its producer are the processor's too, so the seen ids and the
-    statistics are one SQLite record, written in one transaction.
+    statistics are one record, written in one transaction.
     """
 
     def __init__(self, statistics: PartitionStatistics) -> None:

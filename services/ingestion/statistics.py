@@ -10,9 +10,10 @@ snapshot lives in two places:
 - ``<uc>.stats``, a compacted one-partition state topic keyed ``<uc>/<partition>``:
   any replica on any machine reads it, and so does inference
   (:mod:`services.inference.stats`), which merges the partitions' snapshots;
-- the SQLite record under ``DRIFTLINE_HOME/ingestion`` (``prep:<uc>/<partition>``),
-  written with the seen ids at every flush in one transaction: it outlives a
-  restart of the embedded broker, which keeps nothing.
+- the seen record (:mod:`services.common.seen`: a SQLite file under
+  ``DRIFTLINE_HOME/ingestion``, or PostgreSQL with ``DRIFTLINE_STATE_URL``) as
+  ``prep:<uc>/<partition>``, written with the seen ids at every flush in one
+  transaction: it outlives a restart of the embedded broker, which keeps nothing.
 
 Each partition's events are imputed with that partition's statistics, so
 what a row gets does not depend on which replica handled it; serving imputes
@@ -36,9 +37,10 @@ when ``stop`` is set if the publisher is let finish. So a replica on another
 machine taking over from a SIGKILLed one starts from a snapshot at most
 ``stats_publish_seconds`` old: the rows of those last seconds are not in its
 statistics (logged as ``behind``), though every event is still processed.
-Replicas sharing one home read the exact record instead. At start, a
-recorded snapshot with more rows than the topic's is published at once, so a
-new broker log gets it without waiting for traffic.
+Replicas sharing the record (one home, or one PostgreSQL) read the exact
+record instead. At start, a recorded snapshot with more rows than the
+topic's is published at once, so a new broker log gets it without waiting
+for traffic.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def snapshot_key(usecase: str, partition: int) -> str:
 
 
 def state_name(usecase: str, partition: int) -> str:
-    """The name of a raw partition's statistics in the SQLite record."""
+    """The name of a raw partition's statistics in the seen record."""
     return f"prep:{usecase}/{partition}"
 
 
@@ -249,7 +251,7 @@ class PartitionStatistics:
         """Send every changed snapshot and wait for the broker; return how many were sent.
 
         A snapshot not sent stays due, for the next round: publishing is best
-        effort (the SQLite record is this machine's truth), so no error of it
+        effort (the seen record is the truth), so no error of it
         stops ingestion.
         """
         sent = 0
