@@ -22,9 +22,11 @@ from typer.testing import CliRunner
 
 from schemas import topics
 from schemas.backtests import Backtest
-from schemas.events import FeatureRow
+from schemas.events import FeatureRow, Promotion
 from schemas.inputs import Label
+from schemas.slices import SliceComparison
 from services.cli.backtest import register as register_backtest
+from services.cli.models import _publish
 from services.cli.models import register as register_models
 from services.common import featurestore
 from tests.registry.conftest import ROWS, START, make_spec, read_topic, register
@@ -49,9 +51,9 @@ def fill_store(home: Path, spec: Any) -> None:
     featurestore.write_labels(home, spec, labels, "labels-0")
 
 
-def test_backtest_against_the_champion(
-    bootstrap: str, home: Path, unique: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def cli(bootstrap: str, home: Path, unique: str, tmp_path: Path) -> Any:
+    """The models and backtest verbs on a fresh app, a private home and use-case directory."""
     usecases = tmp_path / "usecases"
     usecases.mkdir()
     spec = make_spec(unique)
@@ -69,9 +71,15 @@ def test_backtest_against_the_champion(
     env = {"DRIFTLINE_BOOTSTRAP": bootstrap, "DRIFTLINE_HOME": str(home),
            "DRIFTLINE_USECASES_DIR": str(usecases), "COLUMNS": "200"}  # fmt: skip
 
-    def cli(*args: str) -> Any:
+    def invoke(*args: str) -> Any:
         return CliRunner().invoke(app, list(args), env=env)
 
+    invoke.spec = spec  # type: ignore[attr-defined]
+    return invoke
+
+
+def test_backtest_against_the_champion(cli: Any, bootstrap: str, home: Path, unique: str) -> None:
+    spec = cli.spec
     fill_store(home, spec)
     linear = register(home, spec, "linear")
     tree = register(home, spec, "tree")
@@ -104,7 +112,9 @@ def test_backtest_against_the_champion(
     ours = lambda v: v.get("usecase") == unique  # noqa: E731
     found = asyncio.run(read_topic(bootstrap, topics.MODELS_BACKTESTS, ours, 2))
     whole, part = (Backtest.model_validate(v) for v in found)
-    assert (whole.model_version, whole.against_version) == (linear.model_version, "2")
+    assert (whole.model_version, whole.against_version) == (
+        linear.model_version, tree.model_version,
+    )  # fmt: skip
     assert whole.against_role == "champion" and whole.requested_by == "cli"
     assert whole.rows == whole.rows_scored == len(ROWS) and whole.missing is None
     assert whole.covered.rows == len(ROWS) and whole.covered.start == START
@@ -114,3 +124,26 @@ def test_backtest_against_the_champion(
     assert sum(bucket.rows for bucket in whole.buckets) == len(ROWS)
     assert whole.report_html == str(html)
     assert part.rows == 600 and part.missing is not None
+
+
+def test_models_shows_the_latest_decisions_metric_per_slice(
+    cli: Any, bootstrap: str, unique: str
+) -> None:
+    decision = Promotion(
+        usecase=unique, action="reject", model_name=unique, model_version="3", reason="slice",
+        slice_scores={"age_band": {
+            "age>=60": SliceComparison(rows=128, candidate=0.9129, champion=0.9567),
+        }},
+    )  # fmt: skip
+    asyncio.run(_publish(bootstrap, topics.PROMOTIONS, decision))
+    result = cli("models", unique)
+    assert result.exit_code == 0, result.output
+    assert "roc_auc per slice" in result.output  # the table's title (wrapped to its width)
+    row = next(line for line in result.output.splitlines() if "age>=60" in line)
+    assert [cell.strip() for cell in row.strip("│┃ ").split("│")] == [
+        "age_band",
+        "age>=60",
+        "128",
+        "0.9129",
+        "0.9567",
+    ]
