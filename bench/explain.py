@@ -8,17 +8,18 @@ low concurrency so the p99 is a latency rather than a queue. The figure is
 the explained request's p99, the ratio against the plain one's decides the
 target.
 
-The batch families (the linear model and the MLP) are trained here by the
-batch trainer's own pipeline on credit rows and timed in process: one
-item's prediction against its prediction and explanation (``linear_exact``,
-``integrated_gradients``), median per item; the report's details carry them.
+The batch families (the linear model, the MLP and the gradient-boosted
+trees) are trained here by the batch trainer's own pipeline on credit rows
+(the outcome B5's MLP champions came from, :mod:`bench.runtimes`) and timed in process: one item's
+prediction against its prediction and explanation (``linear_exact``,
+``integrated_gradients``, ``tree_shap``), median per item; the report's
+details carry them.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.data import workload
 from bench.load import LoadStats, drive
@@ -38,40 +39,23 @@ from bench.runner import (
 from bench.serving import load_note, load_seconds, serving_rig
 from schemas.usecase import UseCase
 
+if TYPE_CHECKING:
+    from services.batch_trainer.pipeline import TrainingOutcome
+
 CONCURRENCY = 4
-BATCH_ROWS = 600
 TIMED_ITEMS = 50
 
 
 def batch_costs(
-    spec: UseCase, rows: int = BATCH_ROWS, items: int = TIMED_ITEMS
+    spec: UseCase, outcome: TrainingOutcome, items: int = TIMED_ITEMS
 ) -> dict[str, dict[str, float]]:
-    """Per family: median ms of one item's prediction, and of its prediction and explanation."""
-    import pandas as pd
-
-    from schemas.events import Window
-    from schemas.usecase import TuningSpec
-    from services.batch_trainer import train_candidate
+    """Per family of ``outcome``: median ms of one item's prediction, and of its
+    prediction and explanation."""
     from services.inference import explain_rows
 
-    small = spec.models.batch.model_copy(
-        update={"tuning": TuningSpec(trials=0), "max_epochs": 10, "min_rows": 100}
-    )
-    spec = spec.model_copy(update={"models": spec.models.model_copy(update={"batch": small})})
-    load = workload(spec, rows, seed=5)  # credit events with labels, as B5 learns on
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    records = []
-    for i, (row, label) in enumerate(zip(load.rows, load.labels, strict=True)):
-        stamp = start + timedelta(seconds=i)
-        records.append({**row.features, "label": label["label"], "event_timestamp": stamp,
-                        "event_id": f"b11-{i}", "entity_id": row.entity_id})  # fmt: skip
-    frame = pd.DataFrame(records)
-    outcome = train_candidate(spec, frame, Window())
-    sample = [dict(row.features) for row in load.rows[:items]]
+    sample = [dict(row.features) for row in workload(spec, items, seed=5).rows]
     costs: dict[str, dict[str, float]] = {}
-    for model in (outcome.model, outcome.runner_up):
-        if model is None:
-            continue
+    for model in (outcome.model, *outcome.losers.values()):
 
         def plain(row: dict[str, Any], model: Any = model) -> None:
             model.predict([row])
@@ -125,9 +109,7 @@ def explanation_cost(context: BenchContext) -> Result:
     baseline_p99, candidate_p99 = interleaved(run, context.repetitions, context.progress)
     errors = {side: sum(s.errors for s in found) for side, found in runs.items()}
     batch = batch_costs(
-        rig.stack.usecase(rig.usecase),
-        rows=context.size(BATCH_ROWS, 300),
-        items=context.size(TIMED_ITEMS, 20),
+        rig.stack.usecase(rig.usecase), rig.trained, items=context.size(TIMED_ITEMS, 20)
     )
     context.progress.advance()
     batch_note = "; ".join(

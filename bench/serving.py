@@ -9,6 +9,12 @@ registered in MLflow and promoted by a ``Promotion`` event on
 configuration whose one ``POST`` reads the body and answers a small JSON
 object (``python -m bench.serving noop PORT``).
 
+Beside it, the same service serves an MLP champion three ways, each the
+champion of a use case of its own (:mod:`bench.runtimes`): torch, ONNX
+(onnxruntime) and ONNX with int8 weights. B5 drives each with the same
+request and load in the same run and reports the three rows side by side
+(``details["mlp"]``); the figure and the target stay the river champion's.
+
 Both are driven by the same load generator, :func:`bench.load.drive`
 (raw keep-alive HTTP/1.1 connections in a closed loop). It shares the machine's
 cores with the server (and, for the candidate, with the broker the prediction
@@ -49,6 +55,7 @@ from bench.runner import (
     median,
     spec_of,
 )
+from bench.runtimes import RUNTIMES, mlp_champions, usecase_of
 from bench.stack import ROOT, BenchStack, StackError, publish, wait_for
 from schemas import topics
 from schemas.events import Promotion
@@ -140,19 +147,24 @@ class ServingRig:
     body: bytes
     champion_version: str
     noop: subprocess.Popen[bytes]
+    mlp_usecases: dict[str, str]  # runtime -> the use case whose champion it serves
+    trained: Any  # the batch TrainingOutcome the MLP champions came from (B11 times it)
 
     @property
     def predict_path(self) -> str:
         return f"/v1/predict/{self.usecase}"
 
-    def load(self, side: Side, *, concurrency: int, seconds: float) -> LoadStats:
+    def load(
+        self, side: Side, *, concurrency: int, seconds: float, usecase: str | None = None
+    ) -> LoadStats:
+        """Load the no-op (baseline) or inference (candidate: ``usecase``, B5's river one)."""
         if side == "baseline":
             return drive(
                 self.noop_port, NOOP_PATH, self.body, concurrency=concurrency, seconds=seconds
             )
         return drive(
             self.inference_port,
-            self.predict_path,
+            f"/v1/predict/{usecase or self.usecase}",
             self.body,
             concurrency=concurrency,
             seconds=seconds,
@@ -179,11 +191,12 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
         stack.start_broker()
         spec = stack.add_usecase(USECASE)
         promotion = register_champion(stack, USECASE)
-        asyncio.run(
-            publish(
-                stack.bootstrap, topics.MODELS_PROMOTIONS, [promotion.model_dump_json().encode()]
-            )
-        )
+        mlp_usecases: dict[str, str] = {r: usecase_of(USECASE, r) for r in RUNTIMES}
+        for name in mlp_usecases.values():
+            stack.add_usecase(name)
+        mlp, trained = mlp_champions(stack.home, spec, USECASE, stack.workdir / "mlp")
+        events = [p.model_dump_json().encode() for p in [promotion, *mlp.values()]]
+        asyncio.run(publish(stack.bootstrap, topics.MODELS_PROMOTIONS, events))
         stack.start("inference")
         inference_port = stack.ports["inference"]
         noop_port = free_port()
@@ -199,24 +212,40 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
         stack.wait_ready(["inference"], timeout)
         base = f"http://127.0.0.1:{inference_port}"
 
-        def champion_loaded() -> bool:
-            champion = get_json(f"{base}/v1/models/{USECASE}").get("champion")
-            return bool(champion and champion["model_version"] == promotion.model_version)
+        wanted = {USECASE: promotion, **{mlp_usecases[r]: p for r, p in mlp.items()}}
 
-        if not wait_for(champion_loaded, timeout, interval=0.2):
-            raise StackError(f"inference never loaded the champion: {stack.tail('inference')}")
+        def champions_loaded() -> bool:
+            for usecase, event in wanted.items():
+                champion = get_json(f"{base}/v1/models/{usecase}").get("champion")
+                if not (champion and champion["model_version"] == event.model_version):
+                    return False
+            return True
+
+        if not wait_for(champions_loaded, timeout, interval=0.2):
+            raise StackError(f"inference never loaded the champions: {stack.tail('inference')}")
+        for runtime, usecase in mlp_usecases.items():
+            served = get_json(f"{base}/v1/models/{usecase}")["champion"]["runtime"]
+            if served != runtime:
+                raise StackError(
+                    f"{usecase}: the MLP champion is served by {served}, not {runtime}"
+                )
         if not wait_for(lambda: http_ok(f"http://127.0.0.1:{noop_port}/readyz"), 60, 0.2):
             raise StackError("the no-op server did not come up")
         event = workload(spec, 1, seed=11).events[0]
         body = json.dumps(predict_body(spec, event), separators=(",", ":")).encode()
         rig = ServingRig(
-            stack, USECASE, inference_port, noop_port, body, promotion.model_version, noop
-        )
-        # Both must answer 200 (the candidate with the champion), or the load means nothing.
-        for side in SIDES:
-            probe = rig.load(side, concurrency=1, seconds=0.2)
+            stack, USECASE, inference_port, noop_port, body, promotion.model_version, noop,
+            mlp_usecases, trained,
+        )  # fmt: skip
+        # Each must answer 200 (the candidates with their champions), or the load means nothing.
+        probes: list[tuple[Side, str | None]] = [("baseline", None), ("candidate", None)]
+        probes += [("candidate", name) for name in mlp_usecases.values()]
+        for side, probed in probes:
+            probe = rig.load(side, concurrency=1, seconds=0.2, usecase=probed)
             if probe.ok == 0 or probe.errors:
-                raise StackError(f"{side} answered {probe.statuses}: {stack.tail('inference')}")
+                raise StackError(
+                    f"{probed or side} answered {probe.statuses}: {stack.tail('inference')}"
+                )
         return rig
     except BaseException:
         if noop is not None and noop.poll() is None:
@@ -233,9 +262,13 @@ def serving_rig(context: BenchContext) -> ServingRig:
         rig = start_rig(Path(context.workdir) / "serving")
         context.cleanup.callback(rig.close)
         context.cache[RIG_KEY] = rig
-        # Warm both servers (first requests import and compile lazily).
+        # Warm both servers and every champion (first requests import and compile lazily).
         for side in SIDES:
             rig.load(side, concurrency=CONCURRENCY, seconds=WARMUP_SECONDS)
+        for usecase in rig.mlp_usecases.values():
+            rig.load(
+                "candidate", concurrency=CONCURRENCY, seconds=WARMUP_SECONDS / 2, usecase=usecase
+            )
     found: ServingRig = rig
     return found
 
@@ -269,18 +302,37 @@ def serving(context: BenchContext) -> Result:
     missing = not_available("B5", {"inference": "services/inference (the inference service)"})
     if missing is not None:
         return missing
-    context.progress.start(2 * context.repetitions + 1)
+    context.progress.start((2 + len(RUNTIMES)) * context.repetitions + 1)
     rig = serving_rig(context)
     context.progress.advance()
     seconds = load_seconds(context)
     runs: dict[Side, list[LoadStats]] = {"baseline": [], "candidate": []}
+    mlp_runs: dict[str, list[LoadStats]] = {runtime: [] for runtime in rig.mlp_usecases}
 
     def run(side: Side, rep: int) -> float:
         stats = rig.load(side, concurrency=CONCURRENCY, seconds=seconds)
         runs[side].append(stats)
+        if side == "candidate":  # the MLP rows in turn, each rep beside the river one
+            for runtime, usecase in rig.mlp_usecases.items():
+                found = rig.load(side, concurrency=CONCURRENCY, seconds=seconds, usecase=usecase)
+                mlp_runs[runtime].append(found)
+                context.progress.advance()
         return stats.rps
 
     baseline_rps, candidate_rps = interleaved(run, context.repetitions, context.progress)
+    mlp = {
+        runtime: {
+            "rps": median([s.rps for s in found]),
+            "p50_ms": median([s.p50_ms for s in found]),
+            "p99_ms": median([s.p99_ms for s in found]),
+            "errors": float(sum(s.errors for s in found)),
+        }
+        for runtime, found in mlp_runs.items()
+    }
+    mlp_note = "; ".join(
+        f"{runtime} {row['rps']:,.0f} req/s p99 {row['p99_ms']:.2f} ms"
+        for runtime, row in mlp.items()
+    )
     p99 = {side: median([s.p99_ms for s in found]) for side, found in runs.items()}
     p50 = {side: median([s.p50_ms for s in found]) for side, found in runs.items()}
     errors = {side: sum(s.errors for s in found) for side, found in runs.items()}
@@ -295,7 +347,8 @@ def serving(context: BenchContext) -> Result:
         f"(overhead {overhead:.2f} ms); one item with request fields (preparer, river "
         f"champion, prediction logged to Kafka) vs a FastAPI no-op POST, uvicorn uvloop/"
         f"httptools 1 worker each; {load_note(CONCURRENCY, seconds)}; "
-        f"non-200 answers {errors['candidate']} vs {errors['baseline']}",
+        f"non-200 answers {errors['candidate']} vs {errors['baseline']}; MLP champion "
+        f"(same request, same load): {mlp_note}",
         extra={"p99_overhead_ms": overhead},
         details={
             "candidate_rps": candidate_rps,
@@ -307,6 +360,7 @@ def serving(context: BenchContext) -> Result:
             "concurrency": CONCURRENCY,
             "seconds_per_side": seconds,
             "champion_version": rig.champion_version,
+            "mlp": mlp,
         },
     )
 

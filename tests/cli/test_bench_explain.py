@@ -33,6 +33,6 @@ def test_a_quick_real_b11_run_measures_both_sides_and_the_batch_families(tmp_pat
     assert result.ratio == pytest.approx(result.figure / result.baseline)
     assert "non-200 answers 0 vs 0" in result.notes
     batch = result.details["batch_in_process"]
-    assert set(batch) == {"torch", "linear"}
+    assert set(batch) == {"torch", "linear", "tree"}
     for costs in batch.values():
         assert costs["explain_ms"] > 0 and costs["predict_ms"] > 0

@@ -166,3 +166,6 @@ def test_a_quick_real_b5_run_serves_the_champion_and_measures_both_sides(tmp_pat
     assert result.details["champion_version"] == "1"
     assert "p99_overhead_ms" in result.details and result.met in (True, False)
     assert "non-200 answers 0 vs 0" in result.notes
+    mlp = result.details["mlp"]  # the MLP champion served by each runtime, same run
+    assert set(mlp) == {"torch", "onnx", "int8"}
+    assert all(row["rps"] > 0 and row["errors"] == 0 for row in mlp.values())
