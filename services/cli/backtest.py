@@ -86,10 +86,14 @@ def register(app: typer.Typer) -> None:
         except backtests.BacktestImpossible as exc:
             _console(stderr=True).print(f"[red]{exc}[/]", highlight=False)
             raise typer.Exit(1) from exc
-        event = backtests.publish_backtest(outcome, settings.home, "cli")
+        event = backtests.backtest_event(outcome, settings.home, "cli")
         asyncio.run(_publish(settings.bootstrap, topics.BACKTESTS, event))
         console = _console()
         console.print(backtests.describe(event), highlight=False, soft_wrap=True)
         console.print(f"winner: {event.winner}", highlight=False)
-        console.print(f"report: {event.report_html}\nplot:   {event.report_png}", highlight=False)
+        console.print(
+            f"report: {event.report_html}\nplot:   {event.report_png}",
+            highlight=False,
+            soft_wrap=True,
+        )
         console.print(f"published on {topics.MODELS_BACKTESTS} ({event.backtest_id})")

@@ -11,7 +11,7 @@ Each model answers every row in event-time order. An online (river) model is
 evaluated prequentially on a copy: it predicts a row, then learns its label,
 as it would have live; a batch model is scored as it is. The metric is given
 for the whole range and for up to ``buckets`` stretches of equal row counts
-(metrics over time). :func:`publish_backtest` writes the report and builds the
+(metrics over time). :func:`backtest_event` writes the report and builds the
 ``models.backtests`` event.
 
 >>> from datetime import UTC, datetime
@@ -234,7 +234,7 @@ def last_hours(frame: pd.DataFrame, hours: float) -> Window:
     return Window(start=newest - timedelta(hours=hours), end=newest)
 
 
-def publish_backtest(
+def backtest_event(
     outcome: BacktestOutcome, home: Path, requested_by: str, *, backtest_id: str | None = None
 ) -> Backtest:
     """Write the report under ``home/backtests/<uc>/<id>/`` and return the event."""
@@ -323,7 +323,7 @@ def backtest_candidate(
         Side(champion, models.load(champion), "champion"),
         last_hours(stored, policy.window_hours),
     )
-    return publish_backtest(outcome, models.home, "registry", backtest_id=backtest_id)
+    return backtest_event(outcome, models.home, "registry", backtest_id=backtest_id)
 
 
 def backtest_verdict(
