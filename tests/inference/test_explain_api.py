@@ -1,7 +1,7 @@
 """``POST /v1/predict/{uc}?explain=true`` on the real stack, for each family that can serve.
 
 A river champion (the stack's), and the batch trainer's MLP (served from its
-ONNX export) and linear family, trained on credit events and registered in
+ONNX export), linear family and gradient-boosted trees, trained on credit events and registered in
 the stack's MLflow: every answer's contributions plus its expected value
 make the score, and the score is the one its probabilities imply.
 """
@@ -25,6 +25,7 @@ from services.common import tracking
 from services.common.metrics import scalar_metrics
 from services.common.models.linear_model import LinearModel
 from services.common.models.torch_model import TorchModel
+from services.common.models.tree_model import TreeModel
 from services.common.prep.preparer import Preparer
 from tests.inference.conftest import Stack, raw_events, request_fields, until
 
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.integration
 class BatchChampions:
     mlp: Promotion
     linear: Promotion
+    tree: Promotion
 
 
 def _training_frame(spec: UseCase, n: int) -> pd.DataFrame:
@@ -64,14 +66,15 @@ def batch(stack: Stack) -> BatchChampions:
             "min_rows": 100,
             "hidden_layers": [16],
             "export": ExportSpec(onnx=True),
+            "contenders": ["hist_gradient_boosting"],
         }
     )
     spec = stack.base_spec.model_copy(
         update={"models": stack.base_spec.models.model_copy(update={"batch": small})}
     )
     outcome = train_candidate(spec, _training_frame(spec, 300), Window())
-    by_family = {type(m): m for m in (outcome.model, outcome.runner_up)}
-    mlp, linear = by_family[TorchModel], by_family[LinearModel]
+    by_family = {type(m): m for m in (outcome.model, *outcome.losers.values())}
+    mlp, linear, tree = by_family[TorchModel], by_family[LinearModel], by_family[TreeModel]
     assert outcome.test_features is not None
 
     def score(model: Any, matrix: Any) -> dict[str, float]:
@@ -86,7 +89,12 @@ def batch(stack: Stack) -> BatchChampions:
     served_linear = tracking.register_model(
         stack.home, linear, "credit-batch-test", stack.home / "scratch"
     )
-    return BatchChampions(_promotion(*served_mlp), _promotion(*served_linear))
+    served_tree = tracking.register_model(
+        stack.home, tree, "credit-batch-test", stack.home / "scratch"
+    )
+    return BatchChampions(
+        _promotion(*served_mlp), _promotion(*served_linear), _promotion(*served_tree)
+    )
 
 
 async def _serve(serve: Any, promotion: Promotion) -> Any:
@@ -155,3 +163,14 @@ async def test_a_bad_explain_value_is_a_422_naming_the_parameter(serve, stack: S
     response = await served.client.post(f"/v1/predict/{served.name}?explain=maybe", json=_body(1))
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "explain"]
+
+
+async def test_the_trees_serve_and_explain_exactly_by_tree_shap(serve, batch) -> None:
+    served = await _serve(serve, batch.tree)
+    described = (await served.client.get(f"/v1/models/{served.name}")).json()
+    assert described["champion"]["flavor"] == "tree"
+    response = await served.client.post(f"/v1/predict/{served.name}?explain=true", json=_body())
+    assert response.status_code == 200, response.text
+    for answer in response.json():
+        _check(answer, "tree_shap", "log_odds")
+        assert abs(answer["explanation"]["gap"]) < 1e-9
