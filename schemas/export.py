@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.events import EVENT_TYPES
+from schemas.backtests import Backtest
+from schemas.events import EVENT_TYPES, SystemEvent
 from schemas.usecase import UseCase
+
+# Events defined beside schemas.events (they import it, so it cannot list them).
+OTHER_EVENTS: tuple[type[SystemEvent], ...] = (Backtest,)
 
 
 def export_json_schemas(directory: Path | str) -> list[Path]:
@@ -14,7 +18,7 @@ def export_json_schemas(directory: Path | str) -> list[Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for event_class in EVENT_TYPES:
+    for event_class in (*EVENT_TYPES, *OTHER_EVENTS):
         fields = event_class.model_fields
         name = f"{fields['event_type'].default}.v{fields['schema_version'].default}.json"
         written.append(_write(directory / name, event_class.model_json_schema()))

@@ -138,7 +138,8 @@ def test_export_writes_a_valid_json_schema_per_event(tmp_path: Path) -> None:
     written = export_json_schemas(tmp_path)
     names = {p.name for p in written}
     assert "feature_row.v1.json" in names and "usecase.json" in names
-    assert len(written) == len(EVENT_TYPES) + 1
+    assert "backtest.v1.json" in names  # an event of schemas/backtests.py
+    assert len(written) == len(EVENT_TYPES) + 2
     schema = json.loads((tmp_path / "drift_alert.v1.json").read_text())
     assert schema["additionalProperties"] is False
     assert {"alert_id", "kind", "severity", "features", "window"} <= set(schema["properties"])
