@@ -14,30 +14,11 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from schemas import topics
 from services.cli.models import _console, _history, _publish, _settings_for
-from services.common.promotions.history import ModelRef
-
-
-def _version(client: Any, text: str) -> ModelRef:
-    """``NAME:VERSION`` as the MLflow model version it names (its artifact and sha256)."""
-    from mlflow.exceptions import MlflowException
-
-    name, _, version = text.rpartition(":")
-    if not name or not version:
-        _console(stderr=True).print(f"[red]{text!r}: expected NAME:VERSION, e.g. credit:3[/]")
-        raise typer.Exit(2)
-    try:
-        found = client.get_model_version(name, version)
-    except MlflowException as exc:
-        _console(stderr=True).print(f"[red]{name} v{version} is not in MLflow[/]: {exc}")
-        raise typer.Exit(1) from exc
-    sha256 = dict(found.tags or {}).get("artifact_sha256")
-    return ModelRef(name, str(version), found.source, sha256)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,9 +28,7 @@ def register(app: typer.Typer) -> None:
     def backtest(
         usecase: str = typer.Argument(..., help="use case, e.g. credit"),
         model: str = typer.Option(..., "--model", help="NAME:VERSION of the model to test"),
-        against: str = typer.Option(
-            "champion", "--against", help="champion (the history's), or NAME:VERSION"
-        ),
+        against: str = typer.Option("champion", help="champion (the history's), or NAME:VERSION"),
         start: str | None = typer.Option(None, "--from", help="ISO time (event time, UTC)"),
         end: str | None = typer.Option(None, "--to", help="ISO time (event time, UTC)"),
     ) -> None:
@@ -57,43 +36,34 @@ def register(app: typer.Typer) -> None:
         from schemas.events import Window
         from schemas.usecase import load_usecase
         from services.common import featurestore, tracking
-        from services.registry import backtest as backtests
+        from services.registry import backtest as bt
+        from services.registry.errors import RegistryError
         from services.registry.evaluation import ModelStore
 
         settings = _settings_for(usecase)
         spec = load_usecase(settings.usecases_dir / f"{usecase}.yaml")
         client = tracking.client(settings.home, settings.mlflow_uri)
-        mine = _version(client, model)
         role = "champion" if against == "champion" else "against"
-        theirs = (
-            _history(settings, usecase).champion
-            if role == "champion"
-            else _version(client, against)
-        )
-        if theirs is None:
-            _console(stderr=True).print(f"[red]{usecase} has no champion to compare with[/]")
-            raise typer.Exit(1)
-        requested = Window(start=backtests.parse_time(start), end=backtests.parse_time(end))
-        with tempfile.TemporaryDirectory() as scratch:
-            models = ModelStore(settings.home, settings.mlflow_uri, Path(scratch))
-            sides = (
-                backtests.Side(mine, models.load(mine), "model"),
-                backtests.Side(theirs, models.load(theirs), role),
-            )
-        stored = featurestore.training_data(spec, None)
         try:
-            outcome = backtests.run_backtest(spec, stored, *sides, requested)
-        except backtests.BacktestImpossible as exc:
+            mine = bt.version_ref(client, model)
+            theirs = _history(settings, usecase).champion if role == "champion" else (
+                bt.version_ref(client, against)
+            )  # fmt: skip
+            if theirs is None:
+                raise bt.BacktestImpossible(f"{usecase} has no champion to compare with")
+            window = Window(start=bt.parse_time(start), end=bt.parse_time(end))
+            with tempfile.TemporaryDirectory() as scratch:
+                models = ModelStore(settings.home, settings.mlflow_uri, Path(scratch))
+                sides = bt.Side(mine, models.load(mine), "model"), bt.Side(
+                    theirs, models.load(theirs), role
+                )  # fmt: skip
+            stored = featurestore.training_data(spec, None)
+            outcome = bt.run_backtest(spec, stored, *sides, window)
+        except (ValueError, RegistryError) as exc:
             _console(stderr=True).print(f"[red]{exc}[/]", highlight=False)
-            raise typer.Exit(1) from exc
-        event = backtests.backtest_event(outcome, settings.home, "cli")
+            raise typer.Exit(2 if type(exc) is ValueError else 1) from exc
+        event = bt.backtest_event(outcome, settings.home, "cli")
         asyncio.run(_publish(settings.bootstrap, topics.BACKTESTS, event))
-        console = _console()
-        console.print(backtests.describe(event), highlight=False, soft_wrap=True)
-        console.print(f"winner: {event.winner}", highlight=False)
-        console.print(
-            f"report: {event.report_html}\nplot:   {event.report_png}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        console.print(f"published on {topics.MODELS_BACKTESTS} ({event.backtest_id})")
+        text = f"{bt.describe(event)}\nwinner: {event.winner}\nreport: {event.report_html}\n"
+        text += f"plot:   {event.report_png}\npublished on {topics.MODELS_BACKTESTS}"
+        _console().print(text, highlight=False, soft_wrap=True)

@@ -40,7 +40,7 @@ from schemas.events import ModelCandidate, Window, new_id
 from schemas.usecase import LOWER_IS_BETTER, UseCase
 from services.common.models import Model
 from services.common.promotions.history import ModelRef
-from services.registry.errors import RegistryError
+from services.registry.errors import ModelUnavailable, RegistryError
 from services.registry.evaluation import (
     LABEL,
     TIMESTAMP,
@@ -284,6 +284,24 @@ def describe(event: Backtest) -> str:
         f"{_iso(event.requested.end) if event.requested.end else 'end'})"
     )
     return f"{line}; {event.missing}" if event.missing else line
+
+
+def version_ref(client: Any, text: str) -> ModelRef:
+    """``NAME:VERSION`` as the MLflow model version it names (its artifact and sha256).
+
+    >>> version_ref(None, "credit")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'credit': expected NAME:VERSION, e.g. credit:3
+    """
+    name, _, version = text.rpartition(":")
+    if not name or not version:
+        raise ValueError(f"{text!r}: expected NAME:VERSION, e.g. credit:3")
+    try:
+        found = client.get_model_version(name, version)
+    except Exception as exc:  # MLflow's RestException / MlflowException
+        raise ModelUnavailable(f"{name} v{version} is not in MLflow: {exc}") from exc
+    return ModelRef(name, str(version), found.source, dict(found.tags or {}).get("artifact_sha256"))
 
 
 def parse_time(text: str | None) -> datetime | None:
