@@ -1,4 +1,5 @@
-"""The batch trainer: trains a torch MLP (and a linear baseline) when a training request arrives.
+"""The batch trainer: trains a torch MLP, a linear baseline and the spec's classical contenders
+(gradient-boosted trees) when a training request arrives; the best on validation is the candidate.
 
 ``pipeline.train_candidate`` is the pure part (data frame to split, tuning,
 fit, test evaluation, model and report); ``tracking`` logs it to MLflow and
