@@ -169,6 +169,8 @@ class UseCase(Strict):
         return self
 
     def _check_slices(self, names: list[str]) -> None:
+        if self.promotion.max_slice_loss is not None and not self.slices:
+            raise ValueError("promotion.max_slice_loss: the use case declares no slices")
         onehot = {t.field for t in self.features if isinstance(t, OneHot)}
         seen: set[str] = set()
         for index, piece in enumerate(self.slices):

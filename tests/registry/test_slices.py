@@ -74,6 +74,8 @@ def test_slice_values_are_named_by_their_interval() -> None:
     groups = slice_groups(spec, spec.slices[0], sliced_frame())
     assert sorted(groups) == ["40<=age<60", "age<40", "age>=60"]
     assert sum(len(rows) for rows in groups.values()) == len(sliced_frame())
+    with pytest.raises(ValueError, match="declares no slices"):
+        make_spec("bad", max_slice_loss=0.02)
     with pytest.raises(ValueError, match="neither a feature"):
         UseCase.model_validate(
             {
