@@ -4,8 +4,9 @@ Nothing here changes who serves directly: each verb publishes an event and
 the services act on it.
 
 - ``models UC`` shows the versions in MLflow (trainer, flavor, primary
-  metric), which one the promotion history makes champion or challenger, and
-  the latest promotion events.
+  metric), which one the promotion history makes champion or challenger, the
+  latest promotion events, and the latest gate decision's metric per fairness
+  slice (candidate and champion).
 - ``promote UC VERSION`` checks that the version exists in MLflow and
   publishes a manual ``promote`` on ``models.promotions`` itself (with the
   artifact URI and sha256 from the registry), so a promotion works even with
