@@ -35,7 +35,8 @@ AGE_BANDS = {"kind": "bin", "field": "age", "edges": [40, 60]}
 
 def sliced_spec(name: str, **promotion: Any) -> UseCase:
     """The registry tests' spec with an age-band feature and slice."""
-    document = make_spec(name, **promotion).model_dump(mode="json", exclude_none=True)
+    document = make_spec(name).model_dump(mode="json", exclude_none=True)
+    document["promotion"].update(promotion)
     document["features"].append(AGE_BANDS)
     document["slices"] = [{"name": "age_band", "feature": "age_bin"}]
     return UseCase.model_validate(document)
