@@ -178,7 +178,9 @@ class PromotionSpec(Strict):
     canary_min_count: int = Field(default=200, gt=0)
     retrain_cooldown_seconds: float = Field(default=300.0, ge=0)
     max_slice_loss: float | None = Field(
-        default=None, ge=0, description="refuse a candidate worse than the champion on a slice "
+        default=None,
+        ge=0,
+        description="refuse a candidate worse than the champion on a slice "
         "(see the use case's slices) by more than this",
     )
     backtest: BacktestPolicy | None = Field(
