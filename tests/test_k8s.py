@@ -91,10 +91,6 @@ def settings_classes(service: str) -> tuple[type[BaseSettings], ...]:
     }
     assert set(own) == set(discover_services()), "a new service: name its settings class here"
     classes: list[type[BaseSettings]] = [own[service]]
-    if service == "ingestion":  # its service body reads where its de-dup marks live
-        from services.common.seen import StateSettings
-
-        classes.append(StateSettings)
     for field in ("training_data", "gate_data"):
         info = own[service].model_fields.get(field)
         if info is not None and str(info.default).startswith("services.common.featurestore:"):

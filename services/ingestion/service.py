@@ -18,7 +18,7 @@ import logging
 from services.common.bus import service_clients
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.health import HealthServer
-from services.common.seen import StateSettings, open_seen_ids
+from services.common.seen import open_seen_ids
 from services.ingestion.processor import SERVICE, Ingestion
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.statistics import PartitionStatistics
@@ -33,7 +33,7 @@ FINAL_PUBLISH_SECONDS = 5.0
 
 async def serve(settings: IngestionSettings, stop: asyncio.Event, health: HealthServer) -> None:
     specs = settings.load_usecases()
-    with contextlib.closing(open_seen_ids(settings, SERVICE, StateSettings().state_url)) as seen:
+    with contextlib.closing(open_seen_ids(settings, SERVICE, settings.state_url)) as seen:
         async with service_clients(settings, SERVICE, specs) as (consumer, producer):
             salt = settings.pseudonym_salt.get_secret_value()
             statistics = PartitionStatistics(specs, seen, producer, settings.bootstrap, salt=salt)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from services.common.settings import CommonSettings
+from services.common.seen import StateSettings
 
 
-class IngestionSettings(CommonSettings):
-    """What ingestion reads besides the common settings."""
+class IngestionSettings(StateSettings):
+    """What ingestion reads besides the common settings and where its de-dup marks live."""
 
     pseudonym_salt: SecretStr = Field(
         default=SecretStr(""), description="secret mixed into pseudonymized fields"
