@@ -22,22 +22,19 @@ the concept-drift monitor watches the spec's model only.
 >>> learner = OnlineLearner(spec)
 >>> [entrant.name for entrant in learner.entrants()]
 ['logistic_regression', 'hoeffding_tree']
->>> choose(spec, learner).name  # no score yet: the spec's model
+>>> choose(spec, learner.entrants()).name  # no score yet: the spec's model
 'logistic_regression'
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from schemas.usecase import LOWER_IS_BETTER, UseCase
 from services.common.models.river_model import RiverModel
 from services.online_trainer.evaluation import PrequentialMetrics
-
-if TYPE_CHECKING:
-    from services.online_trainer.learner import OnlineLearner
 
 SIMPLICITY = (
     "logistic_regression",
@@ -71,13 +68,12 @@ class Choice:
         return self.entrant.name
 
 
-def choose(spec: UseCase, learner: OnlineLearner) -> Choice:
+def choose(spec: UseCase, entrants: Sequence[Entrant]) -> Choice:
     """The entrant to snapshot: the best rolling primary metric, a simpler one within the margin.
 
     Entrants without a finite score yet are left out; with none scored, the
     spec's model is snapshotted.
     """
-    entrants = learner.entrants()
     metric, margin = spec.primary_metric, spec.promotion.margin
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     scores: dict[str, float] = {}

@@ -85,7 +85,7 @@ def _register(
     learner = state.learner
     rows = learner.rows_learned
     online = spec.models.online
-    choice: Choice = choose(spec, learner)
+    choice: Choice = choose(spec, learner.entrants())
     chosen = choice.entrant
     run = client.create_run(
         experiment,

@@ -65,7 +65,7 @@ def test_the_forest_wins_a_stream_no_linear_model_fits(learned: Any) -> None:
     assert [e.name for e in learner.entrants()] == ["logistic_regression", "adaptive_random_forest"]
     counts = [e.metrics.rows for e in learner.entrants()]  # scored on every row with an answer
     assert min(counts) >= 1499 and learner.rows_learned == 1500
-    choice = choose(spec, learner)
+    choice = choose(spec, learner.entrants())
     assert choice.name == "adaptive_random_forest", choice.reason
     assert choice.scores["adaptive_random_forest"] > choice.scores["logistic_regression"] + 0.2
     # the spec's model and its drift monitor are unchanged by the contender
@@ -73,9 +73,9 @@ def test_the_forest_wins_a_stream_no_linear_model_fits(learned: Any) -> None:
 
 
 def test_within_the_margin_the_simpler_model_is_snapshotted(learned: Any) -> None:
-    choice = choose(xor_spec(), learned.learner)
+    choice = choose(xor_spec(), learned.learner.entrants())
     gap = choice.scores["adaptive_random_forest"] - choice.scores["logistic_regression"]
-    tied = choose(xor_spec(margin=gap + 1e-9), learned.learner)
+    tied = choose(xor_spec(margin=gap + 1e-9), learned.learner.entrants())
     assert tied.name == "logistic_regression" and "simpler" in tied.reason
 
 
@@ -108,7 +108,7 @@ def test_without_contenders_the_candidate_is_as_before() -> None:
     spec = xor_spec(contenders=[])
     state = fresh_state(spec)
     assert state.learner.contenders == []
-    assert choose(spec, state.learner).name == "logistic_regression"
+    assert choose(spec, state.learner.entrants()).name == "logistic_regression"
 
 
 def test_an_online_contender_of_the_other_task_is_a_spec_error() -> None:
