@@ -5,7 +5,7 @@ prints the table the README quotes. The question: at the same label budget,
 does a model that asks for the labels it is least sure of learn faster than
 one that asks at random?
 
-The stream is the credit demo's (:func:`services.cli.demo_data.demo_events`:
+The stream is the credit demo's (:func:`services.demo.data.demo_events`:
 river's Agrawal generator with ``usecases/credit.yaml``'s demo parameters,
 5 % of labels flipped, 2 % of events mangled), featurized by the use case's
 own :class:`~services.common.prep.Preparer` (events it refuses are skipped, as
@@ -61,7 +61,7 @@ class Curve:
 
 def featurized(spec: UseCase, events: int, seed: int) -> list[tuple[str, dict[str, float], Any]]:
     """(event id, features, label) of the demo stream, less the events ingestion would refuse."""
-    from services.cli.demo_data import demo_events
+    from services.demo.data import demo_events
 
     preparer = Preparer(spec)
     rows = []

@@ -13,9 +13,9 @@ from typing import Any
 
 from schemas.events import FeatureRow
 from schemas.usecase import UseCase
-from services.cli.demo_data import demo_events
 from services.common.errors import InvalidInput
 from services.common.prep import Preparer
+from services.demo.data import demo_events
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -115,8 +115,8 @@ def one_restart(stack: BenchStack, champion: str, body: bytes, timeout: float) -
 
 @benchmark("B10", "restart to serving", TARGET)
 def restart_to_serving(context: BenchContext) -> Result:
-    from services.cli.demo_data import demo_events
-    from services.cli.demo_traffic import predict_body
+    from services.demo.data import demo_events
+    from services.demo.traffic import predict_body
 
     workdir = Path(context.workdir) / "restart"
     stack = BenchStack(workdir)

@@ -183,7 +183,7 @@ class ServingRig:
 
 def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
     """Broker, inference service with a promoted champion, and the no-op server."""
-    from services.cli.demo_traffic import predict_body
+    from services.demo.traffic import predict_body
 
     stack = BenchStack(workdir)
     noop: subprocess.Popen[bytes] | None = None

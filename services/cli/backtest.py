@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         from schemas.usecase import load_usecase
         from services.common import featurestore, tracking
         from services.registry import backtest as bt
+        from services.registry.backtest_outcome import Side
         from services.registry.errors import RegistryError
         from services.registry.evaluation import ModelStore
 
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
             window = Window(start=bt.parse_time(start), end=bt.parse_time(end))
             with tempfile.TemporaryDirectory() as scratch:
                 models = ModelStore(settings.home, settings.mlflow_uri, Path(scratch))
-                sides = bt.Side(mine, models.load(mine), "model"), bt.Side(
+                sides = Side(mine, models.load(mine), "model"), Side(
                     theirs, models.load(theirs), role
                 )  # fmt: skip
             stored = featurestore.training_data(spec, None)

@@ -1,9 +1,9 @@
 """``driftline demo``: stream a use case's demo data, with optional drift injection.
 
 The stream is described by the use case's ``demo:`` section (``source``,
-``params``, ``drift_params``; each is explained in :mod:`services.cli.demo_data`),
+``params``, ``drift_params``; each is explained in :mod:`services.demo.data`),
 so a new demo is a new YAML file and nothing else. The stream itself is
-:func:`services.cli.demo_data.demo_events`, pure and seeded; :func:`stream_demo`
+:func:`services.demo.data.demo_events`, pure and seeded; :func:`stream_demo`
 publishes it.
 """
 
@@ -22,11 +22,11 @@ import typer
 
 from schemas import topics
 from schemas.usecase import UseCase, UseCaseError, load_usecase
-from services.cli.demo_data import DemoError, DemoSummary, demo_events
-from services.cli.demo_requests import RequestedLabels
 from services.common.bus import ensure_topics, start_producer, wait_for_broker
 from services.common.errors import DriftlineError
 from services.common.settings import CommonSettings
+from services.demo.data import DemoError, DemoSummary, demo_events
+from services.demo.requests import RequestedLabels
 
 
 async def stream_demo(
@@ -58,12 +58,12 @@ async def stream_demo(
     simulated clock is kept (a backfill).
 
     ``label_mode="requested"`` labels only the events ``<uc>.label_requests`` asks
-    about (:mod:`services.cli.demo_requests`), and waits for the last requests.
+    about (:mod:`services.demo.requests`), and waits for the last requests.
     """
     live = start is None
     traffic = None
     if predict_url:
-        from services.cli.demo_traffic import PredictionTraffic
+        from services.demo.traffic import PredictionTraffic
 
         traffic = PredictionTraffic(predict_url, spec, api_key=api_key)
     raw_topic, labels_topic = topics.raw(spec.name), topics.labels(spec.name)

@@ -15,9 +15,9 @@ from river import tree
 from schemas import topics
 from schemas.usecase import UseCase, load_usecase
 from services.cli.demo import stream_demo
-from services.cli.demo_data import SOURCES, DemoError, demo_events
 from services.common.bus import start_consumer
 from services.common.prep import Preparer
+from services.demo.data import SOURCES, DemoError, demo_events
 
 USECASES = Path(__file__).resolve().parents[2] / "usecases"
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -230,7 +230,7 @@ def test_the_demo_command_streams_a_use_case_that_is_only_a_yaml_file(
 def test_the_examples_in_the_docstrings_hold() -> None:
     import doctest
 
-    import services.cli.demo_data
+    import services.demo.data
 
-    found = doctest.testmod(services.cli.demo_data)  # the pure stream carries the examples
+    found = doctest.testmod(services.demo.data)  # the pure stream carries the examples
     assert found.attempted > 0 and found.failed == 0

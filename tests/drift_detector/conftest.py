@@ -7,9 +7,9 @@ from typing import Any
 
 from schemas.events import FeatureRow, ModelCandidate, Window
 from schemas.usecase import UseCase, load_usecase
-from services.cli.demo_data import demo_events
 from services.common.errors import InvalidInput
 from services.common.prep import Preparer
+from services.demo.data import demo_events
 from tests.conftest import USECASES
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -23,12 +23,12 @@ from schemas import topics
 from schemas.events import ModelCandidate, Promotion
 from schemas.usecase import UseCase, load_usecase
 from services.cli.demo import stream_demo
-from services.cli.demo_data import demo_events
 from services.common import metrics, tracking
 from services.common.broker import free_port
 from services.common.errors import InvalidInput
 from services.common.models import load_model
 from services.common.prep import Preparer
+from services.demo.data import demo_events
 from tests.stack import ROOT, Stack, read_topic, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

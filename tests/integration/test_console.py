@@ -27,9 +27,9 @@ import pytest
 from schemas import topics
 from schemas.events import DriftAlert, ModelCandidate, Prediction, Promotion, Window
 from schemas.usecase import load_usecase
-from services.cli.demo_data import demo_events
 from services.common.broker import free_port
 from services.common.bus import ensure_topics, start_producer
+from services.demo.data import demo_events
 from tests.conftest import USECASES
 from tests.stack import Stack, read_topic, wait_until
 

@@ -10,10 +10,10 @@ import pytest
 
 from schemas import topics
 from schemas.usecase import load_usecase
-from services.cli.demo_data import demo_events
 from services.common import featurestore
 from services.common.errors import InvalidInput
 from services.common.prep import Preparer
+from services.demo.data import demo_events
 from tests.stack import ROOT, Stack, publish_raw, read_topic, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

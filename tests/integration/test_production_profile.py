@@ -436,7 +436,7 @@ def _online_row(store: Any, spec: Any, entity_id: str) -> bool:
 
 
 def _fields(spec: Any) -> dict[str, Any]:
-    from services.cli.demo_data import demo_events
+    from services.demo.data import demo_events
 
     item = next(iter(demo_events(spec, events=1, seed=99)))
     return {name: item.event[name] for name in spec.fields if name in item.event}
