@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from schemas.backtests import Backtest, BacktestBucket, Winner
+from schemas.backtests import Backtest, BacktestBucket
 from schemas.events import ModelCandidate, Window, new_id
-from schemas.usecase import LOWER_IS_BETTER, UseCase
+from schemas.usecase import UseCase
 from services.common.models import Model
 from services.common.promotions.history import ModelRef
+from services.registry.backtest_outcome import BacktestOutcome, Side
 from services.registry.errors import ModelUnavailable, RegistryError
 from services.registry.evaluation import (
     LABEL,
@@ -58,47 +58,6 @@ BUCKETS = 10
 
 class BacktestImpossible(RegistryError):
     """A back-test with no rows to stand on (none labelled in the range, none scorable)."""
-
-
-@dataclass(frozen=True)
-class Side:
-    """One of the two models of a back-test."""
-
-    ref: ModelRef
-    model: Model
-    role: str  # "candidate", "champion", or the version asked for
-
-
-@dataclass(frozen=True)
-class BacktestOutcome:
-    """Both sides' answers on the same rows, the metrics, and what the store held."""
-
-    spec: UseCase
-    model: Side
-    against: Side
-    requested: Window
-    covered: Window
-    rows: pd.DataFrame
-    scored: int
-    model_score: float | None
-    against_score: float | None
-    buckets: list[BacktestBucket]
-    evaluation: dict[str, str]
-    missing: str | None
-
-    @property
-    def improvement(self) -> float | None:
-        if self.model_score is None or self.against_score is None:
-            return None
-        gain = self.model_score - self.against_score
-        return -gain if self.spec.primary_metric in LOWER_IS_BETTER else gain
-
-    @property
-    def winner(self) -> Winner:
-        gain = self.improvement
-        if gain is None:
-            return "undecided"
-        return "model" if gain > 0 else "against" if gain < 0 else "tie"
 
 
 def _iso(moment: Any) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from services.registry.backtest import BacktestOutcome
+    from services.registry.backtest_outcome import BacktestOutcome
 
 PAGE = "report.html"
 PLOT = "metrics.png"
