@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 import numpy.typing as npt
 
 from schemas.usecase import Task
 from services.common.models.protocol import Flavor, write_manifest
-from services.common.models.tabular import Standardizer, TabularModel
+from services.common.models.tabular import TabularArguments, TabularModel
 
 FILENAME = "model.json"
 FORMAT_VERSION = 1
@@ -43,26 +43,23 @@ class LinearModel(TabularModel):
     def __init__(
         self,
         *,
-        task: Task,
-        feature_names: Sequence[str],
         weights: Sequence[Sequence[float]],
         intercepts: Sequence[float],
-        preprocessing: Standardizer,
-        classes: Sequence[Any] | None = None,
-        target_mean: float = 0.0,
-        target_scale: float = 1.0,
-        metadata: dict[str, str] | None = None,
+        **common: Unpack[TabularArguments],
     ) -> None:
-        self._set_common(
-            task, feature_names, preprocessing, classes, target_mean, target_scale, metadata
-        )
+        super().__init__(**common)
         self.weights = np.asarray(weights, dtype=np.float64).reshape(len(intercepts), -1)
         self.intercepts = np.asarray(intercepts, dtype=np.float64)
         if self.weights.shape[1] != len(self.feature_names):
             raise ValueError(
                 f"{self.weights.shape[1]} weights per row for {len(self.feature_names)} features"
             )
-        if task == "classification" and classes is not None and len(intercepts) != len(classes):
+        classes = self.classes
+        if (
+            self.task == "classification"
+            and classes is not None
+            and len(intercepts) != len(classes)
+        ):
             raise ValueError(f"{len(intercepts)} logit rows for {len(classes)} classes")
 
     # ---- arrays -----------------------------------------------------------------------

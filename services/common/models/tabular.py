@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -78,6 +78,18 @@ def _nanmedian(matrix: FloatArray) -> FloatArray:
     return medians
 
 
+class TabularArguments(TypedDict):
+    """What every family's constructor takes besides its own parameters."""
+
+    task: Task
+    feature_names: Sequence[str]
+    preprocessing: Standardizer
+    classes: NotRequired[Sequence[Any] | None]
+    target_mean: NotRequired[float]
+    target_scale: NotRequired[float]
+    metadata: NotRequired[dict[str, str] | None]
+
+
 class TabularModel:
     """A batch model on a raw feature matrix; a family gives ``forward_array`` and ``proba_array``.
 
@@ -93,25 +105,17 @@ class TabularModel:
     target_scale: float
     metadata: dict[str, str]
 
-    def _set_common(
-        self,
-        task: Task,
-        feature_names: Sequence[str],
-        preprocessing: Standardizer,
-        classes: Sequence[Any] | None,
-        target_mean: float,
-        target_scale: float,
-        metadata: dict[str, str] | None,
-    ) -> None:
-        if task == "classification" and not classes:
+    def __init__(self, **common: Unpack[TabularArguments]) -> None:
+        classes = common.get("classes")
+        if common["task"] == "classification" and not classes:
             raise ValueError("a classifier needs its classes")
-        self.task = task
-        self.feature_names = list(feature_names)
-        self.preprocessing = preprocessing
+        self.task = common["task"]
+        self.feature_names = list(common["feature_names"])
+        self.preprocessing = common["preprocessing"]
         self.classes = list(classes) if classes is not None else None
-        self.target_mean = target_mean
-        self.target_scale = target_scale
-        self.metadata = dict(metadata or {})
+        self.target_mean = common.get("target_mean", 0.0)
+        self.target_scale = common.get("target_scale", 1.0)
+        self.metadata = dict(common.get("metadata") or {})
 
     # ---- arrays -----------------------------------------------------------------------
 
@@ -170,7 +174,7 @@ class TabularModel:
     @staticmethod
     def _common_arguments(
         state: dict[str, Any], path: Path, version: int, family: str
-    ) -> dict[str, Any]:
+    ) -> TabularArguments:
         """The constructor's common arguments from a state :meth:`_state` wrote."""
         if state.get("format") != version:
             raise ValueError(f"{path}: unknown {family} model format {state.get('format')!r}")

@@ -19,19 +19,22 @@ says ``int8``), or torch when the file has no such export.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Unpack
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
-from schemas.usecase import Task
 from services.common.models.protocol import ArtifactMismatch, Flavor, sha256_of, write_manifest
-from services.common.models.tabular import Standardizer, TabularModel, rows_to_matrix
+from services.common.models.tabular import (
+    Standardizer,
+    TabularArguments,
+    TabularModel,
+    rows_to_matrix,
+)
 
 FILENAME = "model.pt"
 FORMAT_VERSION = 1
@@ -92,21 +95,13 @@ class TorchModel(TabularModel):
     def __init__(
         self,
         *,
-        task: Task,
-        feature_names: Sequence[str],
         config: MLPConfig,
         module: nn.Module,
-        preprocessing: Standardizer,
-        classes: Sequence[Any] | None = None,
-        target_mean: float = 0.0,
-        target_scale: float = 1.0,
-        metadata: dict[str, str] | None = None,
         exports: dict[str, dict[str, Any]] | None = None,
         serve: Runtime = "onnx",
+        **common: Unpack[TabularArguments],
     ) -> None:
-        self._set_common(
-            task, feature_names, preprocessing, classes, target_mean, target_scale, metadata
-        )
+        super().__init__(**common)
         self.exports = dict(exports or {})  # runtime -> {"file", "sha256", ...}
         self.serve: Runtime = serve  # the export load(runtime="served") answers through
         self.runtime: Runtime = "torch"

@@ -21,16 +21,14 @@ imported on the first explanation): see :meth:`TreeModel.explain_array`.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 import numpy.typing as npt
 
-from schemas.usecase import Task
 from services.common.models.protocol import Flavor, write_manifest
-from services.common.models.tabular import Standardizer, TabularModel
+from services.common.models.tabular import TabularArguments, TabularModel
 
 FILENAME = "model.pkl"
 FORMAT_VERSION = 1
@@ -49,18 +47,10 @@ class TreeModel(TabularModel):
     def __init__(
         self,
         *,
-        task: Task,
-        feature_names: Sequence[str],
         estimator: Any,
-        preprocessing: Standardizer,
-        classes: Sequence[Any] | None = None,
-        target_mean: float = 0.0,
-        target_scale: float = 1.0,
-        metadata: dict[str, str] | None = None,
+        **common: Unpack[TabularArguments],
     ) -> None:
-        self._set_common(
-            task, feature_names, preprocessing, classes, target_mean, target_scale, metadata
-        )
+        super().__init__(**common)
         if getattr(estimator, "n_features_in_", len(self.feature_names)) != len(self.feature_names):
             raise ValueError(
                 f"the estimator takes {estimator.n_features_in_} features, "
