@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.usecase import Task
-from services.common.models.protocol import Flavor, write_manifest
+from services.common.models.protocol import Flavor, save_model_file
 from services.common.models.tabular import TabularArguments, TabularModel
 
 FILENAME = "model.json"
@@ -98,17 +98,12 @@ class LinearModel(TabularModel):
     # ---- the model protocol: predictions in TabularModel ---------------------------------
 
     def save(self, directory: Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / FILENAME
         parameters = {"weights": self.weights.tolist(), "intercepts": self.intercepts.tolist()}
-        state = self._state(FORMAT_VERSION, parameters)
-        path.write_text(json.dumps(state))
-        write_manifest(
-            directory, "linear", FILENAME, task=self.task, classes=self.classes,
-            feature_names=self.feature_names,
+        state = json.dumps(self._state(FORMAT_VERSION, parameters))
+        return save_model_file(
+            directory, "linear", FILENAME, lambda path: path.write_text(state), task=self.task,
+            classes=self.classes, feature_names=self.feature_names,
         )  # fmt: skip
-        return path
 
     @classmethod
     def load(cls, path: Path) -> LinearModel:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -52,10 +52,21 @@ def sha256_of(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(directory: Path, flavor: Flavor, filename: str, **extra: Any) -> None:
-    """Record which adapter reads ``filename``, so :func:`load_model` can dispatch."""
+def save_model_file(
+    directory: Path, flavor: Flavor, filename: str, write: Callable[[Path], object], **extra: Any
+) -> Path:
+    """Write a model's file with ``write`` into ``directory`` beside its manifest; return the file.
+
+    The manifest records which adapter reads ``filename``, so :func:`load_model`
+    can dispatch, and ``extra`` (task, classes, versions) for people.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    write(path)
     manifest = {"flavor": flavor, "file": filename, **extra}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    return path
 
 
 class ArtifactMismatch(ValueError):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from schemas.usecase import Task
-from services.common.models.protocol import FeatureDict, Flavor, write_manifest
+from services.common.models.protocol import FeatureDict, Flavor, save_model_file
 
 
 class RiverModel:
@@ -119,19 +119,11 @@ class RiverModel:
         return answers, probabilities
 
     def save(self, directory: Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / self.FILENAME
-        path.write_bytes(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
-        write_manifest(
-            directory,
-            "river",
-            self.FILENAME,
-            task=self.task,
-            classes=self.classes,
-            estimator=type(self.estimator).__name__,
-        )
-        return path
+        state = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        return save_model_file(
+            directory, "river", self.FILENAME, lambda path: path.write_bytes(state),
+            task=self.task, classes=self.classes, estimator=type(self.estimator).__name__,
+        )  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> RiverModel:

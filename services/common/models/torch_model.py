@@ -28,7 +28,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from services.common.models.protocol import ArtifactMismatch, Flavor, sha256_of, write_manifest
+from services.common.models.protocol import ArtifactMismatch, Flavor, save_model_file, sha256_of
 from services.common.models.tabular import (
     Standardizer,
     TabularArguments,
@@ -139,27 +139,16 @@ class TorchModel(TabularModel):
 
     def save(self, directory: Path) -> Path:
         """Write ``model.pt`` and the manifest into ``directory``; return the model file."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / FILENAME
         parameters = {
             "config": asdict(self.config),
             "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
         }
         state = self._state(FORMAT_VERSION, parameters, exports=self.exports, serve=self.serve)
-        torch.save(state, path)
-        write_manifest(
-            directory,
-            "torch",
-            FILENAME,
-            task=self.task,
-            classes=self.classes,
-            feature_names=self.feature_names,
-            torch_version=torch.__version__,
-            exports=self.exports,
-            serve=self.serve,
-        )
-        return path
+        return save_model_file(
+            directory, "torch", FILENAME, lambda path: torch.save(state, path), task=self.task,
+            classes=self.classes, feature_names=self.feature_names,
+            torch_version=torch.__version__, exports=self.exports, serve=self.serve,
+        )  # fmt: skip
 
     @classmethod
     def load(

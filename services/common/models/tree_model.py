@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Unpack
 import numpy as np
 import numpy.typing as npt
 
-from services.common.models.protocol import Flavor, write_manifest
+from services.common.models.protocol import Flavor, save_model_file
 from services.common.models.tabular import TabularArguments, TabularModel
 
 FILENAME = "model.pkl"
@@ -133,17 +133,13 @@ class TreeModel(TabularModel):
     def save(self, directory: Path) -> Path:
         import sklearn
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / FILENAME
         state = self._state(FORMAT_VERSION, {"estimator": self.estimator})
-        path.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-        write_manifest(
-            directory, "tree", FILENAME, task=self.task, classes=self.classes,
-            feature_names=self.feature_names, estimator=type(self.estimator).__name__,
-            sklearn_version=sklearn.__version__,
+        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return save_model_file(
+            directory, "tree", FILENAME, lambda path: path.write_bytes(data), task=self.task,
+            classes=self.classes, feature_names=self.feature_names,
+            estimator=type(self.estimator).__name__, sklearn_version=sklearn.__version__,
         )  # fmt: skip
-        return path
 
     @classmethod
     def load(cls, path: Path) -> TreeModel:
