@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 Flavor = Literal["river", "torch", "linear", "tree"]
 FeatureDict = dict[str, Any]
@@ -67,6 +68,21 @@ def save_model_file(
     manifest = {"flavor": flavor, "file": filename, **extra}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     return path
+
+
+T = TypeVar("T")
+
+
+def read_pickle(path: Path, expected: type[T]) -> T:
+    """The object a model's pickle holds, refused unless it is an ``expected``.
+
+    Only a file whose sha256 the caller checked (:func:`load_model`'s
+    ``expected_sha256``) should be read: unpickling runs code.
+    """
+    held = pickle.loads(Path(path).read_bytes())
+    if not isinstance(held, expected):
+        raise TypeError(f"{path}: holds a {type(held).__name__}, not a {expected.__name__}")
+    return held
 
 
 class ArtifactMismatch(ValueError):

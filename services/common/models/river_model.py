@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from schemas.usecase import Task
-from services.common.models.protocol import FeatureDict, Flavor, save_model_file
+from services.common.models.protocol import FeatureDict, Flavor, read_pickle, save_model_file
 
 
 class RiverModel:
@@ -127,12 +127,7 @@ class RiverModel:
 
     @classmethod
     def load(cls, path: Path) -> RiverModel:
-        # Only files whose sha256 the caller checked (load_model's expected_sha256)
-        # should be read: unpickling runs code.
-        model = pickle.loads(Path(path).read_bytes())
-        if not isinstance(model, cls):
-            raise TypeError(f"{path}: holds a {type(model).__name__}, not a RiverModel")
-        return model
+        return read_pickle(path, cls)
 
 
 # ---- a Hoeffding tree's naive-Bayes leaves, scored from tables -------------------------

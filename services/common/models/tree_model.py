@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Unpack
 import numpy as np
 import numpy.typing as npt
 
-from services.common.models.protocol import Flavor, save_model_file
+from services.common.models.protocol import Flavor, read_pickle, save_model_file
 from services.common.models.tabular import TabularArguments, TabularModel
 
 FILENAME = "model.pkl"
@@ -143,10 +143,7 @@ class TreeModel(TabularModel):
 
     @classmethod
     def load(cls, path: Path) -> TreeModel:
-        # Only a file whose sha256 the caller checked should be read: unpickling runs code.
-        state = pickle.loads(Path(path).read_bytes())
-        if not isinstance(state, dict):
-            raise ValueError(f"{path}: not a tree model file")
+        state: dict[str, Any] = read_pickle(path, dict)
         arguments = cls._common_arguments(state, path, FORMAT_VERSION, "tree")
         return cls(estimator=state["estimator"], **arguments)
 
