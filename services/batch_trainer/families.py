@@ -17,6 +17,7 @@ by integrated gradients up to a quadrature gap).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -93,10 +94,8 @@ def _rank(name: str) -> int:
 
 
 def fit_hist_gradient_boosting(
-    x_train: npt.NDArray[np.float64],
-    y_train: npt.NDArray[Any],
-    x_val: npt.NDArray[np.float64],
-    y_val: npt.NDArray[Any],
+    xs: Mapping[str, npt.NDArray[np.float64]],
+    ys: Mapping[str, npt.NDArray[Any]],
     *,
     task: Task,
     class_weights: bool,
@@ -104,11 +103,16 @@ def fit_hist_gradient_boosting(
 ) -> Any:
     """scikit-learn's ``HistGradientBoosting{Classifier,Regressor}``, its defaults otherwise.
 
+    ``xs`` and ``ys`` hold the split's parts by name, as the pipeline keeps them;
+    the trees fit ``train`` and stop on ``validation``.
+
     Up to 300 boosting rounds, stopped early (10 rounds without gain) on the
     validation part, as the MLP stops on it; balanced class weights when the
     spec asks for them, as for the other families.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    x_train, y_train, x_val, y_val = xs["train"], ys["train"], xs["validation"], ys["validation"]
 
     common: dict[str, Any] = {
         "max_iter": 300,

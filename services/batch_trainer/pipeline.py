@@ -175,9 +175,8 @@ def train_candidate(
     families: dict[str, BatchModel] = {"mlp": model, "linear": linear}
     if "hist_gradient_boosting" in batch.contenders:
         estimator = fit_hist_gradient_boosting(
-            xs["train"], ys["train"], xs["validation"], ys["validation"], task=spec.task,
-            class_weights=batch.class_weights, seed=batch.seed,
-        )  # fmt: skip
+            xs, ys, task=spec.task, class_weights=batch.class_weights, seed=batch.seed
+        )
         families["hist_gradient_boosting"] = TreeModel(
             task=spec.task, feature_names=data.feature_names, estimator=estimator,
             preprocessing=preprocessing, classes=data.classes, target_mean=target_mean,
