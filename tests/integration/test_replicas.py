@@ -296,9 +296,9 @@ def test_every_inference_replica_follows_a_promotion(stack: Stack, unique: str) 
     ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     each = [{"DRIFTLINE_PORT": str(port)} for port in ports]  # each its own API port
-    Replicas(stack, "inference", 2, each, DRIFTLINE_USECASES=unique)
-    for base in bases:
-        wait_ready(stack, base)
+    replicas = Replicas(stack, "inference", 2, each, DRIFTLINE_USECASES=unique)
+    for base, name in zip(bases, replicas.names, strict=True):
+        wait_ready(stack, base, log=name, timeout=180)
     expected = (first.model_name, str(first.model_version))
     assert [answered_model(base, unique) for base in bases] == [expected, expected]
 

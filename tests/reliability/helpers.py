@@ -91,8 +91,11 @@ def served_inference(stack: Stack, usecase: str, **env: str) -> tuple[str, Promo
     return base, promotion
 
 
-def wait_ready(stack: Stack, base: str) -> None:
-    """Wait until the inference service at ``base`` answers ``/readyz`` with 200."""
+def wait_ready(stack: Stack, base: str, log: str = "inference", timeout: float = 120) -> None:
+    """Wait until the inference service at ``base`` answers ``/readyz`` with 200.
+
+    On time out the assertion shows the end of ``log`` (the process's log name).
+    """
 
     def ready() -> bool:
         try:
@@ -100,7 +103,7 @@ def wait_ready(stack: Stack, base: str) -> None:
         except httpx.HTTPError:
             return False
 
-    assert wait_until(ready, timeout=120), stack.log("inference")[-3000:]
+    assert wait_until(ready, timeout=timeout), f"{base} not ready:\n{stack.tail(log, 3000)}"
 
 
 def spec_stack(bootstrap: str, spec: UseCase, tmp_path: Path) -> Iterator[Stack]:
