@@ -1,4 +1,4 @@
-"""The MLP exported to ONNX (``torch.onnx``), and optionally quantized to int8 (onnxruntime).
+"""The MLP (and a linear winner) exported to ONNX (``torch.onnx``), the MLP optionally as int8.
 
 The exported graph is the network alone: it takes the standardized inputs
 (float32, any number of rows) and answers the raw outputs (logits, or the
@@ -6,6 +6,11 @@ standardized target); the preprocessing stays in the torch file, which
 records each export's file name, sha256 and size (``TorchModel.exports``).
 Dynamic int8 quantization stores the weights as 8-bit integers; its effect
 on the test metrics is measured here and reported with the candidate.
+
+A linear winner is exported the same way, as one ``torch.nn.Linear`` layer
+over the standardized inputs (:func:`export_linear`), so the file runs
+wherever ONNX does; inference keeps answering it with numpy, which is
+faster for one dot product, and the candidate records the file and sha256.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy.typing as npt
 import torch
 
 from schemas.usecase import ExportSpec
+from services.common.models.linear_model import LinearModel
 from services.common.models.protocol import sha256_of
 from services.common.models.torch_model import TorchModel
 
@@ -32,10 +38,24 @@ OPSET = 17
 
 def export_onnx(model: TorchModel, directory: Path) -> Path:
     """Write the network as ``directory/model.onnx`` with a dynamic row axis."""
+    return _write_onnx(model.module.to("cpu").eval(), model.config.n_inputs, directory)
+
+
+def export_linear(model: LinearModel, directory: Path) -> dict[str, dict[str, Any]]:
+    """A linear model's logits (or standardized target) as ``model.onnx``; its record."""
+    weights = torch.as_tensor(model.weights, dtype=torch.float32)
+    layer = torch.nn.Linear(weights.shape[1], weights.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(weights)
+        layer.bias.copy_(torch.as_tensor(model.intercepts, dtype=torch.float32))
+    path = _write_onnx(layer.eval(), weights.shape[1], directory)
+    return {"onnx": record(path)}
+
+
+def _write_onnx(module: torch.nn.Module, n_inputs: int, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / ONNX_FILE
-    module = model.module.to("cpu").eval()
-    example = torch.zeros((2, model.config.n_inputs), dtype=torch.float32)
+    example = torch.zeros((2, n_inputs), dtype=torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(

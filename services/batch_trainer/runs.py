@@ -27,10 +27,11 @@ from typing import Any
 from schemas.events import ExportedArtifact, ModelCandidate, TrainingRequest
 from schemas.usecase import UseCase
 from services.batch_trainer import plots
-from services.batch_trainer.export import export_model
+from services.batch_trainer.export import export_linear, export_model
 from services.batch_trainer.pipeline import TrainingOutcome, evaluate
 from services.common import tracking
 from services.common.metrics import scalar_metrics
+from services.common.models.linear_model import LinearModel
 from services.common.models.torch_model import TorchModel
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,9 @@ def record_run(
 
 
 def _export(spec: UseCase, outcome: TrainingOutcome, directory: Path) -> dict[str, dict[str, Any]]:
-    """Export an MLP winner as ``models.batch.export`` asks (a linear winner exports nothing)."""
+    """Export the winner as ``models.batch.export`` asks: the MLP, or a linear one (ONNX only)."""
+    if isinstance(outcome.model, LinearModel) and spec.models.batch.export.onnx:
+        return export_linear(outcome.model, directory)
     if not isinstance(outcome.model, TorchModel) or outcome.test_features is None:
         return {}
 

@@ -68,7 +68,7 @@ def test_the_trees_win_a_threshold_task_and_are_registered(home: Path, tmp_path:
     candidate = record_run(home, spec, outcome)
     assert candidate.family == "hist_gradient_boosting" and candidate.flavor == "tree"
     assert candidate.validation_scores == scores
-    assert candidate.exports == {}  # only the MLP is exported to ONNX
+    assert candidate.exports == {}  # no installed package converts the trees to ONNX
     client = tracking.client(home)
     model_dir = tracking.download_model_dir(client, candidate.artifact_uri, tmp_path / "dl")
     manifest = json.loads((model_dir / MANIFEST).read_text())

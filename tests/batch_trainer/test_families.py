@@ -11,7 +11,7 @@ import pytest
 
 from schemas.events import Window
 from schemas.usecase import ExportSpec, UseCase
-from services.batch_trainer.export import export_model
+from services.batch_trainer.export import export_linear, export_model
 from services.batch_trainer.pipeline import BatchModel, TrainingOutcome, evaluate, train_candidate
 from services.common.metrics import scalar_metrics
 from services.common.models import load_model
@@ -118,6 +118,22 @@ def test_onnx_and_int8_exports_answer_like_torch(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(ArtifactMismatch):
         load_model(tmp_path, prefer_onnx=True)
+
+
+def test_a_linear_winner_is_exported_to_onnx_and_answers_like_numpy(tmp_path: Path) -> None:
+    import onnxruntime
+
+    from services.common.models.protocol import sha256_of
+
+    outcome = train_candidate(curve_spec(), curve_frame(400, "linear"), Window())
+    model, test_x = outcome.model, outcome.test_features
+    assert isinstance(model, LinearModel) and test_x is not None
+    exports = export_linear(model, tmp_path)
+    assert exports["onnx"]["sha256"] == sha256_of(tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    inputs = model.transform(test_x).astype(np.float32)  # the graph takes standardized rows
+    (answered,) = session.run(None, {"inputs": inputs})
+    np.testing.assert_allclose(answered, model.forward_array(test_x), rtol=0, atol=1e-5)
 
 
 @pytest.mark.integration

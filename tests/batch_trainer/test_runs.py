@@ -77,12 +77,10 @@ def test_run_is_logged_and_the_model_registered(home: Path, tmp_path: Path, case
     assert candidate.trainer == "batch" and candidate.family == outcome.family
     assert candidate.validation_scores == outcome.report.validation_scores
     assert set(candidate.validation_scores or {}) == {"mlp", "linear"}
-    if candidate.family == "mlp":  # exported beside model.pt, each file with its own sha256
-        onnx = candidate.exports["onnx"]
-        assert sha256_of(model_dir / onnx.file) == onnx.sha256
-        assert (model_dir / onnx.file).stat().st_size == onnx.size_bytes
-    else:
-        assert candidate.exports == {}
+    # the winner (MLP or linear) is exported beside its file, each file with its own sha256
+    onnx = candidate.exports["onnx"]
+    assert sha256_of(model_dir / onnx.file) == onnx.sha256
+    assert (model_dir / onnx.file).stat().st_size == onnx.size_bytes
     # the losing family is a child run of the winner's, with its own model files
     children = client.search_runs(
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
