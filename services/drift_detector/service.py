@@ -191,6 +191,14 @@ class DriftDetector:
         event = decode(record.topic, record.value)
         if isinstance(event, ModelCandidate):
             self.lineage.offer_candidate(event)
+            # A promotion read before its candidate (two topics, no order between them)
+            # left the reference waiting for this event: switch now.
+            champion = self.lineage.champion(event.usecase)
+            if event.usecase in self.monitors and champion == (
+                event.model_name,
+                event.model_version,
+            ):
+                await self.switch_reference(event.usecase)
             return
         assert isinstance(event, Promotion)
         if self.lineage.offer_promotion(event) and event.usecase in self.monitors:
@@ -200,10 +208,12 @@ class DriftDetector:
         """Load the champion's training data as the reference; keep the old one on failure."""
         monitor = self.monitors[usecase]
         champion = self.lineage.champion(usecase)
-        if champion is None or champion == monitor.champion:
+        if champion is None:
             return
-        candidate = self.lineage.champion_candidate(usecase)
         reference_id = f"{champion[0]}:{champion[1]}"
+        if champion == monitor.champion and monitor.reference_id == reference_id:
+            return  # a reference kept on failure is tried again (its candidate came later)
+        candidate = self.lineage.champion_candidate(usecase)
         try:
             if candidate is None:
                 raise ReferenceUnavailable(usecase, f"no candidate event for {reference_id}")

@@ -154,3 +154,30 @@ async def test_drifted_features_raise_one_data_alert_on_the_champion_reference(
     assert source.calls == ["1", "2"]
     assert resumed.data_window.total == len(live)
     assert len(await read_alerts(bootstrap, unique)) == len(alerts)
+
+
+async def test_a_promotion_read_before_its_candidate_switches_once_the_candidate_comes(
+    bootstrap: str, home: Path, unique: str
+) -> None:
+    spec = credit_spec(unique)
+    source = FrameSource({"1": as_frame(spec, feature_rows(spec, 400))})
+    await ensure_topics(bootstrap, [*topics.usecase_topics(unique), *topics.GLOBAL_TOPICS])
+    settings = DriftDetectorSettings(
+        bootstrap=bootstrap, home=home, group_id=unique, poll_timeout_ms=50, max_records=200
+    )
+    detector = DriftDetector(settings, {unique: spec}, reference_source=source)
+    monitor = detector.monitors[unique]
+    stop = asyncio.Event()
+    task = asyncio.create_task(detector.run(stop))
+    try:
+        await until(lambda: detector.processor is not None)
+        await publish(bootstrap, topics.MODELS_PROMOTIONS, [promotion(spec, "1")])
+        await until(lambda: detector.lineage.champion(unique) == (unique, "1"))
+        assert monitor.reference_id != f"{unique}:1"  # no candidate yet: the reference waits
+        await publish(bootstrap, topics.MODELS_CANDIDATES, [candidate(spec, "1")])
+        await until(lambda: monitor.reference_id == f"{unique}:1")
+        assert source.calls == ["1"]
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
