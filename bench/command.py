@@ -6,6 +6,7 @@ module is the command line around them, which the CLI registers as a verb.
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bench.profile import watching
 from bench.report import met_word, number, write_report
 from bench.runner import (
     BenchContext,
@@ -73,8 +75,14 @@ def summary_table(results: list[Result]) -> Table:
     return table
 
 
-def run(ids: list[str], *, quick: bool, repetitions: int, out: Path) -> list[Result]:
-    """Run ``ids`` with a progress bar; write ``report.json`` and ``report.md`` into ``out``."""
+def run(
+    ids: list[str], *, quick: bool, repetitions: int, out: Path, profile: Path | None = None
+) -> list[Result]:
+    """Run ``ids`` with a progress bar; write ``report.json`` and ``report.md`` into ``out``.
+
+    With ``profile``, py-spy samples each benchmark's processes into that folder
+    (:mod:`bench.profile`) and the report names each one's busiest process.
+    """
     results: list[Result] = []
     tasks: list[RichTask] = []
     with (
@@ -96,7 +104,8 @@ def run(ids: list[str], *, quick: bool, repetitions: int, out: Path) -> list[Res
             tasks.append(task)
             return task
 
-        for result in run_benchmarks(ids, context, progress_for):
+        watch = None if profile is None else functools.partial(watching, directory=profile)
+        for result in run_benchmarks(ids, context, progress_for, watch):
             tasks[-1].finish()
             progress.advance(overall)
             results.append(result)
@@ -122,6 +131,13 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(min=1, help=f"default {DEFAULT_REPETITIONS}, 1 with --quick"),
         ] = None,
+        profile: Annotated[
+            Path | None,
+            typer.Option(
+                help="sample every benchmark's processes with py-spy into this folder; "
+                "the report shows each benchmark's busiest process and its top frames"
+            ),
+        ] = None,
     ) -> None:
         """Run the benchmarks of BENCHMARKS.md on the embedded stack; write reports/bench/report.*.
 
@@ -139,7 +155,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from exc
         logging.getLogger("aiokafka").setLevel(logging.ERROR)
         count = repetitions or (1 if quick else DEFAULT_REPETITIONS)
-        results = run(ids, quick=quick, repetitions=count, out=out)
+        results = run(ids, quick=quick, repetitions=count, out=out, profile=profile)
         console.print(summary_table(results))
         for result in results:
             if result.notes:

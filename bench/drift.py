@@ -10,7 +10,10 @@ inference service with a champion, the same load generator) while
 :func:`drift_loop` runs the same check back to back in another process, and
 without it: that process is paused (``SIGSTOP``) for the baseline and
 resumed (``SIGCONT``) for the candidate, interleaved. ``serving_rps_kept``
-is the candidate's requests/s over the baseline's.
+is the candidate's requests/s over the baseline's. The loop runs at the
+priority the drift detector service gives itself at start
+(:func:`~services.drift_detector.priority.lower_priority`), and back to
+back: harder on serving than the service, which checks every ``step_rows``.
 """
 
 from __future__ import annotations
@@ -162,8 +165,14 @@ def drift_loop(workdir: Path) -> None:
     """Run the B7 data check back to back until killed; count checks in ``workdir/checks``.
 
     Writes ``workdir/ready`` once the reference is profiled (evidently imported).
+    Runs at the drift detector's own priority (``DRIFTLINE_NICE``, as the service
+    sets it at start), so the serving half measures what the service costs.
     """
     from services.drift_detector import check_data, profile_reference
+    from services.drift_detector.priority import lower_priority
+    from services.drift_detector.settings import DriftDetectorSettings
+
+    lower_priority(DriftDetectorSettings().nice)
 
     workdir.mkdir(parents=True, exist_ok=True)
     spec, reference, current = drift_frames(workdir)

@@ -5,8 +5,9 @@ same :func:`~services.common.featurestore.write_features` the features service
 uses; lookups of one entity (every feature of the view) then rotate, call by
 call, between three readers of the same key: the candidate, the inference
 service's ``direct`` reader (:class:`~services.inference.OnlineReader`,
-what serves); the baseline, a plain ``SELECT`` on Feast's own table (the key
-serialized with Feast's own encoding); and the Feast SDK's
+what serves); the baseline, a plain ``SELECT`` of the entity's row on the
+embedded store's table (one row per entity, its features one JSON text, left
+undecoded); and the Feast SDK's
 ``get_online_features`` (``DRIFTLINE_FEATURE_READ=sdk``), whose figure the
 notes keep.
 """
@@ -48,27 +49,19 @@ def rotation(index: int) -> tuple[str, ...]:
     return SIDES[shift:] + SIDES[:shift]
 
 
-def entity_key(entity_id: str) -> bytes:
-    """Feast's serialized key of one ``entity_id`` (serialization version 3, as configured)."""
-    from feast.infra.key_encoding_utils import serialize_entity_key
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    from services.common.featurestore import ENTITY_KEY
-
-    key = EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=entity_id)])
-    return serialize_entity_key(key, entity_key_serialization_version=3)
-
-
 class RawReader:
-    """The baseline: one ``SELECT`` on the view's table for one serialized key."""
+    """The baseline: one ``SELECT`` of one entity's row on the view's table.
+
+    The embedded store keeps one row per entity (:mod:`services.common.onlinestore`),
+    keyed by the entity's id; the row's features, one JSON text, are not decoded.
+    """
 
     def __init__(self, database: Path, table: str) -> None:
         self.connection = sqlite3.connect(str(database), check_same_thread=False)
-        self.query = f'SELECT feature_name, value, event_ts FROM "{table}" WHERE entity_key = ?'
+        self.query = f'SELECT event_ts, features FROM "{table}" WHERE entity_key = ?'
 
     def read(self, entity_id: str) -> list[Any]:
-        return self.connection.execute(self.query, (entity_key(entity_id),)).fetchall()
+        return self.connection.execute(self.query, (entity_id,)).fetchall()
 
     def close(self) -> None:
         self.connection.close()
@@ -87,8 +80,10 @@ def feature_read(context: BenchContext) -> Result:
     store = featurestore.open_store(featurestore.FeatureStoreSettings(home=home), [spec])
     load = workload(spec, rows, seed=3)
     featurestore.write_features(store, home, spec, load.rows, "b4-part-0")
-    table = f"{featurestore.PROJECT}_{featurestore.view_name(spec.name)}"
-    raw = RawReader(home / "feast" / "online.db", table)
+    from services.common import onlinestore
+
+    table = onlinestore.table_name(store.config.project, featurestore.view_name(spec.name))
+    raw = RawReader(onlinestore.database_path(store.config), table)
     context.cleanup.callback(raw.close)
     direct = OnlineReader(store, "direct")
     entities = sorted({row.entity_id for row in load.rows})
@@ -96,7 +91,7 @@ def feature_read(context: BenchContext) -> Result:
     # Both paths must find the same row, or the comparison means nothing.
     probe = entities[0]
     found = featurestore.online_features(store, spec, [probe])[0]
-    if any(found[name] is None for name in names) or len(raw.read(probe)) < len(names):
+    if any(found[name] is None for name in names) or len(raw.read(probe)) != 1:
         raise RuntimeError(f"entity {probe} is not in the online store")
     if direct.read(spec, [probe])[0] != {name: found[name] for name in names}:
         raise RuntimeError(f"the direct and SDK readers disagree on entity {probe}")

@@ -187,11 +187,14 @@ async def _listen(bootstrap: str, run: LoopRun, stop: asyncio.Event) -> None:
     line = run.timeline
     candidates: set[tuple[str, str]] = set()
     try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=100)
-            now = time.monotonic()
+        while True:
+            draining = stop.is_set()
+            batches = await consumer.getmany(timeout_ms=500 if draining else 100)
+            if draining and not batches:
+                break  # caught up after ``served``: the promotion that led there is read
             for records in batches.values():
                 for record in records:
+                    now = published_at(record.timestamp)
                     event = decode(record.topic, record.value)
                     if getattr(event, "usecase", None) != USECASE or "drift" not in line.marks:
                         continue
@@ -214,6 +217,20 @@ async def _listen(bootstrap: str, run: LoopRun, stop: asyncio.Event) -> None:
                         line.mark("promotion", now)
     finally:
         await consumer.stop()
+
+
+def published_at(timestamp_ms: int) -> float:
+    """A record's producer timestamp (epoch ms) on this process's monotonic clock.
+
+    A step is stamped when its service published it, not when this listener
+    got to it: on a busy machine the listener lags, and it read one run's
+    promotion only after ``served`` had stopped it (a repetition with no
+    promotion step and no reason).
+
+    >>> abs(published_at(int(time.time() * 1000)) - time.monotonic()) < 0.01
+    True
+    """
+    return timestamp_ms / 1000 - (time.time() - time.monotonic())
 
 
 async def _poll_served(url: str, run: LoopRun, stop: asyncio.Event) -> None:

@@ -47,20 +47,19 @@ def replica_stack(context: BenchContext, side: Side) -> BenchStack:
     names = ["warm", *(f"run{rep}" for rep in range(context.repetitions))]
     for name in names:
         stack.add_usecase(name)
-    context.cleanup.callback(stack.close)
-    stack.start_broker()
-    asyncio.run(ensure_topics(stack.bootstrap, [topics.raw(n) for n in names], PARTITIONS))
-    group = {"DRIFTLINE_CONSUMER_MODE": "group", "DRIFTLINE_PARTITIONS": str(PARTITIONS)}
-    for service in INGEST_SERVICES:
-        for replica in range(1, REPLICAS[side] + 1):
-            stack.start(service, f"{service}-{replica}", **group)
-    stack.wait_ready(stack.processes, timeout=240)
-    context.cache[("replica_stack", side)] = stack
+    try:
+        stack.start_broker()
+        asyncio.run(ensure_topics(stack.bootstrap, [topics.raw(n) for n in names], PARTITIONS))
+        group = {"DRIFTLINE_CONSUMER_MODE": "group", "DRIFTLINE_PARTITIONS": str(PARTITIONS)}
+        for service in INGEST_SERVICES:
+            for replica in range(1, REPLICAS[side] + 1):
+                stack.start(service, f"{service}-{replica}", **group)
+        stack.wait_ready(stack.processes, timeout=240)
+    except BaseException:
+        stack.close()
+        raise
+    context.keep(("replica_stack", side), stack, stack.close, users=("B1r",))
     return stack
-
-
-def replica_names(service: str, side: Side) -> list[str]:
-    return [f"{service}-{replica}" for replica in range(1, REPLICAS[side] + 1)]
 
 
 def tally(stack: BenchStack, usecase: str, sent: list[str]) -> dict[str, int]:
@@ -68,11 +67,11 @@ def tally(stack: BenchStack, usecase: str, sent: list[str]) -> dict[str, int]:
     in the offline store's Parquet parts, each as found and as distinct events."""
     import pandas as pd
 
-    from services.common import featurestore
+    from services.common import dataset, featurestore
 
     on_topic = asyncio.run(source_ids(stack.bootstrap, topics.features(usecase)))
     directory = featurestore.features_dir(stack.home, usecase)
-    with featurestore.reading(directory):
+    with dataset.reading(directory):
         parts = [pd.read_parquet(part) for part in sorted(directory.glob("*.parquet"))]
     stored = pd.concat(parts)["source_event_id"].tolist() if parts else []
     return {
@@ -117,15 +116,13 @@ def ingest_replicas(context: BenchContext) -> Result:
     context.progress.start(2 * context.repetitions + 2)
     for side in REPLICAS:
         stack = replica_stack(context, side)
-        features = replica_names("features", side)
-        ingest_through_stack(stack, "warm", load[:200], keys[:200], features)  # groups joined
+        ingest_through_stack(stack, "warm", load[:200], keys[:200])  # groups joined
         context.progress.advance()
     counts: dict[Side, list[dict[str, int]]] = {"baseline": [], "candidate": []}
 
     def run(side: Side, rep: int) -> float:
         stack = replica_stack(context, side)
-        features = replica_names("features", side)
-        seconds = ingest_through_stack(stack, f"run{rep}", load, keys, features)
+        seconds = ingest_through_stack(stack, f"run{rep}", load, keys)
         counts[side].append(tally(stack, f"run{rep}", ids))
         return count / seconds
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.profile import markdown as profile_markdown
 from bench.runner import Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +137,7 @@ def markdown(report: dict[str, Any], results: list[Result]) -> str:
         "| id | what | figure | baseline | ratio | target | met | notes |",
         "|---|---|---|---|---|---|---|---|",
         *(markdown_row(result) for result in results),
+        *profile_markdown(results),
         "",
     ]
     return "\n".join(lines)

@@ -24,7 +24,7 @@ import re
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -230,10 +230,36 @@ class BenchContext:
     progress: Progress = field(default_factory=Progress)
     cache: dict[Any, Any] = field(default_factory=dict)
     cleanup: ExitStack = field(default_factory=ExitStack)
+    users: dict[Any, tuple[frozenset[str], Callable[[], None]]] = field(default_factory=dict)
 
     def size(self, full: int, quick: int) -> int:
         """A workload size: ``quick`` with --quick, ``full`` otherwise."""
         return quick if self.quick else full
+
+    def keep(self, key: Any, value: Any, close: Callable[[], None], users: Iterable[str]) -> None:
+        """Share ``value`` (a stack) between the benchmarks ``users`` under ``key``: it is
+        closed once none of them is left in the run, so that its processes do not take
+        the cores of the benchmarks after them (at the latest at the run's end)."""
+        self.cache[key] = value
+        self.users[key] = (frozenset(users), close)
+        self.cleanup.callback(self.release_unused, ())
+
+    def release_unused(self, remaining: Iterable[str]) -> None:
+        """Close every kept value that no benchmark in ``remaining`` uses.
+
+        >>> context, closed = BenchContext(quick=True, repetitions=1, workdir="."), []
+        >>> context.keep("stack", "s", lambda: closed.append("stack"), users=["B1", "B6"])
+        >>> context.release_unused(["B6", "B9"]); closed
+        []
+        >>> context.release_unused(["B9"]); closed, "stack" in context.cache
+        (['stack'], False)
+        """
+        left = set(remaining)
+        for key, (users, close) in list(self.users.items()):
+            if not users & left:
+                del self.users[key]
+                self.cache.pop(key, None)
+                close()
 
 
 BenchFunction = Callable[[BenchContext], Result]
@@ -330,20 +356,26 @@ def run_benchmarks(
     ids: Sequence[str],
     context: BenchContext,
     progress_for: Callable[[BenchmarkSpec], Progress] | None = None,
+    watch: Callable[[str], AbstractContextManager[dict[str, Any]]] | None = None,
 ) -> Iterator[Result]:
     """Run the benchmarks ``ids`` in turn, yielding each result as it is known.
 
     A benchmark that raises becomes a ``failed`` line carrying the error; the
     others still run. Whatever the benchmarks registered for cleanup (service
-    processes, brokers) is stopped at the end.
+    processes, brokers) is stopped at the end. ``watch(id)``, when given, is
+    entered around each benchmark (the profiler); what it yields, filled when
+    it exits, becomes the result's ``details.profile``.
     """
     with context.cleanup:
         for id in ids:
             spec = REGISTRY[id]
             context.progress = progress_for(spec) if progress_for is not None else Progress()
             started = time.monotonic()
+            watched = watch(id) if watch is not None else nullcontext({})
+            profile: dict[str, Any] = {}
             try:
-                result = spec.function(context)
+                with watched as profile:
+                    result = spec.function(context)
             except Exception as exc:  # one broken benchmark must not lose the others
                 logger.exception("benchmark failed id=%s", id)
                 result = Result(
@@ -354,4 +386,7 @@ def run_benchmarks(
                     notes=f"failed: {type(exc).__name__}: {exc}",
                 )
             result.details.setdefault("seconds", round(time.monotonic() - started, 2))
+            if profile:
+                result.details["profile"] = profile
+            context.release_unused(ids[ids.index(id) + 1 :])
             yield result

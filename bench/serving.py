@@ -7,7 +7,7 @@ by the online trainer's own :func:`~services.online_trainer.learn_stream`,
 registered in MLflow and promoted by a ``Promotion`` event on
 ``models.promotions``. The baseline is a FastAPI app in the same uvicorn
 configuration whose one ``POST`` reads the body and answers a small JSON
-object (``python -m bench.serving noop PORT``).
+object (:mod:`bench.noop`).
 
 Beside it, the same service serves an MLP champion three ways, each the
 champion of a use case of its own (:mod:`bench.runtimes`): torch, ONNX
@@ -37,9 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
-
 from bench.data import workload
 from bench.load import LoadStats, drive
 from bench.pending import not_available
@@ -56,6 +53,7 @@ from bench.runner import (
     spec_of,
 )
 from bench.runtimes import RUNTIMES, mlp_champions, usecase_of
+from bench.serving_costs import ITEMS, prediction_log_cost, size_row, sizes_note
 from bench.stack import ROOT, BenchStack, StackError, publish, wait_for
 from schemas import topics
 from schemas.events import Promotion
@@ -68,42 +66,6 @@ MODEL_ROWS = 400
 WARMUP_SECONDS = 1.0
 RIG_KEY = "serving-rig"
 SIDES: tuple[Side, ...] = ("baseline", "candidate")
-
-
-# ---- the no-op server -------------------------------------------------------------
-
-
-def noop_app() -> Any:
-    """A FastAPI app whose ``POST`` reads the body and answers a small JSON object."""
-    app = FastAPI()
-    answer = json.dumps({"ok": True, "prediction": 0}).encode()
-
-    @app.post("/v1/noop/{usecase}")
-    async def noop(usecase: str, request: Request) -> Response:
-        await request.body()
-        return Response(answer, media_type="application/json")
-
-    @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        return {"status": "ready"}
-
-    return app
-
-
-def serve_noop(port: int) -> None:
-    """Serve :func:`noop_app` with the inference service's uvicorn settings."""
-    import uvicorn
-
-    uvicorn.run(
-        noop_app(),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-    )
 
 
 # ---- the rig: broker, inference service with a champion, no-op server -------------
@@ -149,13 +111,20 @@ class ServingRig:
     noop: subprocess.Popen[bytes]
     mlp_usecases: dict[str, str]  # runtime -> the use case whose champion it serves
     trained: Any  # the batch TrainingOutcome the MLP champions came from (B11 times it)
+    many_body: bytes = b""  # ITEMS items, each the body's fields for another entity
 
     @property
     def predict_path(self) -> str:
         return f"/v1/predict/{self.usecase}"
 
     def load(
-        self, side: Side, *, concurrency: int, seconds: float, usecase: str | None = None
+        self,
+        side: Side,
+        *,
+        concurrency: int,
+        seconds: float,
+        usecase: str | None = None,
+        body: bytes | None = None,
     ) -> LoadStats:
         """Load the no-op (baseline) or inference (candidate: ``usecase``, B5's river one)."""
         if side == "baseline":
@@ -165,7 +134,7 @@ class ServingRig:
         return drive(
             self.inference_port,
             f"/v1/predict/{usecase or self.usecase}",
-            self.body,
+            body or self.body,
             concurrency=concurrency,
             seconds=seconds,
         )
@@ -202,7 +171,7 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
         noop_port = free_port()
         log = (stack.logs / "noop.log").open("ab")
         noop = subprocess.Popen(
-            [sys.executable, "-m", "bench.serving", "noop", str(noop_port)],
+            [sys.executable, "-m", "bench.noop", str(noop_port)],
             cwd=ROOT,
             env=stack.env(),
             stdout=log,
@@ -233,9 +202,10 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
             raise StackError("the no-op server did not come up")
         event = workload(spec, 1, seed=11).events[0]
         body = json.dumps(predict_body(spec, event), separators=(",", ":")).encode()
+        many = clean_bodies(spec, ITEMS)
         rig = ServingRig(
             stack, USECASE, inference_port, noop_port, body, promotion.model_version, noop,
-            mlp_usecases, trained,
+            mlp_usecases, trained, json.dumps(many, separators=(",", ":")).encode(),
         )  # fmt: skip
         # Each must answer 200 (the candidates with their champions), or the load means nothing.
         probes: list[tuple[Side, str | None]] = [("baseline", None), ("candidate", None)]
@@ -246,6 +216,14 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
                 raise StackError(
                     f"{probed or side} answered {probe.statuses}: {stack.tail('inference')}"
                 )
+        for probed in (None, *mlp_usecases.values()):  # the list request, with each champion
+            probe = rig.load("candidate", concurrency=1, seconds=0.2, usecase=probed,
+                             body=rig.many_body)  # fmt: skip
+            if probe.ok == 0 or probe.errors:
+                raise StackError(
+                    f"{probed or USECASE} ({ITEMS} items) answered {probe.statuses}: "
+                    f"{stack.tail('inference')}"
+                )
         return rig
     except BaseException:
         if noop is not None and noop.poll() is None:
@@ -255,13 +233,37 @@ def start_rig(workdir: Path, timeout: float = 180.0) -> ServingRig:
         raise
 
 
+def clean_bodies(spec: Any, count: int) -> list[dict[str, Any]]:
+    """``count`` predict bodies of workload events that are complete and valid (answered 200)."""
+    from services.common.errors import InvalidInput
+    from services.common.prep import Preparer
+    from services.demo.traffic import predict_body
+    from services.inference.features import missing_fields
+
+    preparer = Preparer(spec)
+    bodies: list[dict[str, Any]] = []
+    for event in workload(spec, count * 4, seed=11).events:
+        body = predict_body(spec, event)
+        try:
+            preparer.prepare(event, learn=False)
+        except InvalidInput:
+            continue
+        if not missing_fields(spec, body["features"]):
+            bodies.append(body)
+        if len(bodies) == count:
+            return bodies
+    raise StackError(f"fewer than {count} clean events in the workload")
+
+
 def serving_rig(context: BenchContext) -> ServingRig:
-    """The run's serving rig, started on first use and stopped with the run."""
+    """The run's serving rig, started on first use and stopped after the last of B5 and B7
+    in the run (B11, after B8 to B10, starts one of its own in a new directory)."""
     rig = context.cache.get(RIG_KEY)
     if rig is None:
-        rig = start_rig(Path(context.workdir) / "serving")
-        context.cleanup.callback(rig.close)
-        context.cache[RIG_KEY] = rig
+        starts = context.cache["serving-starts"] = context.cache.get("serving-starts", 0) + 1
+        rig = start_rig(Path(context.workdir) / ("serving" if starts == 1 else f"serving-{starts}"))
+        # B11 starts a rig of its own after B8-B10, which run without this one beside them.
+        context.keep(RIG_KEY, rig, rig.close, users=("B5", "B7"))
         # Warm both servers and every champion (first requests import and compile lazily).
         for side in SIDES:
             rig.load(side, concurrency=CONCURRENCY, seconds=WARMUP_SECONDS)
@@ -302,12 +304,13 @@ def serving(context: BenchContext) -> Result:
     missing = not_available("B5", {"inference": "services/inference (the inference service)"})
     if missing is not None:
         return missing
-    context.progress.start((2 + len(RUNTIMES)) * context.repetitions + 1)
+    context.progress.start((2 + 2 * len(RUNTIMES) + 1) * context.repetitions + 2)
     rig = serving_rig(context)
     context.progress.advance()
     seconds = load_seconds(context)
     runs: dict[Side, list[LoadStats]] = {"baseline": [], "candidate": []}
     mlp_runs: dict[str, list[LoadStats]] = {runtime: [] for runtime in rig.mlp_usecases}
+    many_runs: dict[str, list[LoadStats]] = {"river": [], **{r: [] for r in rig.mlp_usecases}}
 
     def run(side: Side, rep: int) -> float:
         stats = rig.load(side, concurrency=CONCURRENCY, seconds=seconds)
@@ -317,9 +320,21 @@ def serving(context: BenchContext) -> Result:
                 found = rig.load(side, concurrency=CONCURRENCY, seconds=seconds, usecase=usecase)
                 mlp_runs[runtime].append(found)
                 context.progress.advance()
+            # The second size: ITEMS items a request, each champion, the same connections.
+            for name, usecase in (("river", rig.usecase), *rig.mlp_usecases.items()):
+                found = rig.load(side, concurrency=CONCURRENCY, seconds=seconds,
+                                 usecase=usecase, body=rig.many_body)  # fmt: skip
+                many_runs[name].append(found)
+                context.progress.advance()
         return stats.rps
 
     baseline_rps, candidate_rps = interleaved(run, context.repetitions, context.progress)
+    sizes = {
+        name: size_row(runs["candidate"] if name == "river" else mlp_runs[name], found)
+        for name, found in many_runs.items()
+    }
+    log_cost = prediction_log_cost(rig.stack.bootstrap, rig.stack.workdir, f"{USECASE}_logcost")
+    context.progress.advance()
     mlp = {
         runtime: {
             "rps": median([s.rps for s in found]),
@@ -348,7 +363,10 @@ def serving(context: BenchContext) -> Result:
         f"champion, prediction logged to Kafka) vs a FastAPI no-op POST, uvicorn uvloop/"
         f"httptools 1 worker each; {load_note(CONCURRENCY, seconds)}; "
         f"non-200 answers {errors['candidate']} vs {errors['baseline']}; MLP champion "
-        f"(same request, same load): {mlp_note}",
+        f"(same request, same load): {mlp_note}; {ITEMS} items a request: {sizes_note(sizes)}; "
+        f"prediction log, in process: {log_cost['journal_us']:.1f} us a prediction on the "
+        f"request path (journal line), {log_cost['ship_us']:.1f} us off it (validate, batch, "
+        f"send, acknowledged)",
         extra={"p99_overhead_ms": overhead},
         details={
             "candidate_rps": candidate_rps,
@@ -361,17 +379,8 @@ def serving(context: BenchContext) -> Result:
             "seconds_per_side": seconds,
             "champion_version": rig.champion_version,
             "mlp": mlp,
+            "items_per_request": {"1": 1, "many": ITEMS},
+            "sizes": sizes,
+            "prediction_log": log_cost,
         },
     )
-
-
-def main(argv: list[str]) -> None:
-    """``python -m bench.serving noop PORT``: the no-op baseline server."""
-    if argv[:1] == ["noop"] and len(argv) == 2:
-        serve_noop(int(argv[1]))
-    else:
-        raise SystemExit("usage: serving.py noop PORT")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -26,6 +26,8 @@ from services.batch_trainer.errors import NotEnoughData, TrainingRefused
 logger = logging.getLogger(__name__)
 
 TrainingData = Callable[[UseCase, Window], pd.DataFrame]
+# A cheap count of the labelled rows a window holds, at least what the source returns.
+RowCount = Callable[[UseCase, Window], int]
 LABEL = "label"
 TIMESTAMP = "event_timestamp"
 EVENT_ID = "event_id"
@@ -54,6 +56,41 @@ def resolve_window(spec: UseCase, requested: Window | None, now: datetime) -> Wi
     if start is None and seconds is not None:
         start = end - timedelta(seconds=seconds)
     return Window(start=start, end=end, rows=requested.rows)
+
+
+class ArrivalPace:
+    """How long a request waiting for ``needed`` rows sleeps before it counts again.
+
+    The interval, or less when the rows seen arriving since the first count
+    will make up what is missing sooner (at least ``least``): a drift request
+    starts training when the data is there, not up to an interval later.
+
+    >>> pace = ArrivalPace(needed=300, interval=2.0)
+    >>> pace.wait(0, at=10.0)  # nothing seen arriving yet: the interval
+    2.0
+    >>> pace.wait(100, at=12.0)  # 50 rows/s, 200 to go: 4 s, at most the interval
+    2.0
+    >>> round(pace.wait(290, at=16.0), 3)  # 10 to go at 48.3 rows/s
+    0.207
+    >>> pace.wait(299, at=16.3)  # one to go: at least ``least``
+    0.1
+    """
+
+    def __init__(self, needed: int, interval: float, least: float = 0.1) -> None:
+        self.needed = needed
+        self.interval = interval
+        self.least = least
+        self._first: tuple[float, int] | None = None
+
+    def wait(self, found: int, at: float) -> float:
+        if self._first is None:
+            self._first = (at, found)
+            return self.interval
+        since, before = self._first
+        if found <= before or at <= since:
+            return self.interval
+        rate = (found - before) / (at - since)
+        return min(self.interval, max(self.least, (self.needed - found) / rate))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ data window, the feature views, the seed), test and baseline metrics, the
 per-epoch loss curves, plots and the report as artifacts, and the model
 directory registered as a new version whose ``artifact_sha256`` tag is the
 model file's. The candidate event is stored with the run (``candidate.json``)
-so a redelivered request republishes it instead of training again.
+so a redelivered request republishes it instead of training again. The
+plots and the runners-up are logged after the candidate is published
+(:class:`RegisteredRun`).
 
 The run is the winning family's (``mlp``, ``linear`` or
 ``hist_gradient_boosting``, see :func:`~services.batch_trainer.families.choose_family`);
@@ -21,6 +23,7 @@ import json
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from services.common.models.torch_model import TorchModel
 logger = logging.getLogger(__name__)
 
 REQUEST_TAG = "training_request_id"
+INCOMPLETE_TAG = "driftline.artifacts_incomplete"
 
 
 def model_name(spec: UseCase) -> str:
@@ -57,6 +61,55 @@ def record_run(
     mlflow_uri: str | None = None,
 ) -> ModelCandidate:
     """Log ``outcome`` as an MLflow run, register its model, and return the candidate event."""
+    run = register_run(home, spec, outcome, request=request, mlflow_uri=mlflow_uri)
+    run.finish()
+    return run.candidate
+
+
+@dataclass
+class RegisteredRun:
+    """A run whose model is registered and candidate recorded; :meth:`finish` completes it.
+
+    What the candidate event needs is logged first (parameters, metrics, the
+    report, the exported and registered model, ``candidate.json``); the plots
+    and the runners-up's child runs are not part of it, so the service
+    publishes the candidate before :meth:`finish` logs them (matplotlib's
+    layout and the losers' model files are off the closed loop's clock). The
+    run is ``RUNNING`` until then. An error there is logged and tagged on the
+    run: the candidate, published, stands.
+    """
+
+    client: Any
+    experiment: str
+    spec: UseCase
+    outcome: TrainingOutcome
+    candidate: ModelCandidate
+
+    def finish(self) -> None:
+        run_id = self.candidate.run_id or ""
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                folder = Path(scratch)
+                _write_artifacts(folder / "plots", self.spec, self.outcome)
+                self.client.log_artifacts(run_id, str(folder / "plots"), artifact_path="plots")
+                _record_losers(self.client, self.experiment, run_id, self.spec, self.outcome,
+                               folder / "losers")  # fmt: skip
+        except Exception as exc:
+            logger.exception("run artifacts incomplete run_id=%s", run_id)
+            self.client.set_tag(run_id, INCOMPLETE_TAG, f"{type(exc).__name__}: {exc}"[:5000])
+        self.client.set_terminated(run_id, "FINISHED")
+
+
+def register_run(
+    home: Path,
+    spec: UseCase,
+    outcome: TrainingOutcome,
+    *,
+    request: TrainingRequest | None = None,
+    mlflow_uri: str | None = None,
+) -> RegisteredRun:
+    """Log what the candidate needs, register the model, record the candidate (see
+    :class:`RegisteredRun`); the run is marked FAILED if any of it fails."""
     from mlflow.entities import Metric, Param
 
     client = tracking.client(home, mlflow_uri)
@@ -87,8 +140,6 @@ def record_run(
             client.log_batch(run_id, metrics=metrics[start : start + 900])
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
-            _write_artifacts(folder / "plots", spec, outcome)
-            client.log_artifacts(run_id, str(folder / "plots"), artifact_path="plots")
             (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2, default=str))
             client.log_artifact(run_id, str(folder / "report.json"))
             exports = _export(spec, outcome, folder / "model")
@@ -122,8 +173,6 @@ def record_run(
                 lineage=_lineage(report, run_id),
             )
             tracking.record_candidate(client, run_id, candidate)
-            _record_losers(client, experiment, run_id, spec, outcome, folder / "losers")
-        client.set_terminated(run_id, "FINISHED")
     except Exception:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -131,7 +180,7 @@ def record_run(
         "registered usecase=%s model=%s version=%s run_id=%s sha256=%s",
         spec.name, candidate.model_name, version, run_id, sha256[:12],
     )  # fmt: skip
-    return candidate
+    return RegisteredRun(client, experiment, spec, outcome, candidate)
 
 
 def _export(spec: UseCase, outcome: TrainingOutcome, directory: Path) -> dict[str, dict[str, Any]]:

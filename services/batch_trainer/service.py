@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,11 +20,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from schemas import topics
-from schemas.events import ModelCandidate, TrainingRequest
+from schemas.events import ModelCandidate, TrainingRequest, Window
 from schemas.usecase import UseCase
-from services.batch_trainer.data import TrainingData, resolve_window
+from services.batch_trainer.data import ArrivalPace, RowCount, TrainingData, resolve_window
 from services.batch_trainer.errors import BatchTrainerError, NotEnoughData, UnknownUseCase
 from services.batch_trainer.settings import BatchTrainerSettings
+from services.batch_trainer.warm import Warmup, trainer_steps
 from services.common.bus import ensure_service_topics, start_consumer, start_producer
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.deadletter import DeadLetterPolicy
@@ -53,8 +54,12 @@ class TrainingRequestHandler:
         data_source: TrainingData,
         producer: AIOKafkaProducer,
         known: Collection[str] = (),
+        warmup: Warmup | None = None,
+        row_count: RowCount | None = None,
     ) -> None:
         self.settings = settings
+        self.row_count = row_count
+        self.warmup = warmup
         self.served = dict(served)
         self.known = set(known) | set(served)
         self.data_source = data_source
@@ -77,17 +82,26 @@ class TrainingRequestHandler:
             "training request usecase=%s request_id=%s reason=%s partition=%s offset=%s",
             spec.name, request.request_id, request.reason, record.partition, record.offset,
         )  # fmt: skip
-        candidate = await asyncio.to_thread(self.train_and_register, spec, request)
+        candidate, finish = await asyncio.to_thread(self.train_and_register, spec, request)
         await self.producer.send_and_wait(
             topics.MODELS_CANDIDATES, encode(candidate), key=topics.CANDIDATES.key_of(candidate)
         )
         self.candidates += 1
+        if finish is not None:  # the run's plots and runners-up, after the candidate is out
+            await asyncio.to_thread(finish)
 
     async def flush(self) -> None:
         """Nothing buffered: each candidate is acknowledged by the broker before the next."""
 
-    def train_and_register(self, spec: UseCase, request: TrainingRequest) -> ModelCandidate:
-        """The blocking part: train (or find the earlier run) and register in MLflow."""
+    def train_and_register(
+        self, spec: UseCase, request: TrainingRequest
+    ) -> tuple[ModelCandidate, Callable[[], None] | None]:
+        """The blocking part: train (or find the earlier run) and register in MLflow.
+
+        Returns the candidate and what completes its run once it is published
+        (None for an earlier run's candidate, republished)."""
+        if self.warmup is not None:
+            self.warmup.wait()
         from services.batch_trainer import runs
         from services.batch_trainer.pipeline import train_candidate
         from services.common import tracking
@@ -100,12 +114,18 @@ class TrainingRequestHandler:
         )
         if earlier is not None:
             logger.info("request_id=%s already trained: republishing", request.request_id)
-            return earlier
+            return earlier, None
         waiting = waits_for_data(request)
         deadline = time.monotonic() + self.settings.data_wait_seconds
+        pace = ArrivalPace(spec.models.batch.min_rows, self.settings.data_wait_interval_seconds)
         while True:
             now = datetime.now(UTC) if waiting else request.occurred_at
             window = resolve_window(spec, request.window, now)
+            if waiting and time.monotonic() < deadline:
+                found = self._count(spec, window)
+                if found is not None and found < pace.needed:
+                    time.sleep(pace.wait(found, time.monotonic()))
+                    continue
             try:
                 frame = self.data_source(spec, window)
                 outcome = train_candidate(spec, frame, window, device=self.settings.device)
@@ -120,7 +140,18 @@ class TrainingRequestHandler:
             except InvalidInput as exc:  # bad columns, one class: name the request
                 exc.event_id = exc.event_id or request.event_id
                 raise
-        return runs.record_run(home, spec, outcome, request=request, mlflow_uri=uri)
+        run = runs.register_run(home, spec, outcome, request=request, mlflow_uri=uri)
+        return run.candidate, run.finish
+
+    def _count(self, spec: UseCase, window: Window) -> int | None:
+        """The source's cheap count of ``window``'s rows (None without one), logged when short."""
+        if self.row_count is None:
+            return None
+        found = self.row_count(spec, window)
+        needed = spec.models.batch.min_rows
+        if found < needed:
+            logger.info("waiting for data usecase=%s: %d of %d rows", spec.name, found, needed)
+        return found
 
 
 def waits_for_data(request: TrainingRequest) -> bool:
@@ -151,6 +182,7 @@ async def run(
     *,
     served: Mapping[str, UseCase] | None = None,
     known: Collection[str] = (),
+    row_count: RowCount | None = None,
 ) -> None:
     """The service body: serve ``served`` (the configured use cases unless given) until ``stop``."""
     if served is None:
@@ -168,7 +200,17 @@ async def run(
             max_poll_interval_ms=settings.max_poll_interval_ms,
         )
         await resume_committed(consumer, settings, SERVICE)
-        handler = TrainingRequestHandler(settings, served, data_source, producer, known)
+        steps = trainer_steps(served, settings.home, settings.mlflow_uri, data_source)
+        warmup = Warmup(steps).start() if settings.warm_up else None
+        handler = TrainingRequestHandler(
+            settings,
+            served,
+            data_source,
+            producer,
+            known,
+            warmup,
+            row_count=row_count,
+        )
         policy = DeadLetterPolicy(SERVICE, producer)
         loop = ConsumeLoop(consumer, handler, policy, max_records=1)
         health.ready = lambda: True
@@ -187,6 +229,20 @@ def load_training_data(reference: str) -> TrainingData:
     return source
 
 
+def load_row_count(reference: str) -> RowCount | None:
+    """The data source module's ``labelled_rows(spec, window)``, if it has one: a cheap
+    count, at least the rows the source would return, that a waiting request reads
+    instead of the whole training set (the Feast store's skips its point-in-time join)."""
+    module = reference.partition(":")[0]
+    try:
+        count: RowCount = load_callable(f"{module}:labelled_rows", "DRIFTLINE_TRAINING_DATA")
+    except ValueError:
+        return None
+    return count
+
+
 async def serve(settings: BatchTrainerSettings, stop: asyncio.Event, health: HealthServer) -> None:
     """The service body: the configured use cases, trained on ``settings.training_data``."""
-    await run(settings, load_training_data(settings.training_data), stop, health)
+    reference = settings.training_data
+    source, count = load_training_data(reference), load_row_count(reference)
+    await run(settings, source, stop, health, row_count=count)

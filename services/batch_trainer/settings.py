@@ -20,7 +20,17 @@ class BatchTrainerSettings(CommonSettings):
     data_wait_seconds: float = Field(
         default=180.0, ge=0, description="how long a drift request waits for min_rows of new data"
     )
-    data_wait_interval_seconds: float = Field(default=5.0, gt=0)
+    data_wait_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="the longest a waiting drift request sleeps before counting the data again "
+        "(less when the rows seen arriving will make up min_rows sooner)",
+    )
+    warm_up: bool = Field(
+        default=True,
+        description="import the training libraries and open MLflow and the data source at start "
+        "(in the background), not in the first request",
+    )
     max_poll_interval_ms: int = Field(
         default=3_600_000, gt=0, description="a training run may take this long in group mode"
     )

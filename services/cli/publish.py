@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas import topics
 from services.common.bus import ensure_topics, start_producer, wait_for_broker
 
 
@@ -43,10 +44,25 @@ def parse_lines(lines: Iterable[str]) -> ParsedLines:
     return parsed
 
 
-def message_key(message: dict[str, Any]) -> bytes | None:
-    """Messages of one entity share a key, so they land in one partition, in order."""
-    entity = message.get("entity_id")
-    return str(entity).encode() if entity is not None else None
+def message_key(topic: str, message: dict[str, Any]) -> bytes | None:
+    """The record key the topic's declaration names (``Topic.key``), read from the message.
+
+    Messages of one entity share a key, so they land in one partition, in order.
+    A topic driftline does not declare is keyed by ``entity_id`` when there is one.
+
+    >>> message_key("credit.raw", {"entity_id": 7})
+    b'7'
+    >>> message_key("credit.labels", {"entity_id": 7}) is None
+    True
+    >>> message_key("training.requests", {"usecase": "credit"})
+    b'credit'
+    >>> message_key("x", {"entity_id": "a"})
+    b'a'
+    """
+    declared = topics.topic_of(topic)
+    field_name = "entity_id" if declared is None else declared.key
+    value = None if field_name is None else message.get(field_name)
+    return None if value is None else str(value).encode()
 
 
 def chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -71,7 +87,7 @@ async def publish_objects(
                 await producer.send(
                     topic,
                     json.dumps(m, separators=(",", ":")).encode(),
-                    key=message_key(m),
+                    key=message_key(topic, m),
                 )
                 for m in chunk
             ]

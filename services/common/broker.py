@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -54,12 +55,47 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_low(default: int = 32768) -> int:
+    """The lowest port the kernel hands out as an outgoing connection's local port."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def free_port(host: str = "127.0.0.1", spare: int = 4) -> int:
+    """A TCP port nothing is bound to now, with the ``spare`` ports above it free too.
+
+    It comes from below the kernel's ephemeral range, so an outgoing connection
+    (a Kafka client's, say) cannot take it, or the ports next to it that
+    ``driftline up`` gives further inference replicas, before a server binds.
+    """
+    low = ephemeral_low()
+    first = max(1024, low - 12_000)
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(first, low - spare)
+        if all(bindable(host, port + i) for i in range(spare + 1)):
+            return port
+    with socket.socket() as sock:  # a crowded range: the kernel's choice
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def bindable(host: str, port: int, reuse: bool = False) -> bool:
+    """Whether a server could bind ``host:port`` now (``reuse``: as one that sets SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def die_with_parent() -> None:

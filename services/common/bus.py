@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -22,6 +22,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from schemas import topics
 from services.common.errors import BrokerUnavailable
 from services.common.settings import CommonSettings
+
+ClientT = TypeVar("ClientT", AIOKafkaConsumer, AIOKafkaProducer)
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,18 @@ async def ensure_service_topics(
     )
 
 
+async def started(client: ClientT) -> ClientT:
+    """``client`` (a consumer or producer), started; stopped again if its start fails or is
+    cancelled, so a service stopped mid-start leaves no unclosed client (aiokafka's ``stop``
+    is safe on one whose start did not finish)."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
+    return client
+
+
 async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
     """A producer, started, that waits for every write to be acknowledged by the broker.
 
@@ -144,8 +158,7 @@ async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
         max_request_size=options.pop("max_request_size", 4 * 1024 * 1024),
         **options,
     )
-    await producer.start()
-    return producer
+    return await started(producer)
 
 
 def client_id(group_id: str | None) -> str:
@@ -191,14 +204,16 @@ async def start_consumer(
             rebalance_timeout_ms=3000,
             **common,
         )
-        await consumer.start()
-        return consumer
-    consumer = AIOKafkaConsumer(**common)
-    await consumer.start()
-    partitions: list[TopicPartition] = []
-    for name in names:
-        numbers = await _partitions_of(consumer, name)
-        partitions.extend(TopicPartition(name, number) for number in sorted(numbers))
+        return await started(consumer)
+    consumer = await started(AIOKafkaConsumer(**common))
+    try:
+        partitions: list[TopicPartition] = []
+        for name in names:
+            numbers = await _partitions_of(consumer, name)
+            partitions.extend(TopicPartition(name, number) for number in sorted(numbers))
+    except BaseException:
+        await consumer.stop()
+        raise
     consumer.assign(partitions)
     return consumer
 

@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pickle
@@ -82,7 +83,7 @@ def load_checkpoint(path: Path, error: type[Exception] = CheckpointError) -> Any
 
 
 async def resume(
-    consumer: AIOKafkaConsumer, offsets: dict[str, int], *, owner: str, probe_ms: int = 600
+    consumer: AIOKafkaConsumer, offsets: dict[str, int], *, owner: str, probe_ms: int = 15_000
 ) -> dict[str, int]:
     """Seek each assigned partition to its checkpointed offset, never outside the log.
 
@@ -98,7 +99,9 @@ async def resume(
     for 100 records sent in one batch, measured), and a fetch past its end
     returns nothing instead of ``OFFSET_OUT_OF_RANGE``, so a consumer left
     there would wait forever. On Apache Kafka that fetch is out of range and
-    the consumer's ``auto_offset_reset`` (earliest) applies as well.
+    the consumer's ``auto_offset_reset`` (earliest) applies as well. The probe
+    fetches until every probed partition's watermark is known (a busy machine
+    answers the first fetch late), ``probe_ms`` at most.
     """
     assigned = sorted(consumer.assignment())
     if not assigned:
@@ -119,7 +122,7 @@ async def resume(
         starts[partition] = start
     probing = [tp for tp in assigned if starts[tp] > beginnings[tp]]
     if probing:
-        await consumer.getmany(*probing, timeout_ms=probe_ms, max_records=1)
+        await _fetch_highwaters(consumer, probing, probe_ms)
         for partition in probing:
             end = consumer.highwater(partition)
             if end is not None and starts[partition] > end:
@@ -132,3 +135,16 @@ async def resume(
                 starts[partition] = beginnings[partition]
             consumer.seek(partition, starts[partition])  # what the probe fetched is read again
     return {offset_key(tp.topic, tp.partition): start for tp, start in starts.items()}
+
+
+async def _fetch_highwaters(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], probe_ms: int
+) -> None:
+    """Fetch from ``partitions`` until each one's high watermark is known, ``probe_ms`` at most."""
+    deadline = asyncio.get_running_loop().time() + probe_ms / 1000
+    waiting = list(partitions)
+    while waiting and asyncio.get_running_loop().time() < deadline:
+        await consumer.getmany(*waiting, timeout_ms=200, max_records=1)
+        waiting = [tp for tp in waiting if consumer.highwater(tp) is None]
+    if waiting:
+        logger.warning("no fetch answer for %s in %d ms: their ends are unknown", waiting, probe_ms)

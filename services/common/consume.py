@@ -49,6 +49,15 @@ class Processor(Protocol):
         """Make the side effects of every processed message durable."""
 
 
+class BatchProcessor(Processor, Protocol):
+    """A processor that also looks at a whole batch before its messages (one query
+    for all of them, say); the loop calls ``begin`` when the processor has it."""
+
+    async def begin(self, records: list[ConsumerRecord[Any, Any]]) -> None:
+        """See the batch's messages, in order, before ``process`` gets each; must not raise
+        for one message (``process`` raises for it)."""
+
+
 @dataclass(eq=False)
 class ConsumeLoop:
     """Consume ``consumer`` into ``processor`` until ``stop`` is set."""
@@ -69,6 +78,9 @@ class ConsumeLoop:
             timeout_ms=self.poll_timeout_ms, max_records=self.max_records
         )
         await observe_lag(self.consumer)
+        begin = getattr(self.processor, "begin", None)
+        if begin is not None and batches:
+            await begin([record for records in batches.values() for record in records])
         count = 0
         for records in batches.values():
             for record in records:

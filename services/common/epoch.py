@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from schemas import topics
-from services.common.bus import ensure_topics
+from services.common.bus import ensure_topics, started
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ async def _first_epoch(bootstrap: str) -> str | None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20
     )
-    await consumer.start()
+    await started(consumer)
     try:
         consumer.assign([EPOCH_PARTITION])
         end = (await consumer.end_offsets([EPOCH_PARTITION]))[EPOCH_PARTITION]
@@ -69,8 +69,7 @@ async def log_epoch(bootstrap: str) -> str:
     if found is not None:
         return found
     epoch = uuid.uuid4().hex
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
+    producer = await started(AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all"))
     try:
         document = {"epoch": epoch, "created_at": datetime.now(UTC).isoformat()}
         await producer.send_and_wait(

@@ -12,19 +12,16 @@ in services that need Feast: importing feast costs about 6 s and 400 MB.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from feast import (
     Entity,
     FeatureStore,
@@ -42,6 +39,16 @@ from pydantic import Field as SettingField
 from schemas.events import FeatureRow, Window
 from schemas.inputs import Label
 from schemas.usecase import UseCase
+from services.common.dataset import EVENT_ID as EVENT_ID  # the view's event-id column
+from services.common.dataset import (
+    compact_dataset,
+    read_parts,
+    reading,
+    write_parquet_part,
+)
+from services.common.offlinestore import ParquetOfflineStoreConfig
+from services.common.onlinestore import SqliteRowsOnlineStoreConfig, write_rows
+from services.common.serde import FeatureRowFields
 from services.common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -49,8 +56,9 @@ logger = logging.getLogger(__name__)
 PROJECT = "driftline"
 ENTITY_KEY = "entity_id"
 TIMESTAMP = "event_timestamp"
-EVENT_ID = "source_event_id"
 FEATURE_TTL = timedelta(days=3650)
+# The embedded profile's online store: one row per entity (services.common.onlinestore).
+ONLINE_FILE = "online_rows.db"
 
 
 class FeatureStoreSettings(CommonSettings):
@@ -86,7 +94,6 @@ def labels_dir(home: Path, usecase: str) -> Path:
 def repo_config(settings: FeatureStoreSettings) -> RepoConfig:
     """Feast's configuration for this stack's profile and home."""
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
-    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
     from feast.infra.registry.sql import SqlRegistryConfig
     from feast.repo_config import RegistryConfig
 
@@ -103,14 +110,14 @@ def repo_config(settings: FeatureStoreSettings) -> RepoConfig:
         else:
             registry = RegistryConfig(path=str(directory / "registry.db"), cache_ttl_seconds=60)
     else:
-        online = SqliteOnlineStoreConfig(path=str(directory / "online.db"))
+        online = SqliteRowsOnlineStoreConfig(path=str(directory / ONLINE_FILE))
         registry = RegistryConfig(path=str(directory / "registry.db"), cache_ttl_seconds=60)
     return RepoConfig(
         project=PROJECT,
         provider="local",
         registry=registry,
         online_store=online,
-        offline_store={"type": "file"},
+        offline_store=ParquetOfflineStoreConfig(),
         entity_key_serialization_version=3,
         repo_path=directory,
     )
@@ -177,104 +184,50 @@ def _apply(store: FeatureStore, objects: list[Any], attempts: int = 5) -> None:
             time.sleep(0.5 * attempt)
 
 
-def rows_frame(spec: UseCase, rows: Sequence[FeatureRow]) -> pd.DataFrame:
-    """Feature rows as the frame Feast and the Parquet dataset expect (fixed column order)."""
+def rows_table(spec: UseCase, rows: Sequence[FeatureRow | FeatureRowFields]) -> pa.Table:
+    """Feature rows as the pyarrow table the Parquet dataset holds (fixed column order)."""
     names = spec.feature_names()
-    frame = pd.DataFrame(
-        {
-            ENTITY_KEY: [row.entity_id for row in rows],
-            TIMESTAMP: pd.to_datetime([row.event_timestamp for row in rows], utc=True),
-            EVENT_ID: [row.source_event_id for row in rows],
-            **{name: [float(row.features[name]) for row in rows] for name in names},
-        }
-    )
-    return frame
+    columns: dict[str, Any] = {
+        ENTITY_KEY: pa.array([row.entity_id for row in rows], pa.string()),
+        TIMESTAMP: pa.array([row.event_timestamp for row in rows], pa.timestamp("ns", tz="UTC")),
+        EVENT_ID: pa.array([row.source_event_id for row in rows], pa.string()),
+    }
+    pick = itemgetter(*names)
+    picked = [pick(row.features) for row in rows]
+    by_name = zip(*picked, strict=True) if len(names) > 1 else [picked]
+    for name, column in zip(names, by_name, strict=True):
+        columns[name] = pa.array(column, pa.float64())  # ints and booleans as floats
+    return pa.table(columns)
 
 
-def write_parquet_part(directory: Path, frame: pd.DataFrame, part_name: str) -> Path:
-    """Write one part file atomically (temp name, then rename); a rewrite replaces it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{part_name}.parquet"
-    temporary = directory / f".{part_name}.{uuid.uuid4().hex}.tmp"
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temporary)
-    temporary.replace(final)
-    return final
-
-
-@contextmanager
-def _dataset_lock(directory: Path, operation: int) -> Iterator[bool]:
-    """Hold a dataset's lock (``fcntl.LOCK_SH`` or ``LOCK_EX``); yields whether it was taken.
-
-    Readers share it; compaction, which removes parts, takes it alone and
-    without waiting. The kernel drops a killed process's lock.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+b") as handle:
-        try:
-            fcntl.flock(handle, operation)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def reading(*directories: Path) -> Iterator[None]:
-    """Keep the datasets' parts in place while they are read (compaction waits)."""
-    with ExitStack() as stack:
-        for directory in directories:
-            stack.enter_context(_dataset_lock(directory, fcntl.LOCK_SH))
-        yield
-
-
-def compact_dataset(directory: Path, max_parts: int = 32) -> int:
-    """Merge a dataset's parts into one when there are more than ``max_parts``.
-
-    Feast's file offline store reads every part on each retrieval; thousands of
-    small parts (one per consumed batch) make a training set take minutes. Only
-    the one writer of a dataset calls this, after its own write. While anyone
-    reads the dataset (``reading``) it is left for a later write, so a reader
-    never finds a part gone. A crash between writing the merged part and
-    removing the old ones leaves duplicate rows, which every reader drops by
-    event id. Returns how many parts were merged.
-    """
-    parts = sorted(p for p in directory.glob("*.parquet")) if directory.exists() else []
-    if len(parts) <= max_parts:
-        return 0
-    with _dataset_lock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB) as alone:
-        if not alone:
-            return 0
-        frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
-        write_parquet_part(directory, _unique_events(frame), f"compacted-{uuid.uuid4().hex}")
-        for part in parts:
-            part.unlink(missing_ok=True)
-    return len(parts)
+def rows_frame(spec: UseCase, rows: Sequence[FeatureRow | FeatureRowFields]) -> pd.DataFrame:
+    """Feature rows as a pandas frame (the columns of :func:`rows_table`)."""
+    return rows_table(spec, rows).to_pandas()
 
 
 def write_features(
     store: FeatureStore,
     home: Path,
     spec: UseCase,
-    rows: Sequence[FeatureRow],
+    rows: Sequence[FeatureRow | FeatureRowFields],
     part_name: str,
     *,
     online_last_write_wins: bool = False,
 ) -> None:
-    """Write feature rows to the offline store (a Parquet part) and the online store (push).
-
-    ``online_last_write_wins``: the online store keeps the last row written for
-    an entity whatever its timestamp (Feast's SQLite store does), so only each
-    entity's last row of ``rows`` is pushed, and the store ends the same.
-    """
+    """Write feature rows to the offline store (a Parquet part) and the online store: the
+    embedded one (:mod:`services.common.onlinestore`) directly, each entity's last row;
+    another (Redis) by a Feast push, only each entity's last row if ``online_last_write_wins``
+    (the store keeps the last row written for an entity whatever its timestamp)."""
     if not rows:
         return
-    frame = rows_frame(spec, rows)
-    write_parquet_part(features_dir(home, spec.name), frame, part_name)
-    online = frame.drop_duplicates(ENTITY_KEY, keep="last") if online_last_write_wins else frame
-    store.push(push_source_name(spec.name), online, to=PushMode.ONLINE)
+    table = rows_table(spec, rows)
+    write_parquet_part(features_dir(home, spec.name), table, part_name)
+    if isinstance(store.config.online_store, SqliteRowsOnlineStoreConfig):
+        write_rows(store.config, view_name(spec.name), [EVENT_ID, *spec.feature_names()], rows)
+    else:
+        frame = table.to_pandas()
+        online = frame.drop_duplicates(ENTITY_KEY, keep="last") if online_last_write_wins else frame
+        store.push(push_source_name(spec.name), online, to=PushMode.ONLINE)
     compact_dataset(features_dir(home, spec.name))
 
 
@@ -310,31 +263,6 @@ def online_features(
     ]
 
 
-def read_dataset(directory: Path) -> pd.DataFrame:
-    """Every part of a Parquet dataset (an empty frame when there is none)."""
-    if not directory.exists():
-        return pd.DataFrame()
-    with reading(directory):
-        return _read_parts(directory)
-
-
-def _read_parts(directory: Path) -> pd.DataFrame:
-    """The dataset's rows, one per event (the caller holds it: ``reading``)."""
-    parts = sorted(directory.glob("*.parquet")) if directory.exists() else []
-    if not parts:
-        return pd.DataFrame()
-    frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
-    return _unique_events(frame)
-
-
-def _unique_events(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per event: a batch redelivered after a crash may have been written twice."""
-    for key in (EVENT_ID, "event_id"):
-        if key in frame.columns:
-            return frame.drop_duplicates(key, keep="last").reset_index(drop=True)
-    return frame
-
-
 def training_frame(
     store: FeatureStore, home: Path, spec: UseCase, window: Window | None = None
 ) -> pd.DataFrame:
@@ -350,22 +278,28 @@ def training_frame(
         return _point_in_time_join(store, home, spec, window)
 
 
-def _point_in_time_join(
-    store: FeatureStore, home: Path, spec: UseCase, window: Window | None
-) -> pd.DataFrame:
-    labels = _read_parts(labels_dir(home, spec.name))
-    events = _read_parts(features_dir(home, spec.name))
-    columns = [*spec.feature_names(), "label", "event_id", ENTITY_KEY, TIMESTAMP, "label_timestamp"]
+def _labelled_events(home: Path, spec: UseCase, window: Window | None) -> pd.DataFrame:
+    """Each label in ``window`` beside its event's entity and time (no features yet)."""
+    labels = read_parts(labels_dir(home, spec.name))
+    events = read_parts(features_dir(home, spec.name), columns=[EVENT_ID, ENTITY_KEY, TIMESTAMP])
     if labels.empty or events.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame()
     labels = labels.drop_duplicates("event_id", keep="last")
-    events = events.drop_duplicates(EVENT_ID, keep="last")[[EVENT_ID, ENTITY_KEY, TIMESTAMP]]
+    events = events.drop_duplicates(EVENT_ID, keep="last")
     joined = labels.merge(events, left_on="event_id", right_on=EVENT_ID, how="inner")
     if window is not None:
         if window.start is not None:
             joined = joined[joined[TIMESTAMP] >= pd.Timestamp(window.start)]
         if window.end is not None:
             joined = joined[joined["label_timestamp"] <= pd.Timestamp(window.end)]
+    return joined
+
+
+def _point_in_time_join(
+    store: FeatureStore, home: Path, spec: UseCase, window: Window | None
+) -> pd.DataFrame:
+    columns = [*spec.feature_names(), "label", "event_id", ENTITY_KEY, TIMESTAMP, "label_timestamp"]
+    joined = _labelled_events(home, spec, window)
     if joined.empty:
         return pd.DataFrame(columns=columns)
     entity_df = joined[[ENTITY_KEY, TIMESTAMP, "event_id", "label", "label_timestamp"]]
@@ -394,3 +328,12 @@ def training_data(spec: UseCase, window: Window | None) -> pd.DataFrame:
     frame = training_frame(_STORES[key], settings.home, spec, window)
     frame.attrs["feature_views"] = [view_name(spec.name)]
     return frame
+
+
+def labelled_rows(spec: UseCase, window: Window | None) -> int:
+    """How many labelled events ``window`` holds, read from the Parquet parts without
+    Feast's join: at least as many as ``training_data`` returns, so a count below what is
+    needed means waiting, at a fraction of a join's cost (the batch trainer's wait)."""
+    home = FeatureStoreSettings().home
+    with reading(labels_dir(home, spec.name), features_dir(home, spec.name)):
+        return len(_labelled_events(home, spec, window))

@@ -27,16 +27,14 @@ Joined(key='e1', event='row', label=1)
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 E = TypeVar("E")
 L = TypeVar("L")
 
 
-@dataclass(frozen=True)
-class Joined(Generic[E, L]):
-    """An event and its label, joined by key."""
+class Joined(NamedTuple, Generic[E, L]):
+    """An event and its label, joined by key (a tuple: one is made for every pair)."""
 
     key: str
     event: E
@@ -85,7 +83,8 @@ class KeyedJoin(Generic[E, L]):
         kind = self.event_kind
         label = self._offer(key, event, now, self.events, self.labels, f"{kind}_missing")
         if label is None:
-            self._bound(self.events, f"evicted_{kind}")
+            if len(self.events) > self.max_pending:
+                self._bound(self.events, f"evicted_{kind}")
             return None
         return Joined(key, event, label[0])
 
@@ -93,7 +92,8 @@ class KeyedJoin(Generic[E, L]):
         """A label arrived; the joined pair if its event was waiting."""
         event = self._offer(key, label, now, self.labels, self.events, "labels_missing")
         if event is None:
-            self._bound(self.labels, "evicted_labels")
+            if len(self.labels) > self.max_pending:
+                self._bound(self.labels, "evicted_labels")
             return None
         return Joined(key, event[0], label)
 
@@ -135,10 +135,12 @@ class KeyedJoin(Generic[E, L]):
             self.counts["duplicates"] += 1
             return None
         waiting = theirs.pop(key, None)
-        if waiting is not None and self._fresh(waiting[1], now):
+        if waiting is not None and (self.ttl is None or now - waiting[1] <= self.ttl):
             self.counts["joined"] += 1
-            self.joined[key] = now
-            self._bound(self.joined, None)
+            joined = self.joined
+            joined[key] = now
+            if len(joined) > self.max_pending:
+                joined.popitem(last=False)
             return (waiting[0],)
         if waiting is not None:
             self.counts[stale] += 1

@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 from schemas.events import ModelCandidate, Promotion
 from services.common.models.protocol import Model, sha256_of
@@ -58,13 +59,20 @@ def client(home: Path, override: str | None = None) -> MlflowClient:
     uri = tracking_uri(home, override)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if not uri.startswith("sqlite:"):
+    if not uri.startswith("sqlite:") or uri in _OPENED:
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     with (home / "mlflow" / "init.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released on close, or by the kernel on a kill
         mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # creates the tables
         mlflow_client.search_registered_models(max_results=1)  # and the registry's
+    _OPENED.add(uri)
     return mlflow_client
+
+
+# SQLite stores this process has opened: mlflow keeps each store (and its tables) for the
+# process, so the locked first use is paid once, not by every client (0.1-0.25 s each:
+# the registry search, four times a training request).
+_OPENED: set[str] = set()
 
 
 def experiment_id(home: Path, name: str, override: str | None = None) -> str:
@@ -134,6 +142,26 @@ def register_champion(
         artifact_sha256=sha,
         reason=reason,
     )
+
+
+def local_artifact_dir(artifact_uri: str) -> Path | None:
+    """The directory a ``file:`` artifact URI names on this machine, else None.
+
+    MLflow's download of such a URI copies that directory (its local artifact
+    repository); a reader that only needs the files can open them there and
+    skip importing mlflow.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> local_artifact_dir(folder.as_uri()) == folder
+    True
+    >>> local_artifact_dir((folder / "gone").as_uri()), local_artifact_dir("s3://bucket/m")
+    (None, None)
+    """
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        return None
+    path = Path(unquote(parsed.path))
+    return path if path.is_dir() else None
 
 
 def download_model_dir(mlflow_client: MlflowClient, artifact_uri: str, destination: Path) -> Path:

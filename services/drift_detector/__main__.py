@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from services.common.runtime import run_service
+from services.drift_detector.priority import lower_priority
 from services.drift_detector.service import SERVICE, serve
 from services.drift_detector.settings import DriftDetectorSettings
+from services.drift_detector.warm import start_warm_up
 
 
 def main() -> None:
     settings = DriftDetectorSettings()
+    lower_priority(settings.nice)
+    start_warm_up()  # evidently's imports, before the first window is full
     run_service(SERVICE, settings, lambda stop, health: serve(settings, stop, health))
 
 

@@ -3,10 +3,12 @@
 Every full window is checked in a worker thread (the evidently checks of
 :mod:`~services.drift_detector.checks`), so the event loop stays free. Its
 score passes the kind's :class:`~services.drift_detector.alerts.Hysteresis`
-gate; a gate that opens raises a :class:`~schemas.events.DriftAlert` with its
-evidently report. A window that cannot be checked (too few rows, every feature
-missing) is recorded in :attr:`GatedChecks.last_checks` with the reason, logged
-and counted (``driftline_drift_checks_total{outcome="skipped"}``), never raised.
+gate; a gate that opens raises a :class:`~schemas.events.DriftAlert` naming its
+evidently report, which the service writes right after publishing the alert
+(:meth:`GatedChecks.write_reports`) and before its checkpoint. A window that
+cannot be checked (too few rows, every feature missing) is recorded in
+:attr:`GatedChecks.last_checks` with the reason, logged and counted
+(``driftline_drift_checks_total{outcome="skipped"}``), never raised.
 
 :class:`GatedChecks` is the checking half of
 :class:`~services.drift_detector.monitor.UseCaseMonitor`, which holds the state
@@ -18,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -86,6 +90,7 @@ class GatedChecks:
     gates: dict[str, Hysteresis]
     last_checks: dict[str, CheckStatus]
     alerts: list[DriftAlert]
+    pending_reports: list[Callable[[], str]]
     _profile: ReferenceProfile | None
     _prediction_profile: ReferenceProfile | None
 
@@ -176,13 +181,11 @@ class GatedChecks:
             },
         )
         assert self.reference is not None
-        reference = self.reference
         path = reports.report_file(reports_dir, self.name, "data", alert.alert_id)
-        saved = await asyncio.to_thread(
-            reports.save_drift_report, path, profile, reference, current, threshold,
+        self._raise(alert, path, partial(
+            reports.save_drift_report, path, profile, self.reference, current, threshold,
             self.champion_slices,
-        )  # fmt: skip
-        self.alerts.append(with_report(alert, saved))
+        ))  # fmt: skip
 
     async def _after_quality(
         self,
@@ -213,12 +216,11 @@ class GatedChecks:
             "quality", severity, "missing_and_range", quality.features, None, window, details
         )
         assert self.reference is not None
-        reference = self.reference
         path = reports.report_file(reports_dir, self.name, "quality", alert.alert_id)
-        saved = await asyncio.to_thread(
-            reports.save_quality_report, path, profile, reference, current, self.champion_slices
-        )
-        self.alerts.append(with_report(alert, saved))
+        self._raise(alert, path, partial(
+            reports.save_quality_report, path, profile, self.reference, current,
+            self.champion_slices,
+        ))  # fmt: skip
 
     async def check_prediction(self, reports_dir: Path) -> None:
         rows = self.prediction_window.rows()
@@ -242,16 +244,10 @@ class GatedChecks:
         )
         path = reports.report_file(reports_dir, self.name, "prediction", alert.alert_id)
         reference = pd.DataFrame({PREDICTION: self.prediction_reference})
-        saved = await asyncio.to_thread(
-            reports.save_drift_report,
-            path,
-            profile,
-            reference,
-            pd.DataFrame({PREDICTION: current}),
-            0.5,
-            self.champion_slices,
-        )
-        self.alerts.append(with_report(alert, saved))
+        self._raise(alert, path, partial(
+            reports.save_drift_report, path, profile, reference,
+            pd.DataFrame({PREDICTION: current}), 0.5, self.champion_slices,
+        ))  # fmt: skip
 
     async def check_performance(self, reports_dir: Path) -> None:
         rows = self.performance_window.rows()
@@ -307,10 +303,27 @@ class GatedChecks:
         )
         path = reports.report_file(reports_dir, self.name, "performance", alert.alert_id)
         joined = pd.DataFrame({"target": truths, "prediction": predictions})
-        saved = await asyncio.to_thread(
+        self._raise(alert, path, partial(
             reports.save_performance_report, path, spec, joined, self.champion_slices
-        )
-        self.alerts.append(with_report(alert, saved))
+        ))  # fmt: skip
+
+    def _raise(self, alert: DriftAlert, path: Path, render: Callable[[], str]) -> None:
+        """Queue the alert, naming its report's path, and the report's rendering.
+
+        The alert is published first and its report written right after, before
+        the checkpoint (:meth:`write_reports`): evidently's HTML report takes many
+        times the check's own time, and the loop waits for the alert, not the page.
+        A crash in between replays the window from the last checkpoint: the same
+        alert (same id) and its report again.
+        """
+        self.alerts.append(with_report(alert, str(path.resolve())))
+        self.pending_reports.append(render)
+
+    async def write_reports(self) -> None:
+        """Render the reports of the alerts raised since the last call (in a worker thread)."""
+        while self.pending_reports:
+            render = self.pending_reports.pop(0)
+            await asyncio.to_thread(render)
 
     def _alert(
         self,

@@ -83,6 +83,7 @@ class UseCaseMonitor(GatedChecks):
         }
         self.last_checks = {}
         self.alerts = []
+        self.pending_reports = []
         self._profile = None
         self._prediction_profile = None
 
@@ -93,9 +94,11 @@ class UseCaseMonitor(GatedChecks):
         state["_profile"] = None
         state["_prediction_profile"] = None
         state["alerts"] = []
+        state["pending_reports"] = []
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("pending_reports", [])  # checkpointed before reports came after alerts
         if "join" not in state:  # checkpointed before the shared join
             join: KeyedJoin[WindowRow, WindowRow] = KeyedJoin(
                 state["max_pending"], event_kind="predictions"

@@ -117,6 +117,7 @@ class DriftDetectorProcessor:
                     alert.report_path,
                 )
             monitor.alerts.clear()
+            await monitor.write_reports()  # after the alerts, before the checkpoint
         interval = self.detector.settings.checkpoint_seconds
         due = time.monotonic() - self.last_checkpoint >= interval
         if self.dirty and (alerts or due):

@@ -30,6 +30,13 @@ class DriftDetectorSettings(FeatureStoreSettings):
         default=True,
         description="without a champion, the first reference_rows feature rows are the reference",
     )
+    nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="raise the detector's nice value by this at start, so its checks yield the "
+        "CPU to the request path (0: leave it)",
+    )
     max_pending: int = Field(
         default=100_000, gt=0, description="predictions or labels waiting for their partner"
     )

@@ -15,11 +15,12 @@ from prometheus_client import Counter, Histogram
 from schemas import topics
 from schemas.events import FeatureRow
 from schemas.inputs import Label
+from schemas.topics import Topic
 from schemas.usecase import UseCase
 from services.common import featurestore
 from services.common.errors import InvalidInput
 from services.common.seen import SeenIds
-from services.common.serde import decode
+from services.common.serde import FeatureRowFields, decode, decode_feature_row
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +50,30 @@ class FeatureSink:
         # see featurestore.write_features
         self.online_last_write_wins = online_last_write_wins
         self.names = {name: spec.feature_names() for name, spec in specs.items()}
-        self.rows: dict[str, list[FeatureRow]] = defaultdict(list)
+        self.name_sets = {name: set(names) for name, names in self.names.items()}
+        self.rows: dict[str, list[FeatureRow | FeatureRowFields]] = defaultdict(list)
         self.labels: dict[str, list[Label]] = defaultdict(list)
         self.part_names: dict[tuple[str, str], str] = {}
+        # Each topic's use case and declared topic, looked up once a topic name.
+        self._topics: dict[str, tuple[UseCase | None, Topic[Any] | None]] = {}
+
+    def _topic(self, name: str) -> tuple[UseCase | None, Topic[Any] | None]:
+        found = self._topics.get(name)
+        if found is None:
+            spec = self.specs.get(topics.usecase_of(name) or "")
+            found = self._topics[name] = (spec, topics.topic_of(name))
+        return found
 
     async def process(self, record: Any) -> None:
-        usecase = topics.usecase_of(record.topic)
-        spec = self.specs.get(usecase or "")
+        spec, declared = self._topic(record.topic)
         if spec is None:
             raise InvalidInput(f"topic {record.topic!r} belongs to no configured use case")
-        event = decode(record.topic, record.value)
-        if isinstance(event, FeatureRow):
+        event: Any
+        if declared is topics.FEATURES:  # the hot path: a row's fields, no pydantic model
+            event = decode_feature_row(record.value)
+        else:
+            event = decode(declared or record.topic, record.value)
+        if isinstance(event, (FeatureRowFields, FeatureRow)):
             kind = "features"
             self._check_row(spec, event)
             self.rows[spec.name].append(event)
@@ -80,12 +94,15 @@ class FeatureSink:
             (usecase, kind), f"{record.topic}-{record.partition}-{record.offset:012d}"
         )
 
-    def _check_row(self, spec: UseCase, row: FeatureRow) -> None:
-        missing = [name for name in self.names[spec.name] if name not in row.features]
-        if missing:
+    def _check_row(self, spec: UseCase, row: FeatureRow | FeatureRowFields) -> None:
+        names = self.names[spec.name]
+        features = row.features
+        if not features.keys() >= self.name_sets[spec.name]:
+            missing = [name for name in names if name not in features]
             raise InvalidInput(f"feature row lacks features {missing}", event_id=row.event_id)
-        text = [k for k, v in row.features.items() if isinstance(v, str)]
-        if text:
+        # A row's fields (decode_feature_row) hold numbers only; the model may hold text.
+        if isinstance(row, FeatureRow) and str in set(map(type, features.values())):
+            text = [k for k, v in row.features.items() if isinstance(v, str)]
             raise InvalidInput(f"features {text} are text, expected numbers", event_id=row.event_id)
 
     def _check_label(self, spec: UseCase, label: Label) -> None:

@@ -6,10 +6,13 @@ Health, readiness and metrics are served by the API's own server (``/healthz``,
 
 from __future__ import annotations
 
-import uvicorn
+import sys
+
+from uvicorn.config import STARTUP_FAILURE
 
 from services.common.logs import configure_logging
-from services.inference.api import create_app
+from services.inference.api import create_app, front
+from services.inference.http import serve
 from services.inference.service import InferenceService
 from services.inference.settings import InferenceSettings
 
@@ -17,17 +20,10 @@ from services.inference.settings import InferenceSettings
 def main() -> None:
     settings = InferenceSettings()
     configure_logging(settings.log_level)
-    app = create_app(InferenceService(settings))
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-    )
+    app = front(create_app(InferenceService(settings), guard_inside=False))
+    started = serve(app, settings.host, settings.port)
+    if not started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run does
 
 
 if __name__ == "__main__":

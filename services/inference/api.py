@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+import msgspec
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -160,6 +162,48 @@ def parse_body(body: bytes, one: TypeAdapter[Any], many: TypeAdapter[Any], limit
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # json.dumps's, made once
+_FAST_ENCODE = msgspec.json.Encoder().encode  # the same compact JSON, several times faster
+
+
+def encode_answers(content: Any) -> bytes:
+    """A predict answer (one or a list) as compact JSON.
+
+    msgspec writes it, except where a float is not finite, or an explanation holds
+    anything but plain floats: msgspec would write null, json refuses it
+    (``ValueError``), as the API always has.
+
+    >>> encode_answers({"prediction": 1, "probabilities": {"0": 0.25, "1": 0.75}})
+    b'{"prediction":1,"probabilities":{"0":0.25,"1":0.75}}'
+    >>> explained = {"score": 0.5, "expected_value": 0.25, "gap": 0.0, "tolerance": 1e-09,
+    ...              "contributions": {"age": 0.25}}
+    >>> json.loads(encode_answers({"explanation": explained}))["explanation"] == explained
+    True
+    >>> encode_answers({"prediction": 1, "explanation": {**explained, "gap": math.nan}})
+    Traceback (most recent call last):
+    ...
+    ValueError: Out of range float values are not JSON compliant
+    """
+    for answer in content if isinstance(content, list) else (content,):
+        prediction = answer.get("prediction")
+        probabilities = answer.get("probabilities") or {}
+        finite = not isinstance(prediction, float) or math.isfinite(prediction)
+        if not (finite and all(map(math.isfinite, probabilities.values()))):
+            return _ENCODER.encode(content).encode()
+        explanation = answer.get("explanation")
+        if explanation is not None and not _plain_explanation(explanation):
+            return _ENCODER.encode(content).encode()
+    encoded: bytes = _FAST_ENCODE(content)
+    return encoded
+
+
+_EXPLAINED = ("expected_value", "score", "gap", "tolerance")  # an explanation's floats
+
+
+def _plain_explanation(explanation: dict[str, Any]) -> bool:
+    """Whether an explanation's numbers are all finite Python floats (msgspec's to write)."""
+    numbers = [explanation.get(name) for name in _EXPLAINED]
+    numbers.extend(explanation.get("contributions", {}).values())
+    return all(type(value) is float and math.isfinite(value) for value in numbers)
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -167,8 +211,14 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
-    """The FastAPI app; with ``manage`` its lifespan starts and stops ``service``."""
+def create_app(
+    service: InferenceService, *, manage: bool = True, guard_inside: bool = True
+) -> FastAPI:
+    """The FastAPI app; with ``manage`` its lifespan starts and stops ``service``.
+
+    ``guard_inside=False`` leaves the guard out of the app's middleware, for
+    :func:`front` to put it in front of the whole app (the served way).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -208,11 +258,12 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
             answer = refused(usecase, "predict", exc, many)
             return answer.status_code, bytes(answer.body)
         metrics.child(metrics.REQUESTS, usecase, "predict", "200").inc()
-        content = answers if many else answers[0]
-        return 200, _ENCODER.encode(content).encode()
+        return 200, encode_answers(answers if many else answers[0])
 
     guard = {"api_key": key, "max_body_bytes": settings.max_body_bytes, "predict": predict_body}
-    app.add_middleware(GuardMiddleware, **guard)  # type: ignore[arg-type]
+    app.state.guard = guard
+    if guard_inside:
+        app.add_middleware(GuardMiddleware, **guard)  # type: ignore[arg-type]
 
     def refused(usecase: str, endpoint: str, exc: Exception, many: bool = True) -> Response:
         if isinstance(exc, BadRequest):
@@ -335,3 +386,13 @@ def create_app(service: InferenceService, *, manage: bool = True) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def front(app: FastAPI) -> GuardMiddleware:
+    """``app`` (made with ``guard_inside=False``) behind its guard, outermost.
+
+    What uvicorn serves: ``POST /v1/predict/{uc}`` is answered by the guard
+    before FastAPI's own middleware (error pages, body limits) and routing;
+    every other request, and one the guard refuses, is what it was.
+    """
+    return GuardMiddleware(app, **app.state.guard)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -230,6 +231,12 @@ def _pick(outputs: Any, target: Any) -> Any:
     return outputs.gather(1, target.reshape(-1, 1))[:, 0]
 
 
+def permutation_seed(row: FeatureDict) -> int:
+    """The seed of a row's feature orders: a digest of its items, the same in every process
+    (``hash`` of text differs between processes, so replicas would answer differently)."""
+    return zlib.crc32(repr(sorted(row.items())).encode())
+
+
 def _baseline_shapley(
     model: Model, rows: Sequence[FeatureDict], positive: Any, reference: FeatureDict
 ) -> list[Explanation]:
@@ -237,23 +244,27 @@ def _baseline_shapley(
     for row in rows:
         names = list(row)
         start = {name: float(reference.get(name, 0.0)) for name in names}
-        value, units, explained = _river_score(model, positive)
+        values, units, explained = _river_score(model, positive)
         target = explained(row)
-        expected = value(start, target)
-        scored = value(row, target)
+        expected, scored = values([start, row], target)
         moving = [name for name in names if float(row[name]) != start[name]]
         totals = dict.fromkeys(names, 0.0)
-        rng = random.Random(hash(tuple(sorted(row.items()))) & 0xFFFFFFFF)
+        rng = random.Random(permutation_seed(row))
         orders: list[list[str]] = []
         for _ in range(PERMUTATIONS if moving else 0):
             order = rng.sample(moving, len(moving))
             orders += [order, order[::-1]]
+        steps: list[FeatureDict] = []  # every order's rows between the two ends, built first
         for order in orders:
             current = dict(start)
+            for name in order[:-1]:
+                current[name] = row[name]
+                steps.append(dict(current))
+        found = iter(values(steps, target))  # one model call for all of an item's steps
+        for order in orders:
             before = expected
             for name in order:
-                current[name] = row[name]
-                after = value(current, target) if name != order[-1] else scored
+                after = next(found) if name != order[-1] else scored
                 totals[name] += after - before
                 before = after
         contributions = {k: v / len(orders) for k, v in totals.items()} if orders else totals
@@ -264,26 +275,34 @@ def _baseline_shapley(
 
 
 def _river_score(model: Any, positive: Any) -> tuple[Any, str, Any]:
-    """``(value(row, class), units, class_to_explain(row))`` for a river model."""
+    """``(values(rows, class), units, class_to_explain(row))`` for a river model;
+    ``values`` scores all its rows in one model call."""
     if model.task == "regression":
-        return (lambda row, _: float(model.predict([row])[0])), "target", (lambda _: None)
+
+        def predictions(rows: Sequence[FeatureDict], _: Any) -> list[float]:
+            return [float(y) for y in model.predict(rows)] if rows else []
+
+        return predictions, "target", (lambda _: None)
     binary = model.classes is not None and len(model.classes) == 2
     chosen = positive if positive is not None else getattr(model, "positive", None)
 
     both = getattr(model, "predict_with_proba", None)  # a Hoeffding tree's fast path
 
-    def proba(row: FeatureDict) -> dict[Any, float]:
-        found: dict[Any, float] = both([row])[1][0] if both else model.predict_proba([row])[0]
+    def probas(rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
+        if not rows:
+            return []
+        found: list[dict[Any, float]] = both(rows)[1] if both else model.predict_proba(rows)
         return found
 
-    def value(row: FeatureDict, target: Any) -> float:
-        return float(proba(row).get(target, 0.0))
+    def values(rows: Sequence[FeatureDict], target: Any) -> list[float]:
+        return [float(p.get(target, 0.0)) for p in probas(rows)]
 
     if binary:
-        return value, "probability", (lambda _: chosen if chosen is not None else model.classes[-1])
+        positive_class = chosen if chosen is not None else model.classes[-1]
+        return values, "probability", (lambda _: positive_class)
 
     def predicted(row: FeatureDict) -> Any:
-        found = proba(row)
+        found = probas([row])[0]
         return max(found, key=found.__getitem__)
 
-    return value, "probability", predicted
+    return values, "probability", predicted

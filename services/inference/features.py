@@ -27,7 +27,6 @@ the benchmark notes in the report).
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,10 +34,12 @@ from typing import Any, Literal
 
 from schemas.usecase import UseCase
 from services.common.errors import InvalidInput
+from services.common.prep.compiled import CompiledPreparer
 from services.common.prep.preparer import Preparer
 from services.common.prep.validation import Record
 from services.common.prep.values import pseudonymize
 from services.inference.errors import FeatureStoreUnavailable, InvalidFeatures
+from services.inference.ids import new_id
 
 FeatureSource = Literal["request", "online"]
 _QUOTED = re.compile(r"'([^']+)'")
@@ -81,6 +82,12 @@ def missing_fields(spec: UseCase, fields: Mapping[str, Any]) -> list[str]:
     return [name for name in required_fields(spec) if fields.get(name) is None]
 
 
+def lacks_any(required: Sequence[str], fields: Mapping[str, Any]) -> bool:
+    """Whether a field of ``required`` is absent (or null) in ``fields``."""
+    get = fields.get
+    return any(get(name) is None for name in required)
+
+
 def field_of(reason: str) -> str | None:
     """The field a preparer's reason names (its first quoted name).
 
@@ -117,6 +124,7 @@ class OnlineReader:
         self.store = store
         self.method = method
         self._views: dict[str, Any] = {}
+        self._names: dict[str, list[str]] = {}
 
     def read(self, spec: UseCase, entity_ids: Sequence[str]) -> list[dict[str, Any] | None]:
         """Each entity's features by name, or None when the entity has no row."""
@@ -152,7 +160,16 @@ class OnlineReader:
 
         from services.common.featurestore import ENTITY_KEY
 
-        names = spec.feature_names()
+        names = self._names.get(spec.name)
+        if names is None:  # worked out once a use case (the spec derives them afresh)
+            names = self._names[spec.name] = spec.feature_names()
+        from services.common import onlinestore
+        from services.common.featurestore import view_name
+
+        config = self.store.config
+        if isinstance(config.online_store, onlinestore.SqliteRowsOnlineStoreConfig):
+            # the embedded one-row-per-entity store: its own reader, no Feast protos
+            return onlinestore.read_rows(config, view_name(spec.name), list(entity_ids), names)
         keys = [
             EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=entity_id)])
             for entity_id in entity_ids
@@ -177,8 +194,14 @@ class FeatureResolver:
         self.salt = salt
         self.preparer = Preparer(spec, salt=salt)
         self._reference: tuple[Preparer, dict[str, float]] | None = None
+        self._compiled = CompiledPreparer(self.preparer)  # follows the preparer: _compiled_for
         key_field = spec.fields.get(spec.entity_key)
         self.pseudonymized_key = key_field is not None and key_field.pseudonymize
+        self.required = required_fields(spec)  # worked out once: every request asks
+
+    def needs_store(self, item: Item) -> bool:
+        """Whether ``item`` is scored on the online store's row (it lacks a required field)."""
+        return lacks_any(self.required, item.fields)
 
     def use_statistics(self, state: dict[str, Any]) -> None:
         """Impute from ingestion's statistics ``state`` (a ``Preparer.state()``) from now on.
@@ -211,16 +234,24 @@ class FeatureResolver:
         self._reference = (preparer, features)
         return features
 
+    def _compiled_for(self, preparer: Preparer) -> CompiledPreparer:
+        """The compiled single-event path of ``preparer`` (worked out once a preparer)."""
+        compiled = self._compiled
+        if compiled.preparer is not preparer:
+            compiled = self._compiled = CompiledPreparer(preparer)
+        return compiled
+
     def resolve(self, items: Sequence[Item]) -> list[Resolved]:
         """Features for every item; raises :class:`InvalidFeatures` for the first bad one."""
         preparer = self.preparer  # one set of statistics for the whole request
+        compiled = self._compiled_for(preparer)
         resolved: list[Resolved | None] = [None] * len(items)
         lookups: list[int] = []
         for index, item in enumerate(items):
-            if missing_fields(self.spec, item.fields):
+            if lacks_any(self.required, item.fields):
                 lookups.append(index)
             else:
-                resolved[index] = self._from_request(preparer, index, item)
+                resolved[index] = self._from_request(compiled, index, item)
         if lookups:
             rows = self._online([items[i].entity_id for i in lookups])
             for index, row in zip(lookups, rows, strict=True):
@@ -233,22 +264,22 @@ class FeatureResolver:
                         field=missing[0],
                         index=index,
                     )
-                event_id = item.event_id or uuid.uuid4().hex
+                event_id = item.event_id or new_id()
                 resolved[index] = Resolved(item.entity_id, event_id, row, "online")
         return [r for r in resolved if r is not None]
 
-    def _from_request(self, preparer: Preparer, index: int, item: Item) -> Resolved:
-        event_id = item.event_id or uuid.uuid4().hex
+    def _from_request(self, compiled: CompiledPreparer, index: int, item: Item) -> Resolved:
+        event_id = item.event_id or new_id()
         payload = dict(item.fields)
         payload["event_id"] = event_id
         payload[self.spec.entity_key] = item.entity_id
-        if payload.get(self.spec.timestamp_field) is None:
-            payload[self.spec.timestamp_field] = datetime.now(UTC).isoformat()
+        # Without a time of its own the item is timed now (as text for the preparer).
+        moment = datetime.now(UTC) if payload.get(self.spec.timestamp_field) is None else None
         try:
-            row = preparer.prepare(payload, learn=False)
+            features = compiled.features(payload, moment)
         except InvalidInput as exc:
             raise InvalidFeatures(exc.reason, field=field_of(exc.reason), index=index) from exc
-        return Resolved(item.entity_id, event_id, dict(row.features), "request")
+        return Resolved(item.entity_id, event_id, features, "request")
 
     def _online(self, entity_ids: list[str]) -> list[dict[str, Any] | None]:
         if self.reader is None:

@@ -30,6 +30,10 @@ from services.inference.settings import InferenceSettings
 
 logger = logging.getLogger(__name__)
 
+# A promotion is served as soon as it is read: the broker answers this consumer's fetch
+# after 100 ms at most, not aiokafka's 500 (as the registry's intake of candidates).
+CONTROL_FETCH_WAIT_MS = 100
+
 
 async def ensure_service_topics(settings: InferenceSettings, usecases: Iterable[str]) -> None:
     """The topics inference declares it reads and writes, on the broker's current log."""
@@ -78,7 +82,11 @@ class PromotionFollower:
 
     async def _open_consumer(self) -> AIOKafkaConsumer:
         return await start_consumer(
-            self.settings.bootstrap, [topics.MODELS_PROMOTIONS], None, mode="assign"
+            self.settings.bootstrap,
+            [topics.MODELS_PROMOTIONS],
+            None,
+            mode="assign",
+            fetch_max_wait_ms=CONTROL_FETCH_WAIT_MS,
         )
 
     async def _follow_log(self, epoch: str) -> None:

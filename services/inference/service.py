@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from schemas.usecase import UseCase
 from services.common.bus import ensure_topics, start_producer, wait_for_broker
 from services.common.serde import encode
 from services.inference import metrics
+from services.inference.answers import describe_model, json_key, plain
 from services.inference.errors import InvalidFeatures, ModelRefused, UnknownUseCase
 from services.inference.explain import explain as explain_rows
 from services.inference.features import (
@@ -40,10 +41,16 @@ from services.inference.features import (
     Item,
     OnlineReader,
     Resolved,
-    missing_fields,
 )
 from services.inference.following import PromotionFollower, ensure_service_topics
-from services.inference.loaded import LoadedModel, LoadedModels, MlflowLoader, Serving
+from services.inference.ids import new_id
+from services.inference.loaded import (
+    LoadedModel,
+    LoadedModels,
+    MlflowLoader,
+    Serving,
+    serve_single_threaded,
+)
 from services.inference.predlog import PredictionLog
 from services.inference.routing import route
 from services.inference.settings import InferenceSettings
@@ -52,17 +59,6 @@ from services.inference.stats import StatisticsFollower
 logger = logging.getLogger(__name__)
 
 SERVICE = "inference"
-
-
-def json_key(value: Any) -> str:
-    """A class value as a JSON object key (``1`` and ``"1"`` both become ``"1"``).
-
-    >>> json_key(1), json_key(True), json_key("yes")
-    ('1', 'true', 'yes')
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def check_feedback(spec: UseCase, labels: Sequence[Label]) -> None:
@@ -77,18 +73,6 @@ def check_feedback(spec: UseCase, labels: Sequence[Label]) -> None:
             raise InvalidFeatures(
                 f"label {label.label!r} is not {expected}", field="label", index=index
             )
-
-
-def plain(value: Any) -> Any:
-    """A prediction as a JSON value: numpy scalars and the like become Python numbers.
-
-    >>> plain(1), plain(2.5), plain("a")
-    (1, 2.5, 'a')
-    """
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    item = getattr(value, "item", None)
-    return item() if callable(item) else str(value)
 
 
 class InferenceService:
@@ -121,6 +105,7 @@ class InferenceService:
         self.follower = PromotionFollower(settings, self.models, on_stopped=self._not_ready)
         self.ready = False
         self._exported: list[tuple[str, str, str, str]] = []
+        self._single_threaded: set[int] = set()  # threads whose torch runs one intra-op thread
 
     # ---- life cycle --------------------------------------------------------------
 
@@ -193,13 +178,14 @@ class InferenceService:
             resolved = resolver.resolve(items)
         answers: list[dict[str, Any]] = [{} for _ in resolved]
         groups: dict[str, list[int]] = {"champion": [], "challenger": [], "shadow": []}
-        for index, row in enumerate(resolved):
-            answering, extra = route(serving.lineup.mode, serving.lineup.share, row.entity_id)
-            if answering == "challenger" and serving.challenger is None:
-                answering = "champion"
-            groups[answering].append(index)
-            if extra == "shadow" and serving.challenger is not None:
-                groups["shadow"].append(index)
+        if serving.challenger is None:  # the champion answers all; no shadow to score
+            groups["champion"] = list(range(len(resolved)))
+        else:
+            for index, row in enumerate(resolved):
+                answering, extra = route(serving.lineup.mode, serving.lineup.share, row.entity_id)
+                groups[answering].append(index)
+                if extra == "shadow":
+                    groups["shadow"].append(index)
         scored: dict[str, list[dict[str, Any]]] = {}
         for variant, indices in groups.items():
             if indices:
@@ -209,18 +195,25 @@ class InferenceService:
                 scored[variant] = self._score(spec, loaded, variant, rows)
         latency_ms = (time.perf_counter() - started) * 1000
         versions: set[str] = set()
+        logged: list[dict[str, Any]] = []
         for variant, indices in groups.items():
             for index, outcome in zip(indices, scored.get(variant, []), strict=True):
-                self._log(usecase, outcome, latency_ms)
+                logged.append(outcome)
                 if variant != "shadow":
                     answers[index] = {**outcome, "feature_source": resolved[index].source}
                     versions.add(outcome["model_version"])
+        self._log(usecase, logged, latency_ms)
         if explain:
             for variant in ("champion", "challenger"):
                 loaded = serving.champion if variant == "champion" else serving.challenger
                 if groups[variant] and loaded is not None:
                     features = [resolved[i].features for i in groups[variant]]
-                    found = await asyncio.to_thread(self._explain, spec, resolver, loaded, features)
+                    if explains_inline(loaded.model.flavor, len(features)):
+                        found = self._explain(spec, resolver, loaded, features)
+                    else:
+                        found = await asyncio.to_thread(
+                            self._explain, spec, resolver, loaded, features
+                        )
                     for index, explanation in zip(groups[variant], found, strict=True):
                         answers[index]["explanation"] = explanation
         seconds = time.perf_counter() - started
@@ -233,6 +226,9 @@ class InferenceService:
     ) -> list[dict[str, Any]]:
         features = [row.features for row in rows]
         model = loaded.model
+        if model.flavor == "torch" and threading.get_ident() not in self._single_threaded:
+            serve_single_threaded()  # before this thread's first torch forward
+            self._single_threaded.add(threading.get_ident())
         probabilities: list[dict[str, float] | None] = [None] * len(rows)
         if spec.task == "classification":
             both = getattr(model, "predict_with_proba", None)  # one model call for both
@@ -247,7 +243,7 @@ class InferenceService:
         metrics.child(metrics.PREDICTIONS, spec.name, variant, ref.version).inc(len(rows))
         return [
             {
-                "prediction_id": uuid.uuid4().hex,
+                "prediction_id": new_id(),
                 "event_id": row.event_id,
                 "entity_id": row.entity_id,
                 "model_name": ref.name,
@@ -268,22 +264,25 @@ class InferenceService:
         found = explain_rows(model, rows, positive=spec.positive_class, reference=reference)
         return [explanation.as_dict() for explanation in found]
 
-    def _log(self, usecase: str, outcome: dict[str, Any], latency_ms: float) -> None:
-        if self.prediction_log is None:
+    def _log(self, usecase: str, outcomes: list[dict[str, Any]], latency_ms: float) -> None:
+        if self.prediction_log is None or not outcomes:
             return
-        self.prediction_log.submit(
-            {
-                "usecase": usecase,
-                "prediction_id": outcome["prediction_id"],
-                "source_event_id": outcome["event_id"],
-                "entity_id": outcome["entity_id"],
-                "model_name": outcome["model_name"],
-                "model_version": outcome["model_version"],
-                "variant": outcome["variant"],
-                "prediction": outcome["prediction"],
-                "probabilities": outcome["probabilities"],
-                "latency_ms": latency_ms,
-            }
+        self.prediction_log.submit_many(
+            [
+                {
+                    "usecase": usecase,
+                    "prediction_id": outcome["prediction_id"],
+                    "source_event_id": outcome["event_id"],
+                    "entity_id": outcome["entity_id"],
+                    "model_name": outcome["model_name"],
+                    "model_version": outcome["model_version"],
+                    "variant": outcome["variant"],
+                    "prediction": outcome["prediction"],
+                    "probabilities": outcome["probabilities"],
+                    "latency_ms": latency_ms,
+                }
+                for outcome in outcomes
+            ]
         )
 
     # ---- feedback -------------------------------------------------------------------
@@ -312,8 +311,8 @@ class InferenceService:
         serving = self.models.serving(usecase)
         return {
             "usecase": usecase,
-            "champion": _describe_model(serving.champion),
-            "challenger": _describe_model(serving.challenger),
+            "champion": describe_model(serving.champion),
+            "challenger": describe_model(serving.challenger),
             "mode": serving.lineup.mode,
             "traffic_share": serving.lineup.share if serving.lineup.mode == "canary" else None,
         }
@@ -373,20 +372,24 @@ class InferenceService:
         self._export_serving()
 
 
+INLINE_FLAVORS = frozenset(("river", "linear"))  # an explanation of well under a ms an item
+INLINE_ITEMS = 8
+
+
+def explains_inline(flavor: str, items: int) -> bool:
+    """Whether an explanation runs on the event loop rather than in a worker thread.
+
+    A river or linear explanation of a few items is shorter than the thread hop:
+    a worker thread waits for the GIL behind the busy loop (up to the 5 ms
+    switch interval each way), which under load cost more than the explanation
+    itself. Longer ones (captum's, shap's, a long list) go to a thread.
+
+    >>> explains_inline("river", 1), explains_inline("river", 64), explains_inline("torch", 1)
+    (True, False, False)
+    """
+    return flavor in INLINE_FLAVORS and items <= INLINE_ITEMS
+
+
 def resolver_needs_store(resolver: FeatureResolver, item: Item) -> bool:
     """Whether an item falls back to the online store (a blocking read, run off the loop)."""
-    return bool(missing_fields(resolver.spec, item.fields))
-
-
-def _describe_model(loaded: LoadedModel | None) -> dict[str, Any] | None:
-    if loaded is None:
-        return None
-    return {
-        "model_name": loaded.ref.name,
-        "model_version": loaded.ref.version,
-        "artifact_uri": loaded.ref.artifact_uri,
-        "artifact_sha256": loaded.ref.artifact_sha256,
-        "flavor": loaded.model.flavor,
-        "runtime": getattr(loaded.model, "runtime", loaded.model.flavor),
-        "loaded_at": datetime.fromtimestamp(loaded.loaded_at, UTC).isoformat(),
-    }
+    return resolver.needs_store(item)

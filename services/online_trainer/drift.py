@@ -17,8 +17,12 @@ most recent ``tail`` rows, and those rows.
 from __future__ import annotations
 
 import collections
+import hashlib
 from dataclasses import dataclass
 from typing import Any
+
+from schemas.events import DriftAlert, FeatureDrift, Window
+from services.online_trainer.join import JoinedRow
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,37 @@ class ConceptDriftMonitor:
             error_before=sum(before_rows) / len(before_rows),
             error_after=sum(after) / len(after),
         )
+
+
+def concept_alert(
+    detection: ConceptDrift, joined: JoinedRow, usecase: str, spec_hash: str, model_name: str
+) -> DriftAlert:
+    """The ``drift.alerts`` event of a detection (its id is stable under replay)."""
+    key = f"{usecase}:concept:{spec_hash}:{detection.rows_learned}"
+    alert_id = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return DriftAlert(
+        event_id=alert_id,
+        alert_id=alert_id,
+        usecase=usecase,
+        kind="concept",
+        # The detector fires on any change; a falling error is news, not trouble.
+        severity="warning" if detection.error_after > detection.error_before else "info",
+        method=detection.detector,
+        features={
+            "error": FeatureDrift(
+                score=detection.error_after,
+                method=detection.detector,
+                threshold=detection.error_before,
+                drifted=True,
+            )
+        },
+        window=Window(end=joined.event_timestamp, rows=detection.window_rows),
+        details={
+            "detector": detection.detector,
+            "error_before": detection.error_before,
+            "error_after": detection.error_after,
+            "rows_learned": float(detection.rows_learned),
+            "source_event_id": joined.event_id,
+            "model_name": model_name,
+        },
+    )

@@ -72,11 +72,22 @@ class PrequentialMetrics:
     def update(self, y_true: Any, y_pred: Any, proba: dict[Any, float] | None = None) -> None:
         """Score one prediction: a label (or number), and the class probabilities."""
         self.rows += 1
-        self._apply(self.cumulative, y_true, y_pred, proba, revert=False)
-        self._apply(self.rolling, y_true, y_pred, proba, revert=False)
-        self._recent.append((y_true, y_pred, proba))
-        if len(self._recent) > self.window:
-            old_true, old_pred, old_proba = self._recent.popleft()
+        if self.task == "classification":  # the same updates as _apply's, spelled out: per row
+            cumulative, rolling = self.cumulative, self.rolling
+            cumulative["cm"].update(y_true, y_pred)
+            rolling["cm"].update(y_true, y_pred)
+            cumulative["log_loss"].update(y_true, proba)
+            rolling["log_loss"].update(y_true, proba)
+            if self.binary:  # the rolling ROC AUC keeps its own window: never reverted
+                cumulative["roc_auc"].update(y_true, proba)
+                rolling["roc_auc"].update(y_true, proba)
+        else:
+            self._apply(self.cumulative, y_true, y_pred, proba, revert=False)
+            self._apply(self.rolling, y_true, y_pred, proba, revert=False)
+        recent = self._recent
+        recent.append((y_true, y_pred, proba))
+        if len(recent) > self.window:
+            old_true, old_pred, old_proba = recent.popleft()
             self._apply(self.rolling, old_true, old_pred, old_proba, revert=True)
 
     def _apply(

@@ -23,16 +23,14 @@ True
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.common.join import Joined, KeyedJoin
 
 FeatureHalf = tuple[dict[str, float], Any]  # (features, event timestamp)
 
 
-@dataclass(frozen=True)
-class JoinedRow:
+class JoinedRow(NamedTuple):
     """A feature row and its label, ready to be learned."""
 
     event_id: str

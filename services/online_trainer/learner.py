@@ -31,6 +31,7 @@ from services.online_trainer.contenders import Entrant
 from services.online_trainer.drift import ConceptDrift, ConceptDriftMonitor
 from services.online_trainer.evaluation import PrequentialMetrics
 from services.online_trainer.join import LabelJoin
+from services.online_trainer.naive_bayes import score_then_learn
 from services.online_trainer.pipeline import build_detector, build_model, model_name
 
 
@@ -93,18 +94,18 @@ def _score_then_learn(
     """Update ``metrics`` with the prediction made before learning ``(x, y)``; its error."""
     error: float | None
     if task == "classification":
-        proba = estimator.predict_proba_one(x)
+        proba: Any = score_then_learn(estimator, x, y)  # learns after predicting, as river does
         if proba:  # river skips the metric while a model has no answer yet; so do we
             y_pred = max(proba, key=proba.get)
             metrics.update(y, y_pred, proba)
             error = 0.0 if y_pred == y else 1.0
         else:
             error = None
-    else:
-        y_pred = estimator.predict_one(x)
-        metrics.update(y, y_pred)
-        error = abs(y - y_pred)
+        return error
+    y_pred = estimator.predict_one(x)
+    metrics.update(y, y_pred)
     estimator.learn_one(x, y)
+    error = abs(y - y_pred)
     return error
 
 
@@ -137,7 +138,12 @@ def numeric_features(features: Mapping[str, Any]) -> dict[str, float]:
 
     >>> numeric_features({"a": 1, "b": True, "c": 0.5})
     {'a': 1.0, 'b': 1.0, 'c': 0.5}
+    >>> numeric_features({"a": 0.5, "b": -2.0})
+    {'a': 0.5, 'b': -2.0}
     """
+    kinds = set(map(type, features.values()))
+    if kinds <= {float}:  # what a featurized row holds: a copy is all it takes
+        return dict(features)
     out: dict[str, float] = {}
     for name, value in features.items():
         if isinstance(value, str):

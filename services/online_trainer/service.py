@@ -9,6 +9,10 @@ replays rows into a model that already learned them. Here one checkpoint file
 per use case holds the model, the pending join, the metrics and the next
 offset of every partition; it is written atomically *before* the offsets are
 committed, and a start seeks every partition to the checkpoint's offsets.
+It is written on a schedule, not after every batch: at most
+``checkpoint_every_seconds`` after a batch, whenever a poll finds nothing, before
+a snapshot or label requests go out, and on stop. The committed offsets are
+the written checkpoint's (a crash replays from it, into the model it holds).
 The trainer reads every partition itself (``assign`` mode): a use case has one
 model, which cannot be split across replicas.
 """
@@ -16,18 +20,17 @@ model, which cannot be split across replicas.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from schemas import topics
-from schemas.events import DriftAlert, FeatureDrift, ModelCandidate, Window
+from schemas.events import DriftAlert, ModelCandidate
 from schemas.usecase import UseCase
 from services.common.bus import service_clients
 from services.common.checkpoint import save_checkpoint
@@ -35,11 +38,12 @@ from services.common.consume import checkpointed_loop, resume_checkpointed
 from services.common.health import HealthServer
 from services.common.serde import decode, encode
 from services.online_trainer import telemetry
-from services.online_trainer.checkpoint import TrainerState, load_checkpoint
-from services.online_trainer.drift import ConceptDrift
+from services.online_trainer.checkpoint import CheckpointCommits, TrainerState, load_checkpoint
+from services.online_trainer.drift import concept_alert
 from services.online_trainer.join import JoinedRow, LabelJoin
 from services.online_trainer.labeling import LabelBudget, LabelSelector
-from services.online_trainer.learner import OnlineLearner, normalize_label, numeric_features
+from services.online_trainer.learner import OnlineLearner, normalize_label
+from services.online_trainer.rows import read_features
 from services.online_trainer.settings import OnlineTrainerSettings
 from services.online_trainer.snapshot import register_snapshot, registered_name
 
@@ -70,8 +74,12 @@ class UseCaseTrainer:
         self.label_selector = self._label_selector()
         self.handled_at = time.monotonic()
         self.alerts: list[DriftAlert] = []
-        self.dirty = False
+        self.dirty = False  # changed since the checkpoint was last written
         self.snapshot_clock = time.monotonic()
+        self.saved_at = time.monotonic()
+        # The offsets of the checkpoint last written by this process: what may be committed.
+        self.saved_offsets: dict[str, int] = {}
+        self.label_values: dict[tuple[type, Any], Any] = {}  # raw spelling -> class
 
     def _restore(self) -> TrainerState:
         state: TrainerState | None = load_checkpoint(self.path)
@@ -107,7 +115,10 @@ class UseCaseTrainer:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        """The topics this use case is consumed from."""
+        """The topics this use case is consumed from (``<uc>.predictions`` serves label
+        requests only: unread for a use case that asks none)."""
+        if self.label_selector is None:
+            return (self.features_topic, self.labels_topic)
         return (self.features_topic, self.labels_topic, self.predictions_topic)
 
     @property
@@ -125,19 +136,26 @@ class UseCaseTrainer:
                 self.label_selector.offer(decode(topics.PREDICTIONS, record.value), state.clock)
             return
         if record.topic == self.features_topic:
-            row = decode(topics.FEATURES, record.value)
+            row, features = read_features(record.value)
             joined = state.join.offer_features(
-                row.source_event_id,
-                numeric_features(row.features),
-                row.event_timestamp,
-                state.clock,
+                row.source_event_id, features, row.event_timestamp, state.clock
             )
         else:
             label = decode(topics.LABELS, record.value)
-            value = normalize_label(self.spec, label.label)
+            value = self.label_value(label.label)
             joined = state.join.offer_label(label.event_id, value, state.clock)
         if joined is not None:
             self.learn(joined)
+
+    def label_value(self, raw: Any) -> Any:
+        """``normalize_label`` of a raw label, remembered per spelling for a classifier."""
+        key = (type(raw), raw)
+        if key in self.label_values:
+            return self.label_values[key]
+        value = normalize_label(self.spec, raw)
+        if self.spec.task == "classification" and len(self.label_values) < 256:
+            self.label_values[key] = value
+        return value
 
     def learn(self, joined: JoinedRow) -> None:
         state = self.state
@@ -150,38 +168,11 @@ class UseCaseTrainer:
                 state.last_event = when
         if detection is not None:
             state.drift_alerts += 1
-            self.alerts.append(self.drift_alert(detection, joined))
-
-    def drift_alert(self, detection: ConceptDrift, joined: JoinedRow) -> DriftAlert:
-        """The ``drift.alerts`` event of a detection (its id is stable under replay)."""
-        key = f"{self.spec.name}:concept:{self.state.spec_hash}:{detection.rows_learned}"
-        alert_id = hashlib.sha256(key.encode()).hexdigest()[:32]
-        return DriftAlert(
-            event_id=alert_id,
-            alert_id=alert_id,
-            usecase=self.spec.name,
-            kind="concept",
-            # The detector fires on any change; a falling error is news, not trouble.
-            severity="warning" if detection.error_after > detection.error_before else "info",
-            method=detection.detector,
-            features={
-                "error": FeatureDrift(
-                    score=detection.error_after,
-                    method=detection.detector,
-                    threshold=detection.error_before,
-                    drifted=True,
+            self.alerts.append(
+                concept_alert(
+                    detection, joined, self.spec.name, state.spec_hash, registered_name(self.spec)
                 )
-            },
-            window=Window(end=joined.event_timestamp, rows=detection.window_rows),
-            details={
-                "detector": detection.detector,
-                "error_before": detection.error_before,
-                "error_after": detection.error_after,
-                "rows_learned": float(detection.rows_learned),
-                "source_event_id": joined.event_id,
-                "model_name": registered_name(self.spec),
-            },
-        )
+            )
 
     def snapshot_due(self) -> bool:
         online = self.spec.models.online
@@ -191,8 +182,13 @@ class UseCaseTrainer:
         elapsed = time.monotonic() - self.snapshot_clock
         return new_rows >= online.snapshot_every_rows or elapsed >= online.snapshot_every_seconds
 
+    def checkpoint_due(self, every_seconds: float) -> bool:
+        return self.dirty and time.monotonic() - self.saved_at >= every_seconds
+
     def save(self) -> None:
         save_checkpoint(self.path, self.state)
+        self.saved_offsets = dict(self.state.offsets)
+        self.saved_at = time.monotonic()
         self.dirty = False
 
     def close_label_interval(self) -> bool:
@@ -215,6 +211,7 @@ class OnlineTrainerProcessor:
     home: Path
     workdir: Path
     mlflow_uri: str | None = None
+    checkpoint_every_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.by_topic = {
@@ -225,32 +222,41 @@ class OnlineTrainerProcessor:
         self.by_topic[record.topic].handle(record)
 
     async def flush(self) -> None:
-        """Alerts out, the checkpoint, then any snapshot due; the loop commits after this."""
+        """Alerts out, then any snapshot or checkpoint due; the loop commits after this
+        (as far as the checkpoints written cover: :class:`CheckpointCommits`)."""
         for trainer in self.trainers.values():
             if trainer.dirty:
                 trainer.state.join.expire(trainer.state.clock)
                 await self._publish_alerts(trainer)
                 if trainer.snapshot_due():
                     await self.checkpointed_snapshot(trainer)
-                else:
+                elif trainer.checkpoint_due(self.checkpoint_every_seconds):
                     trainer.save()
                 await self.publish_label_requests(trainer)
                 telemetry.export_state(trainer.spec.name, trainer.state)
 
-    async def tick(self) -> None:
-        """Time-based snapshots while no new records arrive."""
+    async def tick(self, idle: bool = False) -> None:
+        """Time-based snapshots and label requests; the checkpoint while no records come."""
         for trainer in self.trainers.values():
-            if not trainer.dirty and trainer.snapshot_due():
+            if trainer.snapshot_due():
                 await self.checkpointed_snapshot(trainer)
-            if not trainer.dirty and trainer.close_label_interval():
-                trainer.save()  # chosen, and durable, before they are published
+            if trainer.close_label_interval():
                 await self.publish_label_requests(trainer)
+            if idle and trainer.dirty:
+                trainer.save()
+
+    def saved_offsets(self) -> list[dict[str, int]]:
+        """The offsets of the checkpoints written, one map per use case."""
+        return [trainer.saved_offsets for trainer in self.trainers.values()]
 
     async def publish_label_requests(self, trainer: UseCaseTrainer) -> None:
-        """Publish the checkpointed requests to ``<uc>.label_requests``; checkpoint them sent."""
+        """Checkpoint the chosen requests, publish them to ``<uc>.label_requests``,
+        checkpoint them sent."""
         budget = trainer.state.label_budget
         if budget is None or not budget.outbox:
             return
+        if trainer.dirty:
+            trainer.save()  # chosen, and durable, before they are published
         topic = topics.label_requests(trainer.spec.name)
         key_of = topics.LABEL_REQUESTS.key_of
         sent = [
@@ -337,11 +343,6 @@ class OnlineTrainer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.processor: OnlineTrainerProcessor | None = None
 
-    def processor_offsets(self, topic: str) -> dict[str, int]:
-        """The checkpointed offsets of the use case ``topic`` belongs to."""
-        assert self.processor is not None
-        return self.processor.by_topic[topic].state.offsets
-
     async def run(self, stop: asyncio.Event, health: HealthServer | None = None) -> None:
         settings = self.settings
         # Every partition in this one process: a use case has one model.
@@ -351,22 +352,34 @@ class OnlineTrainer:
         ):
             states = {name: trainer.state for name, trainer in self.trainers.items()}
             await resume_checkpointed(consumer, states, settings.bootstrap, owner=SERVICE)
-            self.processor = OnlineTrainerProcessor(
-                self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri
-            )
+            read = {topic for trainer in self.trainers.values() for topic in trainer.topics}
+            consumer.pause(*(tp for tp in consumer.assignment() if tp.topic not in read))
+            self.processor = processor = OnlineTrainerProcessor(
+                self.trainers, producer, settings.home, self.workdir, settings.mlflow_uri,
+                checkpoint_every_seconds=settings.checkpoint_every_seconds,
+            )  # fmt: skip
+            commits = CheckpointCommits(consumer, processor.saved_offsets)
+            # The checkpointed offsets of the use case a topic belongs to (read once a record).
+            offsets = {topic: one.state.offsets for topic, one in processor.by_topic.items()}
             await self.processor.resume_snapshots()
             for trainer in self.trainers.values():  # chosen before a stop, not yet published
                 await self.processor.publish_label_requests(trainer)
             loop = checkpointed_loop(
-                consumer, self.processor, producer, settings,
-                service=SERVICE, checkpointed=lambda topic: self.processor_offsets(topic),
+                cast(AIOKafkaConsumer, commits), processor, producer, settings,
+                service=SERVICE, checkpointed=offsets.get,
             )  # fmt: skip
             if health is not None:
                 health.ready = lambda: True
             logger.info("online trainer running usecases=%s", sorted(self.specs))
             while not stop.is_set():
-                await loop.run_once()
-                await self.processor.tick()
+                idle = await loop.run_once() == 0
+                await processor.tick(idle)
+                if idle:
+                    await commits.commit()
+            for trainer in self.trainers.values():  # what was learned since, kept
+                if trainer.dirty and not trainer.alerts:
+                    trainer.save()
+            await commits.commit()
 
 
 async def serve(settings: OnlineTrainerSettings, stop: asyncio.Event, health: HealthServer) -> None:

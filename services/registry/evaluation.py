@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -195,10 +196,32 @@ class Evaluator:
         self.data_source = data_source
         self.models = models
         self.min_rows = min_rows
+        self._warmup: threading.Thread | None = None
+
+    def warm_up(self, specs: Sequence[UseCase]) -> threading.Thread:
+        """Open the data source (an empty window, an hour from now) in the background.
+
+        The Feast store's first open (registry, imports) would otherwise be paid by the
+        first candidate's gate, on the closed loop's clock; :meth:`evaluate` waits for it.
+        """
+
+        def run() -> None:
+            later = datetime.now(UTC) + timedelta(hours=1)
+            for spec in specs:
+                try:
+                    self.data_source(spec, Window(start=later, end=later))
+                except Exception:  # the gate meets it again and says so in its verdict
+                    logger.exception("gate data warm-up failed usecase=%s", spec.name)
+
+        self._warmup = threading.Thread(target=run, name="warmup", daemon=True)
+        self._warmup.start()
+        return self._warmup
 
     def evaluate(
         self, spec: UseCase, candidate: ModelCandidate, champion: ModelRef | None
     ) -> GateScores:
+        if self._warmup is not None:
+            self._warmup.join()
         metric = spec.primary_metric
         after = holdout_after(candidate)
         frame = self.data_source(spec, Window(start=after) if after else None)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 from pydantic import Field, SecretStr
 
 from services.common.settings import CommonSettings
@@ -28,19 +26,15 @@ def bindable_port(host: str, wanted: int) -> int:
     What ``driftline up`` tells the console to serve on, so that the address it
     prints is the one served (the console binds exactly its setting, or fails).
 
+    >>> import socket
     >>> with socket.socket() as held:
     ...     held.bind(("127.0.0.1", 0)); held.listen()
     ...     taken = held.getsockname()[1]
     ...     bindable_port("127.0.0.1", taken) != taken
     True
     """
-    for port in (wanted, 0) if wanted else (0,):
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
-            try:
-                probe.bind((host, port))
-            except OSError:
-                continue
-            bound: int = probe.getsockname()[1]
-            return bound
-    raise OSError(f"no port can be bound on {host!r}")
+    from services.common.broker import bindable, free_port
+
+    if wanted and bindable(host, wanted, reuse=True):  # as the server binds
+        return wanted
+    return free_port(host, spare=0)

@@ -20,7 +20,7 @@ from services.batch_trainer.settings import BatchTrainerSettings
 from services.common.bus import ensure_topics, start_producer
 from services.common.health import HealthServer
 from services.common.serde import encode
-from tests.batch_trainer.conftest import agrawal_frame, binary_spec
+from tests.batch_trainer.conftest import START, agrawal_frame, binary_spec
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,24 @@ async def test_requests_become_candidates_or_dead_letters(
     assert set(first.validation_scores or {}) == {"mlp", "linear"}
     assert "roc_auc" in first.metrics and first.baseline_metrics
     assert first.data_window.end == good.occurred_at
-    assert len(windows) == 2  # the good request once, the small one once; not the repeat
+    now = pd.Timestamp.now(tz="UTC")
+    warm_up = [w for w in windows if w.end is not None and w.end > now]  # empty, at start
+    asked = [w for w in windows if w not in warm_up]
+    assert len(warm_up) == 2  # the warm-up opened the source once per use case
+    assert len(asked) == 2  # the good request once, the small one once; not the repeat
+
+    # The plots and the runner-up came after the candidate was out; the run has them all.
+    from services.common import tracking
+
+    client = tracking.client(home)
+    finished = client.get_run(first.run_id or "")
+    assert finished.info.status == "FINISHED"
+    plots = {a.path for a in client.list_artifacts(first.run_id or "", "plots")}
+    assert {"plots/loss_curves.png", "plots/confusion_matrix.png", "plots/roc_curve.png"} <= plots
+    children = client.search_runs(
+        [finished.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first.run_id}'"
+    )
+    assert len(children) == 1
 
     refused = DeadLetter.model_validate(dead_small[0])
     assert refused.service == "batch_trainer"
@@ -109,3 +126,52 @@ async def test_requests_become_candidates_or_dead_letters(
     unknown = DeadLetter.model_validate(dead_stranger[0])
     assert f"unknown use case {stranger!r}" in unknown.reason
     assert unknown.error_type == "UnknownUseCase"
+
+
+async def test_a_waiting_drift_request_reads_the_cheap_count_until_it_is_enough(
+    bootstrap: str, home: Path, unique: str
+) -> None:
+    spec = binary_spec(unique, min_rows=200)
+    await ensure_topics(bootstrap, [topics.TRAINING_REQUESTS, topics.MODELS_CANDIDATES])
+    counts = iter([0, 150, 240])
+    counted: list[int] = []
+    reads: list[Window] = []
+
+    def row_count(spec: UseCase, window: Window) -> int:
+        counted.append(next(counts, 240))
+        return counted[-1]
+
+    def data_source(spec: UseCase, window: Window) -> pd.DataFrame:
+        reads.append(window)
+        return agrawal_frame(240)
+
+    settings = BatchTrainerSettings(
+        bootstrap=bootstrap,
+        home=home,
+        group_id=f"{unique}-trainer",
+        warm_up=False,
+        data_wait_interval_seconds=0.05,
+    )
+    stop = asyncio.Event()
+    health = HealthServer("batch_trainer", "127.0.0.1", 0)
+    served = {unique: spec}
+    service = asyncio.create_task(
+        run(settings, data_source, stop, health, served=served, row_count=row_count)
+    )
+    started = START  # the frame's first row: the window holds all 240
+    drift = TrainingRequest(
+        usecase=unique, reason="drift", alert_id="a1", window=Window(start=started)
+    )
+    producer = await start_producer(bootstrap)
+    try:
+        await producer.send_and_wait(topics.TRAINING_REQUESTS, encode(drift))
+        candidates = await _read(
+            bootstrap, topics.MODELS_CANDIDATES, lambda v: v.get("usecase") == unique, 1, 90
+        )
+    finally:
+        await producer.stop()
+        stop.set()
+        await asyncio.wait_for(service, 30)
+    assert len(candidates) == 1
+    assert counted[:3] == [0, 150, 240]  # two counts short of min_rows: waited, no read
+    assert len(reads) == 1  # the training set was read once, when the count was enough

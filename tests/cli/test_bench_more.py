@@ -17,8 +17,8 @@ from bench import load_benchmarks
 from bench.featureread import SIDES, rotation
 from bench.load import LoadStats, drive, http_request, parse_head
 from bench.loop import STEPS, Timeline, loop_breakdown
+from bench.noop import noop_app
 from bench.runner import BenchContext, run_benchmarks
-from bench.serving import noop_app
 from services.common.broker import free_port
 
 

@@ -1,64 +1,60 @@
-"""At-least-once delivery against the real embedded broker, with real process deaths."""
+"""The consume loop on the real broker: a batch processor sees the batch first."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from services.cli.publish import publish_objects
+from services.common.bus import ensure_topics, start_consumer, start_producer
+from services.common.consume import ConsumeLoop
+from services.common.deadletter import DeadLetterPolicy
 
 pytestmark = pytest.mark.integration
 
-WORKER = Path(__file__).with_name("worker.py")
-ROOT = Path(__file__).resolve().parents[2]
+
+class Recorder:
+    """Notes, in order, what the loop hands it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[bytes]]] = []
+
+    async def begin(self, records: list[Any]) -> None:
+        self.calls.append(("begin", [r.value for r in records]))
+
+    async def process(self, record: Any) -> None:
+        self.calls.append(("process", [record.value]))
+
+    async def flush(self) -> None:
+        self.calls.append(("flush", []))
 
 
-def run_worker(bootstrap: str, topic: str, out: Path, expect: int, *extra: str) -> int:
-    argv = [sys.executable, str(WORKER), "--bootstrap", bootstrap, "--topic", topic]
-    argv += ["--group", f"{topic}-group", "--out", str(out), "--expect", str(expect), *extra]
-    return subprocess.run(argv, cwd=ROOT, timeout=120).returncode
+def test_begin_gets_the_whole_batch_before_any_process(bootstrap: str, unique: str) -> None:
+    topic = f"{unique}.consume"
+    values = [f"m{i}".encode() for i in range(5)]
 
+    async def run() -> Recorder:
+        await ensure_topics(bootstrap, [topic])
+        producer = await start_producer(bootstrap)
+        consumer = await start_consumer(bootstrap, [topic], f"{topic}-g")
+        recorder = Recorder()
+        loop = ConsumeLoop(consumer, recorder, DeadLetterPolicy("recorder", producer))
+        try:
+            await asyncio.gather(*[await producer.send(topic, v) for v in values])
+            while loop.processed < len(values):
+                await loop.run_once()
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        return recorder
 
-def publish(bootstrap: str, topic: str, start: int, stop: int) -> None:
-    messages = [{"event_id": f"e{i}"} for i in range(start, stop)]
-    asyncio.run(publish_objects(bootstrap, topic, messages))
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def test_killed_before_commit_redelivers(bootstrap: str, make_topics, unique: str, tmp_path: Path):
-    (topic,) = make_topics(f"{unique}.raw")
-    out = tmp_path / "processed.txt"
-    publish(bootstrap, topic, 0, 20)
-
-    status = run_worker(bootstrap, topic, out, 20, "--crash-before-commit")
-    assert status == -signal.SIGKILL
-    assert len(lines(out)) == 20  # the side effects happened, the commit did not
-
-    assert run_worker(bootstrap, topic, out, 20) == 0
-    processed = lines(out)
-    assert len(processed) == 40  # all 20 again: nothing lost
-    assert sorted(set(processed)) == sorted(processed[:20])
-
-
-def test_restarted_after_commit_resumes_after_its_last_offset(
-    bootstrap: str, make_topics, unique: str, tmp_path: Path
-):
-    (topic,) = make_topics(f"{unique}.raw")
-    out = tmp_path / "processed.txt"
-    publish(bootstrap, topic, 0, 15)
-    assert run_worker(bootstrap, topic, out, 15) == 0
-    publish(bootstrap, topic, 15, 25)
-    assert run_worker(bootstrap, topic, out, 10) == 0
-
-    processed = lines(out)
-    assert len(processed) == 25  # nothing processed twice
-    assert len(set(processed)) == 25
-    assert '{"event_id":"e24"}' in processed
+    calls = asyncio.run(run()).calls
+    batches: list[list[bytes]] = []
+    for index, (kind, seen) in enumerate(calls):
+        if kind == "begin":
+            batches.append(seen)
+            following = [v for k, vs in calls[index + 1 : index + 1 + len(seen)] for v in vs]
+            assert following == seen  # process, record by record, in the batch's order
+            assert calls[index + 1 + len(seen)][0] == "flush"
+    assert [v for batch in batches for v in batch] == values

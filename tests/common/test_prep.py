@@ -241,3 +241,33 @@ def test_the_examples_in_the_docstrings_hold(module: str) -> None:
 
     found = doctest.testmod(importlib.import_module(f"services.common.prep.{module}"))
     assert found.attempted > 0 and found.failed == 0
+
+
+def test_features_are_prepares_features_with_the_same_refusals() -> None:
+    preparer = Preparer(SPEC)
+    for overrides in ({}, {"age": None, "plan": "silver"}, {"income": 1e9, "active": None}):
+        payload = event(**overrides)
+        assert preparer.features(payload, learn=False) == preparer.prepare(payload).features
+    for bad in ({"age": "old"}, {"tier": 7}, {"timestamp": None}):
+        with pytest.raises(InvalidInput) as from_features:
+            preparer.features(event(**bad), learn=False)
+        with pytest.raises(InvalidInput) as from_prepare:
+            preparer.prepare(event(**bad), learn=False)
+        assert from_features.value.reason == from_prepare.value.reason
+
+
+def test_a_decoded_event_is_measured_as_json_writes_it() -> None:
+    preparer = Preparer(SPEC)  # max_event_bytes 2048
+    # Compact, this note is under the limit; json.dumps writes each "é" as \u00e9 (6 bytes).
+    note = "é" * 320
+    compact = json.dumps(event(email=note), separators=(",", ":"), ensure_ascii=False)
+    assert len(compact.encode()) < 2048 / 2
+    with pytest.raises(InvalidInput) as caught:
+        preparer.features(event(email=note), learn=False)
+    size = len(json.dumps(event(email=note), default=str).encode())
+    assert caught.value.reason == f"event is {size} bytes, over the 2048-byte limit"
+    assert preparer.features(event(email="é" * 250), learn=False)  # 1,696 bytes: within
+    circular: dict[str, Any] = {}
+    circular["again"] = circular
+    with pytest.raises(InvalidInput, match="cannot be encoded as JSON"):
+        preparer.features(event(extra=circular), learn=False)

@@ -74,3 +74,17 @@ def test_missing_features_are_imputed_with_training_medians() -> None:
     model = _model()
     medians = dict(zip(FEATURES, model.preprocessing.median, strict=True))
     assert model.predict_proba([{}]) == model.predict_proba([medians])
+
+
+def test_one_forward_pass_gives_the_class_and_the_probabilities() -> None:
+    model = _model()
+    model.module.train()  # as a trainer leaves it between epochs: answers are eval's
+    predictions, probabilities = model.predict_with_proba(ROWS)
+    assert (predictions, probabilities) == (model.predict(ROWS), model.predict_proba(ROWS))
+    assert not model.module.training
+    matrix = torch_model_module.rows_to_matrix(ROWS, FEATURES)
+    with torch.no_grad():
+        logits = model.module(torch.as_tensor(model.transform(matrix), dtype=torch.float32))
+    expected = torch.softmax(logits.double(), dim=1).numpy()  # torch's own softmax
+    assert np.allclose(model.proba_array(matrix), expected, rtol=0, atol=1e-12)
+    assert model.proba_array(matrix[:0]).shape == (0, 3)

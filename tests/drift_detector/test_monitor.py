@@ -63,7 +63,9 @@ async def test_covariate_shift_is_one_alert_episode_with_scores_and_report(
     assert first.details["reference"] == BOOTSTRAP and first.champion_version is None
     assert first.report_path is not None
     report = Path(first.report_path)
-    assert report.is_absolute() and report.is_file()
+    assert not report.exists() and monitor.pending_reports  # the alert goes out first
+    await monitor.write_reports()
+    assert report.is_absolute() and report.is_file() and not monitor.pending_reports
     assert report.read_text()[:400].lstrip().lower().startswith("<!doctype html>")
     assert str(first.details["report_url"]).startswith("file://")
 
@@ -97,6 +99,7 @@ async def test_missing_feature_is_left_out_of_the_drift_check_and_flagged_as_qua
     assert quality[0].features["age_z"].score == 1.0
     assert quality[0].features["age_z"].method == "missing_share"
     assert quality[0].details["flagged_features"] == "age_z"
+    await monitor.write_reports()
     assert Path(str(quality[0].report_path)).is_file()
 
 
@@ -185,6 +188,7 @@ async def test_performance_alert_when_joined_predictions_are_much_worse(
     assert alert.details["reference_value"] == 0.9
     assert float(alert.details["degradation"]) > 0.3
     assert alert.severity == "critical"
+    await monitor.write_reports()
     assert Path(str(alert.report_path)).is_file()
 
 

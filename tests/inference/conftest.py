@@ -33,6 +33,7 @@ from services.common.models.river_model import RiverModel
 from services.common.prep.preparer import Preparer
 from services.common.serde import decode
 from services.inference.api import create_app
+from services.inference.api import front as served_front
 from services.inference.service import InferenceService
 from services.inference.settings import InferenceSettings
 
@@ -195,7 +196,8 @@ async def serve(stack: Stack, bootstrap: str, usecase: str) -> AsyncIterator[Any
     """Start an inference service for a fresh use case: ``await serve(*promotions, **settings)``."""
     started: list[Served] = []
 
-    async def start(*before: Promotion, **overrides: Any) -> Served:
+    async def start(*before: Promotion, front: bool = False, **overrides: Any) -> Served:
+        """``front``: the app as ``python -m services.inference`` serves it (guard outermost)."""
         spec = stack.spec(usecase)
         if before:
             await publish(
@@ -210,7 +212,9 @@ async def serve(stack: Stack, bootstrap: str, usecase: str) -> AsyncIterator[Any
         )
         service = InferenceService(settings, {spec.name: spec}, store=stack.store)
         await service.start()
-        app = create_app(service, manage=False)
+        app: Any = create_app(service, manage=False, guard_inside=not front)
+        if front:
+            app = served_front(app)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
         served = Served(spec, service, client, bootstrap)
         started.append(served)

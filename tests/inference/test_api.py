@@ -184,3 +184,41 @@ async def test_metrics_and_models_endpoint(serve, stack: Stack) -> None:
     assert models["challenger"] is None
     docs = await served.client.get("/openapi.json")
     assert "/v1/predict/{usecase}" in docs.json()["paths"]
+
+
+async def test_the_served_app_keeps_the_contract_with_its_guard_in_front(
+    serve, stack: Stack
+) -> None:
+    """``python -m services.inference`` serves the guard outermost: the same answers."""
+    v1 = stack.models["v1"]
+    served = await serve(front=True, api_key="s3cret", max_body_bytes=4000)
+    key = {"X-API-Key": "s3cret"}
+    await served.publish(v1.promotion(served.name))
+    await until_champion(served)
+    event, _ = raw_events(1, seed=99)[0]
+    body = {"entity_id": "cust-9", "event_id": "ev-1", "features": request_fields(event)}
+    assert (await served.predict(body)).status_code == 401
+    answer = await served.predict(body, **key)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    expected_features = Preparer(served.spec).prepare(event, learn=False).features
+    assert answer.json()["prediction"] == v1.model.predict([expected_features])[0]
+    assert answer.json()["feature_source"] == "request"
+    many = await served.predict([body, {**body, "event_id": "ev-2"}], **key)
+    assert [a["event_id"] for a in many.json()] == ["ev-1", "ev-2"]
+    big = {"entity_id": "c1", "features": {"note": "x" * 5000}}
+    assert (await served.predict(big, **key)).status_code == 413
+    bad = await served.predict({**body, "features": {**body["features"], "age": "old"}}, **key)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "features", "age"]
+    flag = await served.client.post(
+        f"/v1/predict/{served.name}?explain=maybe", json=body, headers=key
+    )
+    assert flag.status_code == 422 and flag.json()["detail"][0]["loc"] == ["query", "explain"]
+    assert (await served.client.post("/v1/predict/nope", json=body, headers=key)).status_code == 404
+    assert (await served.client.get("/healthz")).status_code == 200
+    models = await served.client.get(f"/v1/models/{served.name}", headers=key)
+    assert models.json()["champion"]["model_version"] == v1.version
+    metrics = await served.client.get("/metrics")
+    assert "driftline_inference_requests_total" in metrics.text
+    assert (await served.client.get("/openapi.json")).status_code == 200

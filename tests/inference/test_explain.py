@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -182,3 +183,26 @@ def test_a_tree_explanation_is_exact_and_its_negative_class_is_the_mirror(
     # the contributions differ across rows: the trees use more than one feature
     spread = np.array([list(a.contributions.values()) for a in for_positive]).std(axis=0)
     assert (spread > 0).sum() >= 2
+
+
+def test_a_rows_feature_orders_are_the_same_in_every_process() -> None:
+    """Two processes with different string hashes (two replicas, or one after a restart)
+    draw the same feature orders for a row, so they give the same explanation."""
+    import subprocess
+    import sys
+
+    script = (
+        "from services.inference.explain import permutation_seed;"
+        "print(permutation_seed({'income': 4.5, 'age': 31.0, 'purpose_car': 1.0}))"
+    )
+    seeds = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for hash_seed in (1, 2, 3)
+    }
+    assert len(seeds) == 1, seeds

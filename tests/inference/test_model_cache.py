@@ -7,26 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from schemas.usecase import load_usecase
-from services.common.promotions.history import ModelRef
 from services.inference.loaded import MlflowLoader
-from tests.reliability.helpers import register_credit_model
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.reliability.helpers import registered_credit_ref
 
 
 def test_a_restarted_loader_serves_its_verified_copy_and_refuses_a_damaged_one(
     tmp_path: Path,
 ) -> None:
     home = tmp_path / "home"
-    spec = load_usecase(ROOT / "usecases" / "credit.yaml")
-    promotion = register_credit_model(home, spec, "credit-cache")
-    assert promotion.artifact_uri is not None and promotion.artifact_sha256 is not None
-    ref = ModelRef("credit-cache", promotion.model_version, promotion.artifact_uri,
-                   promotion.artifact_sha256)  # fmt: skip
+    spec, ref, sha = registered_credit_ref(home, "credit-cache")
     scratch = tmp_path / "scratch"
     first = MlflowLoader(home, scratch)(ref)
-    cached = scratch / "by-sha256" / promotion.artifact_sha256
+    cached = scratch / "by-sha256" / sha
     assert cached.is_dir()
 
     # MLflow's artifacts gone: a new loader (a restarted service) still has the model.

@@ -21,13 +21,14 @@ from aiokafka import AIOKafkaProducer
 
 from schemas import topics
 from services.common.bus import ensure_topics, start_consumer, start_producer
-from services.inference.predlog import (
-    PredictionLog,
+from services.inference.journal import (
+    Segment,
     parse_lines,
     read_shipped,
     shipped_path,
     write_shipped,
 )
+from services.inference.predlog import PredictionLog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,6 +130,16 @@ def test_the_shipped_offset_is_replaced_whole(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def test_a_live_segment_overwrites_its_shipped_offset_whole(tmp_path: Path) -> None:
+    segment = Segment(tmp_path / "run-00001.jsonl")
+    segment.append(b'{"a": 1}\n')
+    for offset in (123_456, 7, 9):  # a shorter number leaves no digits of a longer one
+        segment.record_shipped(offset)
+        assert read_shipped(segment.path) == offset
+    segment.delete()
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_a_killed_runs_journal_is_shipped_by_the_next_run(
     tmp_path: Path, bootstrap: str, unique: str, producer: AIOKafkaProducer
 ) -> None:
@@ -234,4 +245,27 @@ async def test_several_killed_runs_are_all_shipped_once_each(
     ids = await logged(bootstrap, unique)
     assert len(ids) == 50
     assert sorted(set(ids)) == sorted(f"p{i}" for i in range(25))
+    assert list(directory.iterdir()) == []
+
+
+@pytest.mark.integration
+async def test_a_requests_predictions_are_journaled_in_one_write_and_each_is_acknowledged(
+    tmp_path: Path, bootstrap: str, unique: str, producer: AIOKafkaProducer
+) -> None:
+    await ensure_topics(bootstrap, [topics.predictions(unique)], partitions=3)
+    directory = tmp_path / "predictions"
+    log = PredictionLog(producer, directory, batch_size=4, linger_seconds=0.001, capacity=70)
+    log.submit_many([prediction(unique, i) for i in range(64)])  # one request of 64 items
+    log.submit(prediction(unique, 64))
+    [segment] = segments(directory)
+    lines = segment.read_bytes().splitlines()
+    assert [json.loads(line)["prediction_id"] for line in lines] == [f"p{i}" for i in range(65)]
+    ends = [pending.end for pending in log._queue]  # each line's own end, for the offsets
+    assert ends == [sum(len(line) + 1 for line in lines[: i + 1]) for i in range(65)]
+    log.submit_many([prediction(unique, i) for i in range(65, 75)])  # over capacity
+    assert log.dropped == 5
+    await log.start()
+    await log.stop()
+    ids = await logged(bootstrap, unique)
+    assert sorted(ids) == sorted(f"p{i}" for i in range(70))  # over 3 partitions, each once
     assert list(directory.iterdir()) == []

@@ -14,7 +14,9 @@ from schemas import topics
 from schemas.usecase import UseCase, load_usecase
 from services.common.bus import ensure_topics, start_producer
 from services.common.errors import InvalidInput
+from services.common.prep import Preparer
 from services.common.seen import SeenIds
+from services.common.serde import decode
 from services.ingestion.processor import KIND, Ingestion
 from services.ingestion.statistics import PartitionStatistics
 from tests.integration.test_ingest_path import valid_events
@@ -67,6 +69,74 @@ def test_events_are_recorded_after_their_rows_and_a_restart_skips_them(
     saved, restored = asyncio.run(run())
     assert restored == saved  # the imputation statistics came back with the record
     assert seen.count(unique, KIND) == 50
+    rows = read_topic(bootstrap, topics.features(unique))
+    assert sorted(r["source_event_id"] for r in rows) == sorted(
+        json.loads(e)["event_id"] for e in events
+    )
+    # Each row is a whole FeatureRow (encoded from its fields, without the model), the
+    # preparer's row of its event but for the time it was made and the features'
+    # imputations (learned across the two runs).
+    reference = Preparer(spec)
+    by_id = {json.loads(e)["event_id"]: reference.prepare(e, learn=False) for e in events}
+    for found in rows:
+        row = decode(topics.FEATURES, json.dumps(found))
+        expected = by_id[row.source_event_id]
+        assert row.model_dump(exclude={"occurred_at", "features"}) == expected.model_dump(
+            exclude={"occurred_at", "features"}
+        )
+        assert list(row.features) == spec.feature_names()
+
+
+def test_a_batch_asks_the_seen_record_once_and_skips_what_it_holds(
+    bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    spec = load_usecase(ROOT / "usecases" / "credit.yaml").model_copy(update={"name": unique})
+    events = [json.dumps(e).encode() for e in valid_events(spec, 40)]
+    raw = topics.raw(unique)
+    seen = SeenIds(tmp_path / "seen.db")
+    asked: list[int] = []
+    unseen = seen.unseen
+
+    def counted(usecase: str, kind: str, event_ids: object) -> set[str]:
+        ids = list(event_ids)  # type: ignore[call-overload]
+        asked.append(len(ids))
+        return unseen(usecase, kind, ids)
+
+    seen.unseen = counted  # type: ignore[method-assign]
+
+    async def batch(ingestion: Ingestion, records: list[object]) -> list[str]:
+        errors: list[str] = []
+        await ingestion.begin(records)
+        for record in records:
+            try:
+                await ingestion.process(record)
+            except InvalidInput as exc:
+                errors.append(exc.reason)
+        await ingestion.flush()
+        return errors
+
+    async def run() -> list[str]:
+        await ensure_topics(bootstrap, [topics.features(unique), topics.deadletter(unique)])
+        producer = await start_producer(bootstrap)
+        try:
+            first = ingestion_of(spec, seen, producer, bootstrap)
+            records = [consumer_record(raw, o, v) for o, v in enumerate(events[:25])]
+            records.append(consumer_record(raw, 25, events[0]))  # a duplicate in the batch
+            assert await batch(first, records) == []
+            assert asked == [26]
+            asked.clear()
+            # Redelivered with 15 more and a bad one: one query, the 25 skipped.
+            second = ingestion_of(spec, seen, producer, bootstrap)
+            records = [consumer_record(raw, o, v) for o, v in enumerate(events)]
+            records.append(consumer_record(raw, 40, b"{oops"))
+            return await batch(second, records)
+        finally:
+            await producer.stop()
+
+    errors = asyncio.run(run())
+    assert asked == [40]
+    assert len(errors) == 1 and "not valid JSON" in errors[0]
+    assert seen.count(unique, KIND) == 40
     rows = read_topic(bootstrap, topics.features(unique))
     assert sorted(r["source_event_id"] for r in rows) == sorted(
         json.loads(e)["event_id"] for e in events

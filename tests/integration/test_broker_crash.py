@@ -30,7 +30,7 @@ import pytest
 
 from schemas import topics
 from schemas.usecase import load_usecase
-from services.common import featurestore
+from services.common import dataset, featurestore
 from services.common.broker import EmbeddedBroker, free_port
 from tests.integration.test_ingest_path import valid_events
 from tests.reliability import tally
@@ -53,7 +53,7 @@ def stack(own_broker: EmbeddedBroker, unique: str, tmp_path: Path) -> Iterator[S
 
 
 def stored_ids(stack: Stack, usecase: str) -> Counter[str]:
-    frame = featurestore.read_dataset(featurestore.features_dir(stack.home, usecase))
+    frame = dataset.read_dataset(featurestore.features_dir(stack.home, usecase))
     if frame is None or frame.empty:
         return Counter()
     return Counter(frame[featurestore.EVENT_ID])
@@ -117,6 +117,14 @@ def test_a_broker_killed_mid_stream_is_survived_without_restarting_a_service(
     tally.add("events_doubled", doubled + max(0, learned - NEW_LOG))
     assert (lost, doubled) == (0, 0)
     assert learned == NEW_LOG
+
+    # The trainer checkpoints on a schedule (DRIFTLINE_CHECKPOINT_EVERY_SECONDS): its next
+    # checkpoint covers every label of the new log, and nothing beyond it.
+    def covered() -> bool:
+        state = checkpoint(stack, unique)
+        return state is not None and state.offsets[f"{topics.labels(unique)}:0"] >= NEW_LOG
+
+    assert wait_until(covered, 60), stack.tail("online_trainer")
     state = checkpoint(stack, unique)
     assert state is not None and state.offsets[f"{topics.labels(unique)}:0"] == NEW_LOG
     # Nobody was restarted: the same processes, each of which saw the new log.

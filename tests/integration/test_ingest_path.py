@@ -10,7 +10,7 @@ import pytest
 
 from schemas import topics
 from schemas.usecase import load_usecase
-from services.common import featurestore
+from services.common import dataset, featurestore
 from services.common.errors import InvalidInput
 from services.common.prep import Preparer
 from services.demo.data import demo_events
@@ -59,7 +59,7 @@ def malformed_events(template: dict[str, Any]) -> list[bytes]:
 
 
 def offline_rows(stack: Stack, usecase: str) -> Any:
-    return featurestore.read_dataset(featurestore.features_dir(stack.home, usecase))
+    return dataset.read_dataset(featurestore.features_dir(stack.home, usecase))
 
 
 def test_valid_rows_reach_feast_once_and_bad_ones_the_deadletter_topic(
@@ -122,10 +122,13 @@ def test_valid_rows_reach_feast_once_and_bad_ones_the_deadletter_topic(
 def test_sigkilled_services_account_for_every_event_once(stack: Stack, unique: str) -> None:
     """Killed twice: once between two publishes, once while the second half is in flight.
 
-    Small batches (100) make the second kill land between many commits.
+    Small batches (100) make the second kill land between many commits; the second
+    half is four times the first, so the kill lands while most of it is in flight
+    (the services got through 1,500 events before a poll of the store saw 1,600).
     """
     spec = load_usecase(ROOT / "usecases" / "credit.yaml").model_copy(update={"name": unique})
-    events = valid_events(spec, 3000)
+    events = valid_events(spec, 7500)
+    total = len(events)
     raw = [json.dumps(e).encode() for e in events]
     small = {"DRIFTLINE_BATCH_EVENTS": "100", "DRIFTLINE_BATCH_ROWS": "100"}
 
@@ -147,16 +150,16 @@ def test_sigkilled_services_account_for_every_event_once(stack: Stack, unique: s
     assert wait_until(lambda: len(offline_rows(stack, unique)) > 1600, timeout=300, interval=0.1)
     in_store_at_kill = kill()
     start()
-    assert wait_until(lambda: len(offline_rows(stack, unique)) >= 3000, timeout=300), (
+    assert wait_until(lambda: len(offline_rows(stack, unique)) >= total, timeout=300), (
         f"{in_store_at_kill} rows at the second kill\n"
         + stack.log("ingestion")[-3000:]
         + stack.log("features")[-3000:]
     )
     offline = offline_rows(stack, unique)
-    assert len(offline) == 3000
+    assert len(offline) == total
     assert set(offline[featurestore.EVENT_ID]) == {e["event_id"] for e in events}
     rows = read_topic(stack.bootstrap, topics.features(unique))
     # At-least-once: the topic may hold a redelivered copy; the store holds each once.
     assert {r["source_event_id"] for r in rows} == {e["event_id"] for e in events}
     # The second half was cut off while in flight, so the restart had work left.
-    assert in_store_at_kill < 3000
+    assert in_store_at_kill < total

@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import topics
 from schemas.usecase import load_usecase
-from services.common import featurestore
+from services.common import dataset, featurestore
 from services.common.seen import SeenIds
 from services.ingestion.statistics import read_snapshots
 from tests.integration.test_ingest_path import offline_rows, valid_events
@@ -86,7 +86,7 @@ def group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 def stored_parts(stack: Stack, usecase: str) -> pd.DataFrame:
     """Every row of every Parquet part, not de-duplicated: a row written twice shows."""
     directory = featurestore.features_dir(stack.home, usecase)
-    with featurestore.reading(directory):
+    with dataset.reading(directory):
         parts = sorted(directory.glob("*.parquet"))
         return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
 
@@ -226,7 +226,7 @@ def test_replicas_in_groups_store_each_event_once_through_a_sigkill(
     doubled = len(offline) - offline[featurestore.EVENT_ID].nunique()
     # A replica killed between its Parquet write and its de-dup mark leaves that batch
     # to the survivor, which may cut it differently: a second part with the same rows,
-    # which the store's reader folds by event id (featurestore._unique_events).
+    # which the store's reader folds by event id (dataset.unique_events).
     parts = stored_parts(stack, unique)[featurestore.EVENT_ID].value_counts()
     rows = read_topic(stack.bootstrap, topics.features(unique))
     redelivered = len(rows) - len({r["source_event_id"] for r in rows})

@@ -64,6 +64,32 @@ def test_rolling_metrics_cover_the_last_window_only() -> None:
     assert sum(map(sum, learner.metrics.confusion_matrix() or [])) == 600
 
 
+@pytest.mark.parametrize("classes", [[False, True], ["a", "b", "c"]])
+def test_every_rolling_metric_is_the_metric_of_the_last_window(classes: list[object]) -> None:
+    import random
+
+    from services.online_trainer.evaluation import PrequentialMetrics
+
+    draw = random.Random(3)
+    stream = []
+    for _ in range(700):
+        weights = [draw.random() + 1e-3 for _ in classes]
+        proba = {c: w / sum(weights) for c, w in zip(classes, weights, strict=True)}
+        stream.append((draw.choice(classes), max(proba, key=proba.__getitem__), proba))
+    running = PrequentialMetrics("classification", window=200, classes=classes)
+    for y_true, y_pred, proba in stream:
+        running.update(y_true, y_pred, proba)
+    fresh = PrequentialMetrics("classification", window=200, classes=classes)
+    for y_true, y_pred, proba in stream[-200:]:
+        fresh.update(y_true, y_pred, proba)
+    assert running.rolling_values() == pytest.approx(fresh.rolling_values())
+    assert running.rolling_values()["accuracy"] == fresh.rolling_values()["accuracy"]
+    everything = PrequentialMetrics("classification", window=10**6, classes=classes)
+    for y_true, y_pred, proba in stream:
+        everything.update(y_true, y_pred, proba)
+    assert running.values() == everything.values()
+
+
 def test_regression_fidelity() -> None:
     from river import datasets
 

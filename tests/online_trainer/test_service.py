@@ -19,6 +19,7 @@ from services.common.bus import ensure_topics, start_consumer, start_producer
 from services.common.models import load_model
 from services.common.models.river_model import RiverModel
 from services.common.serde import decode
+from services.online_trainer.checkpoint import load_checkpoint
 from services.online_trainer.learner import learn_stream
 from services.online_trainer.service import OnlineTrainer
 from services.online_trainer.settings import OnlineTrainerSettings
@@ -75,7 +76,8 @@ async def test_restart_learns_every_row_exactly_once(
     spec = agrawal_spec(unique, snapshot_every_rows=10**9, snapshot_every_seconds=1e9)
     await ensure_topics(bootstrap, [topics.features(unique), topics.labels(unique)])
     rows, labels = as_events(agrawal_rows(n, seed=21))
-    settings = settings_for(bootstrap, home, unique, max_records=20)
+    # A checkpoint after every batch of 20: the cancel lands with one a batch behind.
+    settings = settings_for(bootstrap, home, unique, max_records=20, checkpoint_every_seconds=0.0)
     await publish(bootstrap, topics.features(unique), named(spec, rows))
 
     first = OnlineTrainer(settings, {unique: spec})
@@ -113,6 +115,80 @@ async def test_restart_learns_every_row_exactly_once(
     finally:
         await consumer.stop()
     assert committed == resumed.state.offsets[f"{topics.labels(unique)}:0"] == n
+
+
+async def committed_offset(bootstrap: str, group: str, topic: str) -> int | None:
+    consumer = await start_consumer(bootstrap, [topic], group)
+    try:
+        return await consumer.committed(TopicPartition(topic, 0))
+    finally:
+        await consumer.stop()
+
+
+async def until_committed(bootstrap: str, group: str, topic: str, offset: int) -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    while await committed_offset(bootstrap, group, topic) != offset:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{topic}: offset {offset} not committed in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_a_checkpoint_waits_for_its_schedule_and_commits_cover_only_it(
+    bootstrap: str, home: Path, unique: str
+) -> None:
+    n = 300
+    spec = agrawal_spec(unique, snapshot_every_rows=10**9, snapshot_every_seconds=1e9)
+    features, labels_topic = topics.features(unique), topics.labels(unique)
+    await ensure_topics(bootstrap, [features, labels_topic])
+    rows, labels = as_events(agrawal_rows(n, seed=22))
+    await publish(bootstrap, features, named(spec, rows))
+    await publish(bootstrap, labels_topic, labels)
+    # No checkpoint is due, and a poll waits a minute before it finds nothing (idle).
+    settings = settings_for(
+        bootstrap, home, unique, max_records=20, checkpoint_every_seconds=1e9
+    ).model_copy(update={"poll_timeout_ms": 60_000})
+    first = OnlineTrainer(settings, {unique: spec})
+    trainer = first.trainers[unique]
+    task = asyncio.create_task(first.run(asyncio.Event()))
+    await until(lambda: trainer.rows_learned == n)
+    # Every row learned over 30 batches, none written: nothing is committed past the file.
+    assert not trainer.path.exists()
+    assert await committed_offset(bootstrap, unique, labels_topic) is None
+    task.cancel()  # abrupt: what was learned since the last checkpoint is lost
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    # A restart replays every row into the model the checkpoint holds (here: none), once;
+    # with the default schedule the first poll that finds nothing writes the checkpoint.
+    second = OnlineTrainer(settings_for(bootstrap, home, unique), {unique: spec})
+    resumed = second.trainers[unique]
+    assert resumed.rows_learned == 0
+    stop = asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
+    await until_committed(bootstrap, unique, labels_topic, n)
+    saved = load_checkpoint(trainer.path)
+    assert saved.learner.rows_learned == n and saved.join.counts["duplicates"] == 0
+    assert await committed_offset(bootstrap, unique, labels_topic) == n
+    assert await committed_offset(bootstrap, unique, features) == n
+    # Learned after that checkpoint, then a stop: the stop writes it. A use case that asks
+    # for no labels does not read <uc>.predictions (it serves label requests only).
+    await ensure_topics(bootstrap, [topics.predictions(unique)])
+    await publish(bootstrap, topics.predictions(unique), [{"not": "read"}])
+    more_rows, more_labels = as_events(agrawal_rows(40, seed=23), offset=n)
+    await publish(bootstrap, features, named(spec, more_rows))
+    await publish(bootstrap, labels_topic, more_labels)
+    await until(lambda: resumed.rows_learned == n + 40)
+    stop.set()
+    await task
+    assert load_checkpoint(trainer.path).learner.rows_learned == n + 40
+    assert await committed_offset(bootstrap, unique, labels_topic) == n + 40
+    assert resumed.saved_offsets[f"{labels_topic}:0"] == n + 40
+    assert sorted(resumed.saved_offsets) == [f"{features}:0", f"{labels_topic}:0"]
+
+    _, uninterrupted = learn_stream(spec, rows + more_rows, labels + more_labels)
+    assert resumed.state.learner.metrics.values() == {
+        k: v for k, v in uninterrupted.items() if k != "rows_learned"
+    }
 
 
 async def test_concept_change_raises_a_concept_alert(
@@ -203,7 +279,6 @@ async def test_a_checkpointed_snapshot_is_published_on_restart_and_registered_on
     bootstrap: str, home: Path, unique: str
 ) -> None:
     from services.common import tracking
-    from services.online_trainer.checkpoint import load_checkpoint
     from services.online_trainer.snapshot import register_snapshot
 
     spec = agrawal_spec(unique, snapshot_every_rows=10**9, snapshot_every_seconds=1e9)

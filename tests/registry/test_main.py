@@ -30,7 +30,7 @@ from services.registry.__main__ import load_gate_data
 from services.registry.errors import RegistryError
 from services.registry.settings import RegistrySettings
 from tests.conftest import ROOT
-from tests.registry.conftest import gate_data, gate_frame, make_spec
+from tests.registry.conftest import gate_frame, make_spec
 
 
 @pytest.mark.parametrize(
@@ -43,12 +43,26 @@ def test_doctests(module: ModuleType) -> None:
 
 def test_the_gate_data_is_named_module_colon_function() -> None:
     source = load_gate_data("tests.registry.conftest:gate_data")
-    assert source is gate_data
     assert source(make_spec("any"), None).equals(gate_frame())
     with pytest.raises(RegistryError, match="expected module:function"):
         load_gate_data("tests.registry.conftest")
     with pytest.raises(RegistryError, match="no_such_module"):
         load_gate_data("no_such_module:frame")
+    with pytest.raises(RegistryError, match="no_such_function"):  # found at the first call
+        load_gate_data("tests.registry.conftest:no_such_function")(make_spec("any"), None)
+
+
+def test_the_gate_data_module_is_imported_at_its_first_call_not_at_start() -> None:
+    """The Feast store's import (seconds) is not on a restarted registry's way to restore."""
+    code = (
+        "import sys; from services.registry.__main__ import load_gate_data; "
+        "load_gate_data('services.common.featurestore:training_data'); "
+        "print('services.common.featurestore' in sys.modules, 'feast' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.split() == ["False", "False"]
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,11 +17,23 @@ from schemas import topics
 from schemas.events import FeatureRow, Promotion
 from schemas.inputs import Label
 from schemas.usecase import UseCase, load_usecase
-from services.common import featurestore, tracking
+from services.common import dataset, featurestore, tracking
 from services.common.broker import free_port, port_open
 from services.common.bus import ensure_topics, start_producer
+from services.common.promotions.history import ModelRef
 from tests.inference.conftest import train
 from tests.stack import Stack, wait_until
+
+
+def registered_credit_ref(home: Path, model_name: str) -> tuple[UseCase, ModelRef, str]:
+    """The credit use case, the reference a loader is given for a model registered as its
+    champion under ``home`` (:func:`register_credit_model`), and the model's sha256."""
+    spec = load_usecase(Path(__file__).resolve().parents[2] / "usecases" / "credit.yaml")
+    promotion = register_credit_model(home, spec, model_name)
+    assert promotion.artifact_uri is not None and promotion.artifact_sha256 is not None
+    ref = ModelRef(model_name, promotion.model_version, promotion.artifact_uri,
+                   promotion.artifact_sha256)  # fmt: skip
+    return spec, ref, promotion.artifact_sha256
 
 
 def register_credit_model(home: Path, spec: UseCase, model_name: str) -> Promotion:
@@ -144,5 +156,5 @@ def write_labeled_frame(home: Path, spec: UseCase, frame: pd.DataFrame, part: st
         for row in records
     ]
     directory = featurestore.features_dir(home, spec.name)
-    featurestore.write_parquet_part(directory, featurestore.rows_frame(spec, rows), part)
+    dataset.write_parquet_part(directory, featurestore.rows_frame(spec, rows), part)
     featurestore.write_labels(home, spec, labels, part)

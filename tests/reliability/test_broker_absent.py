@@ -17,7 +17,7 @@ import pytest
 
 from schemas import topics
 from schemas.usecase import load_usecase
-from services.common import featurestore
+from services.common import dataset, featurestore
 from services.common.broker import EmbeddedBroker, free_port
 from tests.integration.test_ingest_path import valid_events
 from tests.reliability import tally
@@ -63,12 +63,12 @@ def test_ingestion_and_features_wait_for_a_late_broker(unique: str, tmp_path: Pa
         features_dir = featurestore.features_dir(stack.home, unique)
 
         def stored() -> int:
-            return len(featurestore.read_dataset(features_dir))
+            return len(dataset.read_dataset(features_dir))
 
         assert wait_until(lambda: stored() >= len(events), timeout=120), (
             stack.log("ingestion")[-3000:] + stack.log("features")[-3000:]
         )
-        offline = featurestore.read_dataset(features_dir)
+        offline = dataset.read_dataset(features_dir)
         assert sorted(offline[featurestore.EVENT_ID]) == sorted(e["event_id"] for e in events)
         tally.add("faults_survived", len(health))
         tally.add("events_checked", len(events))

@@ -31,7 +31,10 @@ from tests.stack import Stack, committed, publish_raw, read_topic, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROWS = 2000
-BATCH = "20"  # records per batch: one checkpoint and one commit every 20 records
+BATCH = "20"  # records per batch: one commit every 20 records, as far as the checkpoint goes
+# A checkpoint at most this long after a batch (and whenever a poll finds nothing): a kill
+# lands with rows learned since the last one, which the restart learns again from it.
+CHECKPOINT_EVERY_SECONDS = "0.3"
 SNAPSHOT_ROWS = 300
 
 
@@ -52,6 +55,7 @@ def start(stack: Stack, usecase: str) -> None:
         DRIFTLINE_GROUP_ID=usecase,
         DRIFTLINE_MAX_RECORDS=BATCH,
         DRIFTLINE_POLL_TIMEOUT_MS="50",
+        DRIFTLINE_CHECKPOINT_EVERY_SECONDS=CHECKPOINT_EVERY_SECONDS,
     )
 
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import pickle
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from schemas.usecase import Task
 from services.common.models.protocol import FeatureDict, Flavor, read_pickle, save_model_file
@@ -111,8 +114,7 @@ class RiverModel:
         """
         kind = type(self.estimator)
         if self.task == "classification" and (kind.__module__, kind.__name__) == _HTC:
-            estimator = self.estimator
-            probabilities = [self.decode_proba(_tree_proba(estimator, x)) for x in rows]
+            probabilities = [self.decode_proba(p) for p in _tree_probas(self.estimator, rows)]
         else:
             probabilities = self.predict_proba(rows)
         answers = [max(p, key=p.__getitem__) if p else None for p in probabilities]
@@ -151,8 +153,9 @@ def _river() -> tuple[Any, Any, Any, Any, float]:
     return DTBranch, LeafNaiveBayesAdaptive, Gaussian, GaussianSplitter, _HALF_LOG_TAU
 
 
-def _tree_proba(tree: Any, x: FeatureDict) -> dict[Any, float]:
-    """``tree.predict_proba_one(x)``, the same floats, faster for adaptive-NB leaves.
+def _tree_probas(tree: Any, rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
+    """``[tree.predict_proba_one(x) for x in rows]``, the same floats, faster for
+    adaptive-NB leaves: the rows a leaf's table scores are scored together.
 
     >>> from river import tree
     >>> model = RiverModel(tree.HoeffdingTreeClassifier(grace_period=5), "classification", [0, 1])
@@ -163,16 +166,29 @@ def _tree_proba(tree: Any, x: FeatureDict) -> dict[Any, float]:
     True
     """
     DTBranch, LeafNaiveBayesAdaptive, _, _, _ = _river()
-    proba = {c: 0.0 for c in sorted(tree.classes)}
+    classes = sorted(tree.classes)
+    answers: list[dict[Any, float]] = [{c: 0.0 for c in classes} for _ in rows]
     root = tree._root
-    if root is not None:
+    if root is None:
+        return answers
+    shared: dict[int, tuple[Any, list[int]]] = {}  # a table's id -> the table, its rows
+    for index, x in enumerate(rows):
         leaf = root.traverse(x, until_leaf=True) if isinstance(root, DTBranch) else root
         table = None
         naive_bayes = type(leaf) is LeafNaiveBayesAdaptive and leaf.is_active()  # river's test
         if naive_bayes and leaf._nb_correct_weight >= leaf._mc_correct_weight:
             table = _table(leaf)
-        proba.update(leaf.prediction(x, tree=tree) if table is None else _naive_bayes(table, x))
-    return proba
+        if table is None:
+            answers[index].update(leaf.prediction(x, tree=tree))
+        else:
+            shared.setdefault(id(table), (table, []))[1].append(index)
+    for table, indices in shared.values():
+        if len(indices) == 1:  # one row: the single-row arrays are quicker
+            answers[indices[0]].update(table.score(rows[indices[0]]))
+            continue
+        for index, found in zip(indices, table.score_many([rows[i] for i in indices]), strict=True):
+            answers[index].update(found)
+    return answers
 
 
 def _table(leaf: Any) -> Any:
@@ -204,8 +220,92 @@ def _table(leaf: Any) -> Any:
         if table is None:
             break
         table.append((class_index, weight, terms))
-    _TABLES[leaf] = (fingerprint, table)
-    return table
+    compiled = None if table is None else LeafTable(table)
+    _TABLES[leaf] = (fingerprint, compiled)
+    return compiled
+
+
+class LeafTable:
+    """A leaf's table, also as arrays: :func:`_naive_bayes` for all classes in a few numpy calls.
+
+    The same floats: each term is computed element by element with the same
+    operations in the same order (``(x - mu) ** 2 / (-2 var) - log(tau)/2 - log(var)/2``),
+    a term that :func:`_naive_bayes` skips (an attribute absent from ``x``, a
+    class without that Gaussian, a term not above -inf) adds 0.0 instead, which
+    leaves a sum unchanged, and the terms are summed in order by ``cumsum``,
+    one addition after another (numpy's ``sum`` would pair them). A table
+    with attributes that are not text is scored by :func:`_naive_bayes`.
+    """
+
+    def __init__(self, table: list[Any]) -> None:
+        self.table = table
+        self.score: Any = functools.partial(_naive_bayes, table)
+        self.score_many: Any = lambda rows: [_naive_bayes(table, x) for x in rows]
+        attributes = list(dict.fromkeys(att for _, _, terms in table for att, *_ in terms))
+        total_weight = sum(weight for _, weight, _ in table)
+        if table and total_weight != 0 and all(isinstance(a, str) for a in attributes):
+            self.attributes = attributes
+            # a row holding every attribute is read in one C call (a tuple of its values)
+            self._read: Any = operator.itemgetter(*attributes) if len(attributes) > 1 else None
+            self.classes = [class_index for class_index, _, _ in table]
+            shape = (len(table), len(attributes))
+            self.mu, self.minus_two_variance, self.half_log_variance = (
+                np.full(shape, np.nan) for _ in range(3)
+            )
+            self.base = np.zeros((len(table), 1))
+            self.skipped = np.zeros(len(table), dtype=bool)  # a class without weight: vote 0.0
+            position = {att: j for j, att in enumerate(attributes)}
+            for i, (_, weight, terms) in enumerate(table):
+                if not weight > 0:
+                    self.skipped[i] = True
+                    continue
+                self.base[i, 0] = math.log(weight / total_weight)
+                for att, mu, minus_two_variance, half_log_variance in terms:
+                    j = position[att]
+                    self.mu[i, j] = mu
+                    self.minus_two_variance[i, j] = minus_two_variance
+                    self.half_log_variance[i, j] = half_log_variance
+            self.score = self._score
+            self.score_many = self._score_many
+
+    def _values(self, x: FeatureDict) -> Any:
+        """``x``'s value of each attribute, NaN for one it lacks."""
+        if self._read is not None:
+            try:
+                return self._read(x)
+            except KeyError:
+                pass
+        get = x.get
+        return [get(att, math.nan) for att in self.attributes]
+
+    def _score(self, x: FeatureDict) -> dict[Any, float]:
+        values = np.array(self._values(x), dtype=np.float64)
+        terms = (values - self.mu) ** 2 / self.minus_two_variance - _river()[4]
+        terms -= self.half_log_variance
+        terms = np.where(terms > -math.inf, terms, 0.0)
+        votes_array = np.cumsum(np.hstack((self.base, terms)), axis=1)[:, -1]
+        votes_array[self.skipped] = 0.0
+        return _softmax(dict(zip(self.classes, votes_array.tolist(), strict=True)))
+
+    def _score_many(self, rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
+        """Each row's scores; the rows are stacked, element by element the same operations."""
+        values = np.array([self._values(x) for x in rows], dtype=np.float64)
+        values = values[:, None, :]  # rows x 1 x attributes, against classes x attributes
+        terms = (values - self.mu) ** 2 / self.minus_two_variance - _river()[4]
+        terms -= self.half_log_variance
+        terms = np.where(terms > -math.inf, terms, 0.0)
+        base = np.broadcast_to(self.base, (len(rows), *self.base.shape))
+        votes_array = np.cumsum(np.concatenate((base, terms), axis=2), axis=2)[:, :, -1]
+        votes_array[:, self.skipped] = 0.0
+        classes = self.classes
+        return [_softmax(dict(zip(classes, row, strict=True))) for row in votes_array.tolist()]
+
+
+def _softmax(votes: dict[Any, float]) -> dict[Any, float]:
+    """river's normalization of naive-Bayes log votes (the log-sum-exp trick)."""
+    max_ll = max(votes.values())
+    lse = max_ll + math.log(sum(math.exp(log_proba - max_ll) for log_proba in votes.values()))
+    return {class_index: math.exp(vote - lse) for class_index, vote in votes.items()}
 
 
 def _naive_bayes(table: Any, x: FeatureDict) -> dict[Any, float]:
@@ -226,6 +326,4 @@ def _naive_bayes(table: Any, x: FeatureDict) -> dict[Any, float]:
                 if log_p > -math.inf:
                     vote += log_p
         votes[class_index] = vote
-    max_ll = max(votes.values())
-    lse = max_ll + math.log(sum(math.exp(log_proba - max_ll) for log_proba in votes.values()))
-    return {class_index: math.exp(vote - lse) for class_index, vote in votes.items()}
+    return _softmax(votes)

@@ -8,6 +8,8 @@ No torch here: the linear family serves without it.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,13 +30,12 @@ def rows_to_matrix(rows: Sequence[FeatureDict], feature_names: Sequence[str]) ->
     >>> rows_to_matrix([{"a": 1, "b": True}, {"a": None}], ["a", "b"]).tolist()
     [[1.0, 1.0], [nan, nan]]
     """
-    matrix = np.full((len(rows), len(feature_names)), np.nan, dtype=np.float64)
-    for i, row in enumerate(rows):
-        for j, name in enumerate(feature_names):
-            value = row.get(name)
-            if value is not None:
-                matrix[i, j] = float(value)
-    return matrix
+    nan = math.nan
+    values = [
+        [nan if (value := row.get(name)) is None else float(value) for name in feature_names]
+        for row in rows
+    ]
+    return np.array(values, dtype=np.float64).reshape(len(rows), len(feature_names))
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,18 @@ class Standardizer:
         scale = np.where(scale > 1e-12, scale, 1.0)
         return cls([float(v) for v in median], [float(v) for v in mean], [float(v) for v in scale])
 
+    @functools.cached_property
+    def _arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The statistics as arrays, made once (transform runs on every request)."""
+        median, mean, scale = (
+            np.asarray(v, dtype=np.float64) for v in (self.median, self.mean, self.scale)
+        )
+        return median, mean, scale
+
     def transform(self, matrix: FloatArray) -> FloatArray:
-        imputed = np.where(np.isnan(matrix), np.asarray(self.median), matrix)
-        result: FloatArray = (imputed - np.asarray(self.mean)) / np.asarray(self.scale)
+        median, mean, scale = self._arrays
+        imputed = np.where(np.isnan(matrix), median, matrix)
+        result: FloatArray = (imputed - mean) / scale
         return result
 
 
@@ -150,6 +160,25 @@ class TabularModel:
         assert self.classes is not None
         probabilities = self.proba_array(rows_to_matrix(rows, self.feature_names))
         return [dict(zip(self.classes, map(float, row), strict=True)) for row in probabilities]
+
+    def predict_with_proba(
+        self, rows: Sequence[FeatureDict]
+    ) -> tuple[list[Any], list[dict[Any, float]]]:
+        """``(predict(rows), predict_proba(rows))`` of a classifier from one forward pass.
+
+        >>> model = TabularModel(task="classification", feature_names=["a"], classes=[0, 1],
+        ...     preprocessing=Standardizer([0.0], [0.0], [1.0]))
+        >>> model.proba_array = lambda m: np.hstack([1 - m / 4, m / 4])
+        >>> model.predict_with_proba([{"a": 1.0}, {"a": 3.0}])
+        ([0, 1], [{0: 0.75, 1: 0.25}, {0: 0.25, 1: 0.75}])
+        """
+        self._require_classifier()
+        assert self.classes is not None
+        classes = self.classes
+        probabilities = self.proba_array(rows_to_matrix(rows, self.feature_names))
+        winners = [classes[int(k)] for k in probabilities.argmax(axis=1)]
+        found = [dict(zip(classes, map(float, row), strict=True)) for row in probabilities]
+        return winners, found
 
     def _require_classifier(self) -> None:
         if self.task != "classification":

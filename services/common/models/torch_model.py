@@ -121,18 +121,21 @@ class TorchModel(TabularModel):
             feed = {"inputs": self.transform(matrix).astype(np.float32)}
             answer: FloatArray = np.asarray(self.session.run(None, feed)[0], dtype=np.float64)
             return answer
+        module = self.module
         inputs = torch.as_tensor(self.transform(matrix), dtype=torch.float32, device=self.device)
-        self.module.eval()
-        with torch.no_grad():
-            outputs = self.module(inputs)
+        if module.training:  # a trainer between epochs; a served model is in eval already
+            module.eval()
+        with torch.inference_mode():
+            outputs = module(inputs)
         result: FloatArray = outputs.cpu().numpy().astype(np.float64)
         return result
 
     def proba_array(self, matrix: FloatArray) -> FloatArray:
         """Class probabilities, one column per class in ``classes`` order."""
         self._require_classifier()
-        logits = torch.as_tensor(self.forward_array(matrix))
-        result: FloatArray = torch.softmax(logits, dim=1).numpy()
+        logits = self.forward_array(matrix)  # softmax in numpy: no torch op for the ONNX path
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        result: FloatArray = exp / exp.sum(axis=1, keepdims=True)
         return result
 
     # ---- the model protocol: predictions in TabularModel --------------------------

@@ -41,10 +41,13 @@ from typing import Any
 
 try:  # a JSON decoder about 5x faster than json's; json's answer is the reference
     from msgspec.json import Decoder as _FastDecoder
+    from msgspec.json import Encoder as _FastEncoder
 
     _fast_loads: Any = _FastDecoder().decode
+    _fast_dumps: Any = _FastEncoder().encode
 except ImportError:  # pragma: no cover - msgspec is optional
     _fast_loads = None
+    _fast_dumps = None
 
 from schemas.events import FeatureRow
 from schemas.usecase import FieldSpec, UseCase, UseCaseError
@@ -60,6 +63,10 @@ STATE_VERSION = 1
 _ROW_ID_NAMESPACE = uuid.UUID("5f0c7c55-9a4e-4c8e-9d7e-6a3f4d1f2b10")
 _ROW_ID_BYTES = _ROW_ID_NAMESPACE.bytes
 _SIZE_ENCODER = json.JSONEncoder(default=str)  # json.dumps(..., default=str), made once
+# json.dumps writes at most 6 bytes for each byte of msgspec's compact UTF-8 (a control
+# character as \u0000, a separator with its space, "Infinity" for null): an event whose
+# compact form is within a sixth of the limit is within the limit, with no exact count.
+_SIZE_BOUND = 6
 
 
 class Preparer:
@@ -92,6 +99,11 @@ class Preparer:
             self._restore(state)
         # Worked out once, used for every event.
         self._fields = list(spec.fields.items())
+        # What cleaning asks of each field, read from its spec once: (name, spec, cap,
+        # whether it is an integer, whether it is pseudonymized).
+        self._cleaning = [
+            (name, f, f.cap, f.type == "int", f.pseudonymize) for name, f in self._fields
+        ]
         self._compiled = [transforms.compile_transform(t, spec) for t in spec.features]
         key_spec = spec.fields.get(spec.entity_key)
         self._pseudonymize_entity = key_spec is not None and key_spec.pseudonymize
@@ -150,22 +162,28 @@ class Preparer:
         imputed: list[str] = []
         capped: list[str] = []
         stats = self._stats
-        for name, spec in self._fields:
+        for name, spec, cap, integer, pseudonymized in self._cleaning:
             value = values[name]
             if value is None:
                 value = self._impute(name, spec, record.event_id)
-                if value is not None:
-                    imputed.append(name)
-            elif spec.cap is not None and isinstance(value, float):
-                clipped = clip(value, spec.cap)
-                if clipped != value:
-                    capped.append(name)
-                    value = clipped
-            if isinstance(value, float) and spec.type == "int" and math.isfinite(value):
+                if value is None:
+                    continue  # stays missing: nothing to round, learn or pseudonymize
+                imputed.append(name)
+                fresh = False  # an imputed value is not learned
+            else:
+                fresh = True
+                if cap is not None and isinstance(value, float):
+                    clipped = clip(value, cap)
+                    if clipped != value:
+                        capped.append(name)
+                        value = clipped
+            if integer and isinstance(value, float) and math.isfinite(value):
                 value = float(round(value))
-            if learn and value is not None and name in stats and name not in imputed:
-                stats[name].update(value)
-            if spec.pseudonymize and value is not None and value != "other":
+            if fresh and learn:
+                statistic = stats.get(name)
+                if statistic is not None:
+                    statistic.update(value)
+            if pseudonymized and value != "other":
                 value = pseudonymize(str(value), self.salt)
             values[name] = value
         entity_id = record.entity_id
@@ -236,11 +254,7 @@ class Preparer:
     def prepare(self, raw: bytes | str | dict[str, Any], *, learn: bool = True) -> FeatureRow:
         """A raw message or an already decoded event, to a feature row."""
         if isinstance(raw, dict):
-            try:
-                size = len(_SIZE_ENCODER.encode(raw).encode())
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise InvalidInput(f"event cannot be encoded as JSON: {exc}") from None
-            self._check_size(size)
+            self._check_encoded_size(raw)
             payload = raw
         else:
             payload = self.parse(raw)
@@ -254,6 +268,30 @@ class Preparer:
             event_timestamp=record.timestamp,
             features=dict(features),
         )
+
+    def features(self, payload: dict[str, Any], *, learn: bool = True) -> dict[str, float]:
+        """``prepare(payload, learn=learn).features`` without the feature row around them.
+
+        The same checks and reasons, the same floats; for a caller that scores the
+        features and has no use for the row's ids (the inference service).
+        """
+        self._check_encoded_size(payload)
+        return self.featurize(self.clean(self._validator.validate(payload), learn=learn))
+
+    def _check_encoded_size(self, payload: dict[str, Any]) -> None:
+        """The size check of ``parse`` on a decoded event: its ``json.dumps`` length."""
+        if _fast_dumps is not None:
+            try:
+                compact = len(_fast_dumps(payload))
+            except Exception:  # a value msgspec cannot write: json decides below
+                compact = None
+            if compact is not None and compact * _SIZE_BOUND <= self.spec.max_event_bytes:
+                return
+        try:
+            size = len(_SIZE_ENCODER.encode(payload).encode())
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidInput(f"event cannot be encoded as JSON: {exc}") from None
+        self._check_size(size)
 
     # ---- state -----------------------------------------------------------------
 

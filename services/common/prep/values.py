@@ -191,10 +191,12 @@ def parse_timestamp(value: Any) -> datetime:
         raise _not_a_timestamp(original)
     if isinstance(value, str):
         text = value.strip()
-        try:
-            epoch: float | None = float(text)
-        except ValueError:
-            epoch = None
+        epoch: float | None = None
+        if ":" not in text:  # float() refuses every text with a colon (an ISO time has one)
+            try:
+                epoch = float(text)
+            except ValueError:
+                epoch = None
         if epoch is None:
             try:
                 moment = datetime.fromisoformat(text)
