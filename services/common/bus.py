@@ -27,6 +27,12 @@ ClientT = TypeVar("ClientT", AIOKafkaConsumer, AIOKafkaProducer)
 
 logger = logging.getLogger(__name__)
 
+# The broker answers a fetch once it has waited this long (aiokafka's default 500 ms; tansu
+# holds a fetch for its wait even when it has records). Control events (candidates, alerts,
+# promotions) are a few an hour and on the closed loop's clock, so their consumers ask often
+# (measured on the embedded broker: a record's delivery median 82 ms at 500, 19 ms at 100).
+CONTROL_FETCH_WAIT_MS = 100
+
 ConsumerMode = Literal["assign", "group"]
 
 

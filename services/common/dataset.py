@@ -124,8 +124,7 @@ def compact_dataset(directory: Path, max_parts: int = 32) -> int:
         tier = 0
         while len(tiers.get(tier, [])) > max_parts:
             group = tiers.pop(tier)
-            frame = pd.concat([pd.read_parquet(part) for part in group], ignore_index=True)
-            made = write_parquet_part(directory, unique_events(frame), _tier_name(tier + 1))
+            made = write_parquet_part(directory, _read(group), _tier_name(tier + 1))
             for part in group:
                 part.unlink(missing_ok=True)
             merged += len(group)
@@ -155,8 +154,11 @@ def read_parts(directory: Path, columns: list[str] | None = None) -> pd.DataFram
     47 columns.
     """
     parts = _parts(directory)
-    if not parts:
-        return pd.DataFrame()
+    return _read(parts, columns) if parts else pd.DataFrame()
+
+
+def _read(parts: list[Path], columns: list[str] | None = None) -> pd.DataFrame:
+    """``parts``' rows, one per event."""
     tables = [pq.read_table(part, columns=columns) for part in parts]
     try:  # one conversion to pandas, not one a part (the demo's parts hold a few rows each)
         frame = pa.concat_tables(tables, promote_options="default").to_pandas()

@@ -76,6 +76,11 @@ async def freeze_once_ready(health: HealthServer, poll_seconds: float = 0.5) -> 
     """
     while not health.ready():
         await asyncio.sleep(poll_seconds)
+    freeze_start()
+
+
+def freeze_start() -> None:
+    """Every object alive now out of the collector's walks (see :func:`freeze_once_ready`)."""
     gc.freeze()
     logger.info("frozen out of the collector: %d objects of the start", gc.get_freeze_count())
 

@@ -59,7 +59,7 @@ from aiokafka.coordinator.protocol import (
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
-from services.common.bus import ensure_topics
+from services.common.bus import ensure_topics, started
 from services.common.health import HealthServer
 from services.common.settings import CommonSettings
 
@@ -79,6 +79,13 @@ REBALANCE_TIMEOUT_MS = 3000
 MAX_SILENCE_SECONDS = 4.0
 # How long a body told to stop (the lease lost) may take before it is cancelled.
 STOP_GRACE_SECONDS = 5.0
+# How long one join of the lease group may take (a first join takes about 3 s); a join not
+# done by then is given up and tried again with a new member, after RETRY_SECONDS.
+JOIN_TIMEOUT_SECONDS = 30.0
+RETRY_SECONDS = 1.0
+# How long leaving the group may take: aiokafka's stop waits for its coordination task,
+# which against a lost broker may not end; the member is then left to its session timeout.
+LEAVE_TIMEOUT_SECONDS = 10.0
 
 ACTIVE = Gauge(
     "driftline_lease_active",
@@ -160,9 +167,14 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
         self.max_silence = MAX_SILENCE_SECONDS
 
     async def start(self) -> None:
-        """Join the group (returns once the first assignment is in)."""
-        await ensure_topics(self.bootstrap, [LEASE_TOPIC])
-        self.consumer = AIOKafkaConsumer(
+        """Join the group (returns once the first assignment is in).
+
+        aiokafka's start waits for the first assignment without a bound; a join
+        the coordinator never completes (a broker lost mid-join) raises
+        ``TimeoutError`` after ``JOIN_TIMEOUT_SECONDS`` here, the consumer stopped.
+        """
+        await asyncio.wait_for(ensure_topics(self.bootstrap, [LEASE_TOPIC]), JOIN_TIMEOUT_SECONDS)
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             client_id=self.client_id,
@@ -172,12 +184,9 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
             partition_assignment_strategy=(LeaseAssignor(self),),
         )
-        self.consumer.subscribe([LEASE_TOPIC], listener=self)
-        try:
-            await self.consumer.start()
-        except BaseException:
-            await self.consumer.stop()
-            raise
+        consumer.subscribe([LEASE_TOPIC], listener=self)
+        self.consumer = consumer  # the listener reads its member id during the join
+        await asyncio.wait_for(started(consumer), JOIN_TIMEOUT_SECONDS)
         self._tasks = [
             asyncio.create_task(self._poll(), name="lease-poll"),
             asyncio.create_task(self._watch(), name="lease-watch"),
@@ -188,8 +197,17 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.consumer is not None:
-            await self.consumer.stop()
+        if self.consumer is None:
+            return
+        try:
+            await asyncio.wait_for(self.consumer.stop(), LEAVE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            logger.warning(
+                "lease group %s: not left in %ss (no broker?); the coordinator drops the "
+                "member at its session timeout",
+                self.group,
+                LEAVE_TIMEOUT_SECONDS,
+            )
 
     def _member_id(self) -> str:
         # aiokafka resets the member id to "" when the coordinator forgot the member.
@@ -250,6 +268,13 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
         return self.lost.is_set()
 
 
+async def _wait_first_for(seconds: float, *events: asyncio.Event) -> None:
+    try:
+        await asyncio.wait_for(_wait_first(*events), seconds)
+    except TimeoutError:
+        pass
+
+
 async def _wait_first(*events: asyncio.Event) -> None:
     waits = [asyncio.create_task(event.wait()) for event in events]
     try:
@@ -292,7 +317,12 @@ def leased(service: str, settings: CommonSettings, body: ServiceBody) -> Service
     async def run(stop: asyncio.Event, health: HealthServer) -> None:
         while not stop.is_set():
             lease = Lease(settings.bootstrap, group, client_id)
-            await lease.start()
+            try:
+                await lease.start()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                logger.warning("service=%s could not join lease group %s: %r", service, group, exc)
+                await _wait_first_for(RETRY_SECONDS, stop)
+                continue
             try:
                 health.role = "standby"
                 ACTIVE.labels(service).set(0)

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import topics
 from services.common import bus
-from services.common.bus import start_consumer
+from services.common.bus import CONTROL_FETCH_WAIT_MS, start_consumer
 from services.common.epoch import log_epoch, watch_log
 from services.common.runtime import BROKER_ERRORS
 from services.inference.loaded import LoadedModels
@@ -29,10 +29,6 @@ from services.inference.promotions import PromotionListener
 from services.inference.settings import InferenceSettings
 
 logger = logging.getLogger(__name__)
-
-# A promotion is served as soon as it is read: the broker answers this consumer's fetch
-# after 100 ms at most, not aiokafka's 500 (as the registry's intake of candidates).
-CONTROL_FETCH_WAIT_MS = 100
 
 
 async def ensure_service_topics(settings: InferenceSettings, usecases: Iterable[str]) -> None:

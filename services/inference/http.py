@@ -13,12 +13,13 @@ control, peer address) is the real transport's.
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from services.common.runtime import freeze_start
 
 
 class CoalescingTransport:
@@ -70,7 +71,7 @@ class Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        gc.freeze()
+        freeze_start()
 
 
 def serve(app: Any, host: str, port: int) -> bool:

@@ -22,6 +22,7 @@ from schemas import topics
 from schemas.events import Window
 from schemas.usecase import UseCase
 from services.common.bus import (
+    CONTROL_FETCH_WAIT_MS,
     ensure_service_topics,
     read_to_end,
     start_consumer,
@@ -42,11 +43,6 @@ from services.registry.settings import RegistrySettings
 logger = logging.getLogger(__name__)
 
 SERVICE = "registry"
-# The broker answers a fetch once it has waited this long (aiokafka's default 500 ms; tansu
-# holds a fetch for its wait even when it has records): candidates and alerts are a few an
-# hour and on the closed loop's clock, so their consumer asks often (measured on the
-# embedded broker: a record's delivery median 82 ms at 500, 19 ms at 100).
-CONTROL_FETCH_WAIT_MS = 100
 
 
 async def recall_requests(bootstrap: str, registry: Registry) -> int:

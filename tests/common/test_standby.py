@@ -23,6 +23,7 @@ from services.common.broker import EmbeddedBroker, free_port
 from services.common.health import HealthServer
 from services.common.settings import CommonSettings
 from services.common.standby import (
+    JOIN_TIMEOUT_SECONDS,
     SESSION_TIMEOUT_MS,
     Lease,
     guarded,
@@ -248,9 +249,9 @@ async def test_a_holder_that_loses_the_broker_stops_its_body(
         assert took < SESSION_TIMEOUT_MS / 1000, took
     finally:
         own_broker.process = None
-        stop.set()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        stop.set()  # a stop, not a cancel: the lease's consumer is stopped, not left heartbeating
+        stopped = asyncio.wait_for(running, 2 * JOIN_TIMEOUT_SECONDS)
+        await asyncio.gather(stopped, return_exceptions=True)
 
 
 async def test_two_leases_in_one_group_one_holds(bootstrap: str, unique: str) -> None:
