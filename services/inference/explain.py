@@ -27,7 +27,8 @@ or predicted class (river classifiers), ``target`` (regressors).
   and its reverse put every pair of features both ways round, so the
   estimate is the exact Shapley value when the score is a sum of terms in
   one or two features, and an estimate otherwise. Features equal to the
-  reference contribute 0 and cost no model call.
+  reference contribute 0 and cost no model call. A request's rows (every item's
+  two ends and steps) are scored in one model call, a Hoeffding tree's from its leaves' arrays.
 
 captum is imported on the first MLP explanation only, shap on the first tree one
 (its import, with numba's, takes a few seconds).
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import math
 import random
+import weakref
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,18 +116,20 @@ def explain(
 def _linear(model: LinearModel, rows: Sequence[FeatureDict]) -> list[Explanation]:
     matrix = rows_to_matrix(rows, model.feature_names)
     contributions, expected, units = model.explain_array(matrix)
-    winners = model.forward_array(matrix).argmax(axis=1)
+    multiclass = units[:1] == ["logit"]  # only then is the class the winner's
+    winners = model.forward_array(matrix).argmax(axis=1).tolist() if multiclass else None
     answers = []
-    for i in range(len(rows)):
-        terms = dict(zip(model.feature_names, map(float, contributions[i]), strict=True))
+    for i, terms in enumerate(contributions.tolist()):
+        found = dict(zip(model.feature_names, terms, strict=True))
+        winner = winners[i] if winners is not None else 0
         answers.append(
             Explanation(
                 "linear_exact",
                 units[i],
-                _class_of(model, units[i], int(winners[i])),
+                _class_of(model, units[i], winner),
                 float(expected[i]),
-                float(expected[i]) + math.fsum(terms.values()),
-                terms,
+                float(expected[i]) + math.fsum(terms),
+                found,
             )
         )
     return answers
@@ -240,69 +244,154 @@ def permutation_seed(row: FeatureDict) -> int:
 def _baseline_shapley(
     model: Model, rows: Sequence[FeatureDict], positive: Any, reference: FeatureDict
 ) -> list[Explanation]:
-    answers = []
-    for row in rows:
-        names = list(row)
-        start = {name: float(reference.get(name, 0.0)) for name in names}
-        values, units, explained = _river_score(model, positive)
-        target = explained(row)
-        expected, scored = values([start, row], target)
-        moving = [name for name in names if float(row[name]) != start[name]]
-        totals = dict.fromkeys(names, 0.0)
-        rng = random.Random(permutation_seed(row))
-        orders: list[list[str]] = []
-        for _ in range(PERMUTATIONS if moving else 0):
-            order = rng.sample(moving, len(moving))
-            orders += [order, order[::-1]]
-        steps: list[FeatureDict] = []  # every order's rows between the two ends, built first
+    """Every item's game at once: the rows of all its orders are scored in one model call."""
+    if not rows:
+        return []
+    names = list(rows[0])
+    if any(list(row) != names for row in rows[1:]):  # other fields: a call per item
+        return [_baseline_shapley(model, [row], positive, reference)[0] for row in rows]
+    start = np.array([float(reference.get(name, 0.0)) for name in names])
+    inputs = np.array([[float(row[name]) for name in names] for row in rows]).reshape(len(rows), -1)
+    games = [_orders(row, start, x) for row, x in zip(rows, inputs, strict=True)]
+    blocks = [start[None, :], inputs]  # the reference row, each item's input, each order's steps
+    for orders, x in zip(games, inputs, strict=True):
         for order in orders:
-            current = dict(start)
-            for name in order[:-1]:
-                current[name] = row[name]
-                steps.append(dict(current))
-        found = iter(values(steps, target))  # one model call for all of an item's steps
+            rank = np.full(len(names), len(order))
+            rank[order] = np.arange(len(order))  # step k: the order's first k + 1 at the input
+            blocks.append(np.where(rank < np.arange(1, len(order))[:, None], x, start))
+    classes, scores = _river_scores(model, names, np.concatenate(blocks))
+    units = "target" if classes is None else "probability"
+    answers = []
+    at = len(rows) + 1
+    for i, orders in enumerate(games):
+        target, column = _target(model, classes, scores[1 + i], positive)
+        values = scores[:, column].tolist()
+        expected, scored = values[0], values[1 + i]
+        totals = [0.0] * len(names)
         for order in orders:
             before = expected
-            for name in order:
-                after = next(found) if name != order[-1] else scored
-                totals[name] += after - before
-                before = after
-        contributions = {k: v / len(orders) for k, v in totals.items()} if orders else totals
+            for j in order[:-1]:
+                totals[j] += values[at] - before
+                before = values[at]
+                at += 1
+            totals[order[-1]] += scored - before
+        if orders:
+            totals = [total / len(orders) for total in totals]
+        contributions = dict(zip(names, totals, strict=True))
         answers.append(
             Explanation("baseline_shapley", units, target, expected, scored, contributions)
         )
     return answers
 
 
-def _river_score(model: Any, positive: Any) -> tuple[Any, str, Any]:
-    """``(values(rows, class), units, class_to_explain(row))`` for a river model;
-    ``values`` scores all its rows in one model call."""
+def _orders(row: FeatureDict, start: Any, x: Any) -> list[list[int]]:
+    """A row's feature orders, as positions: one seeded permutation of the features that move
+    (not at their reference value) and its reverse, per ``PERMUTATIONS``."""
+    moving = np.flatnonzero(x != start).tolist()
+    rng = random.Random(permutation_seed(row))
+    orders: list[list[int]] = []
+    for _ in range(PERMUTATIONS if moving else 0):
+        order = rng.sample(moving, len(moving))  # sample draws positions: names or not, alike
+        orders += [order, order[::-1]]
+    return orders
+
+
+def _target(model: Any, classes: list[Any] | None, scored: Any, positive: Any) -> tuple[Any, int]:
+    """The class an item's explanation is about and its column: the positive class of a
+    binary classifier, the input's most probable class otherwise (none: a regressor)."""
+    if classes is None:
+        return None, 0
+    if len(model.classes or ()) == 2:
+        chosen = positive if positive is not None else getattr(model, "positive", None)
+        target = chosen if chosen is not None else model.classes[-1]
+    else:
+        target = classes[int(np.argmax(scored[: len(classes)]))]
+    return target, classes.index(target) if target in classes else len(classes)
+
+
+def _river_scores(model: Any, names: list[str], matrix: Any) -> tuple[list[Any] | None, Any]:
+    """``(classes, scores)`` of a river model's rows, in one model call: the probability of
+    each class a column (one more column, all 0.0, for a class the model does not name),
+    or a regressor's prediction in one column (``classes`` None)."""
+    if model.task != "regression":
+        found = _table_scores(model, names, matrix)
+        if found is not None:
+            return found
+    rows = [dict(zip(names, row, strict=True)) for row in matrix.tolist()]
     if model.task == "regression":
-
-        def predictions(rows: Sequence[FeatureDict], _: Any) -> list[float]:
-            return [float(y) for y in model.predict(rows)] if rows else []
-
-        return predictions, "target", (lambda _: None)
-    binary = model.classes is not None and len(model.classes) == 2
-    chosen = positive if positive is not None else getattr(model, "positive", None)
-
+        return None, np.array(model.predict(rows), dtype=np.float64).reshape(-1, 1)
     both = getattr(model, "predict_with_proba", None)  # a Hoeffding tree's fast path
+    probas: list[dict[Any, float]] = both(rows)[1] if both else model.predict_proba(rows)
+    classes = list(dict.fromkeys(c for p in probas for c in p))
+    return classes, np.array([[p.get(c, 0.0) for c in classes] + [0.0] for p in probas])
 
-    def probas(rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
-        if not rows:
-            return []
-        found: list[dict[Any, float]] = both(rows)[1] if both else model.predict_proba(rows)
-        return found
 
-    def values(rows: Sequence[FeatureDict], target: Any) -> list[float]:
-        return [float(p.get(target, 0.0)) for p in probas(rows)]
+_COLUMNS: weakref.WeakKeyDictionary[Any, tuple[list[str], Any, Any]] = (
+    weakref.WeakKeyDictionary()
+)  # a leaf table -> the names it was read with, their columns, the absent ones
 
-    if binary:
-        positive_class = chosen if chosen is not None else model.classes[-1]
-        return values, "probability", (lambda _: positive_class)
 
-    def predicted(row: FeatureDict) -> Any:
-        found = probas([row])[0]
-        return max(found, key=found.__getitem__)
+def _table_scores(model: Any, names: list[str], matrix: Any) -> tuple[list[Any], Any] | None:
+    """:func:`_river_scores` of a Hoeffding tree whose rows all reach naive-Bayes leaves with
+    array tables (:class:`~services.common.models.river_model.LeafTable`), from those arrays
+    in a few numpy calls (no row as a dict but for a branch's test); None for another model.
 
-    return values, "probability", predicted
+    The votes are river's: each term element by element as :meth:`LeafTable._score_many`
+    works it out, added to the class's base one attribute after another (a reduction over
+    the outer axis, which numpy does in order); river's log-sum-exp in numpy (within a few
+    ulps of ``math``'s)."""
+    from services.common.models import river_model
+
+    tree: Any = getattr(model, "estimator", None)
+    kind = type(tree)
+    if (kind.__module__, kind.__name__) != river_model._HTC or tree._root is None:
+        return None
+    branch, adaptive, _, _, half_log_tau = river_model._river()
+    root = tree._root
+    if isinstance(root, branch):
+        leaves = [root.traverse(dict(zip(names, row, strict=True))) for row in matrix.tolist()]
+    else:
+        leaves = [root] * len(matrix)
+    groups: dict[int, tuple[Any, list[int]]] = {}
+    for index, leaf in enumerate(leaves):
+        groups.setdefault(id(leaf), (leaf, []))[1].append(index)
+    river_classes = sorted(tree.classes)
+    if model.binary:  # river's True is the use case's positive class
+        classes, column = [model.negative, model.positive], {True: 1}
+    else:
+        classes = list(model.classes or river_classes)
+        column = {c: classes.index(c) for c in river_classes if c in classes}
+    scores = np.zeros((len(matrix), len(classes) + 1))
+    for leaf, indices in groups.values():
+        naive_bayes = type(leaf) is adaptive and leaf.is_active()  # river's test
+        if not (naive_bayes and leaf._nb_correct_weight >= leaf._mc_correct_weight):
+            return None
+        table = river_model._table(leaf)
+        if table is None or not getattr(table, "attributes", None):
+            return None
+        values = (matrix if len(groups) == 1 else matrix[indices]).T  # attributes x rows
+        cached = _COLUMNS.get(table)
+        if cached is None or cached[0] != names:
+            position = {name: j for j, name in enumerate(names)}
+            columns = np.array([position.get(att, -1) for att in table.attributes])
+            cached = _COLUMNS[table] = (list(names), columns, columns < 0)
+        values = values[cached[1]]
+        values[cached[2]] = math.nan  # an attribute the rows lack: no term
+        terms = (values[:, :, None] - table.mu.T[:, None, :]) ** 2
+        terms /= table.minus_two_variance.T[:, None, :]
+        terms -= half_log_tau
+        terms -= table.half_log_variance.T[:, None, :]
+        terms = np.where(terms > -math.inf, terms, 0.0)  # attributes x rows x classes
+        terms[0] += table.base[:, 0]
+        votes = np.add.reduce(terms, axis=0)
+        votes[:, table.skipped] = 0.0
+        top = votes.max(axis=1, keepdims=True)
+        lse = top + np.log(np.exp(votes - top).sum(axis=1, keepdims=True))
+        probabilities = np.exp(votes - lse)
+        rows = slice(None) if len(groups) == 1 else indices
+        for k, c in enumerate(table.classes):
+            if c in column:
+                scores[rows, column[c]] = probabilities[:, k]
+    if model.binary:
+        scores[:, 0] = 1.0 - scores[:, 1]
+    return classes, scores
