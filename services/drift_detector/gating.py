@@ -60,6 +60,8 @@ SCORE = Gauge(
 
 KINDS = ("data", "quality", "prediction", "performance")
 BOOTSTRAP = "bootstrap"
+# An alert's detail (ISO 8601): where its window's rows that no earlier check saw begin.
+FRESH_SINCE = "fresh_since"
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,7 @@ class GatedChecks:
         }
         position = windows[kind].total
         identifier = alert_id(self.name, kind, reference_id, position)
+        fresh = windows[kind].fresh_since()
         ALERTS.labels(self.name, kind).inc()
         return DriftAlert(
             event_id=identifier,
@@ -360,6 +363,7 @@ class GatedChecks:
                 "reference": reference_id,
                 "reference_rows": float(len(self.reference) if self.reference is not None else 0),
                 "model_name": self.champion[0] if self.champion else "",
+                **({FRESH_SINCE: fresh.isoformat()} if fresh is not None else {}),
                 **details,
             },
         )

@@ -52,6 +52,23 @@ class SlidingWindow:
         """A copy of the rows, oldest first (safe to hand to a worker thread)."""
         return list(self._rows)
 
+    def fresh_since(self) -> datetime | None:
+        """The event time of the earliest of the rows no earlier check saw (None if empty).
+
+        At a check those are the last ``step`` rows (or all, after a :meth:`clear`); a
+        check that enters drift followed a calm one, so the drift began in them or later.
+
+        >>> window = SlidingWindow(size=4, step=2)
+        >>> [window.add(WindowRow(float(t), {})) for t in range(6)][-1]
+        True
+        >>> window.fresh_since().isoformat(), SlidingWindow(4, 2).fresh_since()
+        ('1970-01-01T00:00:04+00:00', None)
+        """
+        fresh = list(self._rows)[-self.step :]
+        if not fresh:
+            return None
+        return datetime.fromtimestamp(min(row.at for row in fresh), UTC)
+
     def clear(self) -> None:
         self._rows.clear()
         self.since_check = 0

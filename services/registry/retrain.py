@@ -30,6 +30,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 from typing import Literal
 
 from schemas.events import DriftAlert, TrainingRequest, Window
@@ -38,6 +39,8 @@ ACTIONABLE_KINDS = frozenset({"data", "prediction", "performance", "concept"})
 ACTIONABLE_SEVERITIES = frozenset({"warning", "critical"})
 Outcome = Literal["request", "duplicate", "cooldown", "ignored"]
 REQUESTED_BY = "registry"
+# The drift detector's detail: where the alerting window's unchecked rows begin.
+FRESH_SINCE = "fresh_since"
 
 
 class RetrainPolicy:
@@ -115,14 +118,42 @@ def training_request(alert: DriftAlert) -> TrainingRequest:
 
 
 def drift_window(alert: DriftAlert) -> Window | None:
-    """Train on what came after the drift was confirmed: from the alerting window's
-    end on, left open so the trainer waits for enough of the new data.
+    """Train on what came after the drift began: from the first row of the alerting
+    window that no earlier check saw (the detector's ``fresh_since``: the check before
+    was calm, so the drift began there or later), left open so the trainer waits for
+    enough of the new data. An alert without it starts at its window's end.
+
+    Starting at the window's end instead waited for a whole check step more of new
+    rows (2 s of B8's loop); the price is that a drift beginning within the step brings
+    the step's rows before it (fewer than ``drift.step_rows``) into the training set.
 
     >>> from schemas.events import Window
+    >>> window = Window(start="2026-01-01T00:00:00Z", end="2026-01-01T00:05:00Z", rows=500)
     >>> alert = DriftAlert(usecase="u", kind="data", severity="warning", method="ks",
-    ...     window=Window(start="2026-01-01T00:00:00Z", end="2026-01-01T00:05:00Z", rows=500))
+    ...     window=window)
     >>> drift_window(alert).start.minute, drift_window(alert).end
     (5, None)
+    >>> fresh = alert.model_copy(update={"details": {"fresh_since": "2026-01-01T00:04:00Z"}})
+    >>> drift_window(fresh).start.minute
+    4
+    >>> odd = alert.model_copy(update={"details": {"fresh_since": "2026-01-01T00:06:00Z"}})
+    >>> drift_window(odd).start.minute  # not within the window: its end
+    5
     """
-    start = alert.window.end or alert.window.start
+    first, start = alert.window.start, alert.window.end or alert.window.start
+    fresh = _fresh_since(alert)
+    if fresh is not None and (first or fresh) <= fresh <= (start or fresh):
+        start = fresh
     return Window(start=start) if start is not None else None
+
+
+def _fresh_since(alert: DriftAlert) -> datetime | None:
+    """The alert's ``fresh_since`` detail as an aware time, or None (absent, not a time)."""
+    value = alert.details.get(FRESH_SINCE)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

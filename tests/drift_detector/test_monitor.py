@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -43,7 +43,8 @@ async def test_covariate_shift_is_one_alert_episode_with_scores_and_report(
 ) -> None:
     spec = credit_spec()
     monitor = UseCaseMonitor(spec)
-    await feed(monitor, feature_rows(spec, 3000, drift_at=1000), tmp_path)
+    rows = feature_rows(spec, 3000, drift_at=1000)
+    await feed(monitor, rows, tmp_path)
     data = of_kind(monitor.alerts, "data")
     assert data, "the covariate shift was not detected"
     assert monitor.gates["data"].episodes == 1
@@ -61,6 +62,11 @@ async def test_covariate_shift_is_one_alert_episode_with_scores_and_report(
     assert first.window.start is not None and first.window.end is not None
     assert first.window.start >= START + timedelta(seconds=spec.drift.reference_rows - 1)
     assert first.details["reference"] == BOOTSTRAP and first.champion_version is None
+    # The rows no earlier check saw (those since the calm one before) begin at fresh_since.
+    fresh = datetime.fromisoformat(str(first.details["fresh_since"]))
+    assert first.window.start < fresh <= first.window.end
+    stamps = [row.event_timestamp for row in rows]
+    assert sum(fresh <= at <= first.window.end for at in stamps) == spec.drift.step_rows
     assert first.report_path is not None
     report = Path(first.report_path)
     assert not report.exists() and monitor.pending_reports  # the alert goes out first
