@@ -61,9 +61,13 @@ def resolve_window(spec: UseCase, requested: Window | None, now: datetime) -> Wi
 class ArrivalPace:
     """How long a request waiting for ``needed`` rows sleeps before it counts again.
 
-    The interval, or less when the rows seen arriving since the first count
-    will make up what is missing sooner (at least ``least``): a drift request
-    starts training when the data is there, not up to an interval later.
+    The interval, or less when the rows seen arriving will make up what is
+    missing sooner (at least ``least``): a drift request starts training when
+    the data is there, not up to an interval later. The rate is the one seen
+    since the first count; at the first count, the rows found over the time
+    since the window began (``elapsed``, when the window has a start), so a
+    request that comes late, most of its rows there already, does not sleep a
+    whole interval past the rest.
 
     >>> pace = ArrivalPace(needed=300, interval=2.0)
     >>> pace.wait(0, at=10.0)  # nothing seen arriving yet: the interval
@@ -74,6 +78,10 @@ class ArrivalPace:
     0.207
     >>> pace.wait(299, at=16.3)  # one to go: at least ``least``
     0.1
+    >>> ArrivalPace(needed=300, interval=2.0).wait(250, at=5.0, elapsed=5.0)  # 50 at 50/s
+    1.0
+    >>> ArrivalPace(needed=300, interval=2.0).wait(100, at=5.0, elapsed=2.0)
+    2.0
     """
 
     def __init__(self, needed: int, interval: float, least: float = 0.1) -> None:
@@ -82,14 +90,18 @@ class ArrivalPace:
         self.least = least
         self._first: tuple[float, int] | None = None
 
-    def wait(self, found: int, at: float) -> float:
+    def wait(self, found: int, at: float, elapsed: float | None = None) -> float:
         if self._first is None:
             self._first = (at, found)
-            return self.interval
+            if elapsed is None or elapsed <= 0 or found <= 0:
+                return self.interval
+            return self._until(found, found / elapsed)
         since, before = self._first
         if found <= before or at <= since:
             return self.interval
-        rate = (found - before) / (at - since)
+        return self._until(found, (found - before) / (at - since))
+
+    def _until(self, found: int, rate: float) -> float:
         return min(self.interval, max(self.least, (self.needed - found) / rate))
 
 

@@ -124,7 +124,9 @@ class TrainingRequestHandler:
             if waiting and time.monotonic() < deadline:
                 found = self._count(spec, window)
                 if found is not None and found < pace.needed:
-                    time.sleep(pace.wait(found, time.monotonic()))
+                    began = window.start
+                    elapsed = (now - began).total_seconds() if began is not None else None
+                    time.sleep(pace.wait(found, time.monotonic(), elapsed))
                     continue
             try:
                 frame = self.data_source(spec, window)
