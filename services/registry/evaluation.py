@@ -14,6 +14,7 @@ Blocking: the service calls :meth:`Evaluator.evaluate` in a worker thread.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shutil
 import tempfile
@@ -189,14 +190,42 @@ def candidate_ref(candidate: ModelCandidate) -> ModelRef:
     )
 
 
+# The adapters of the flavors a batch candidate comes in (torch: seconds of imports).
+ADAPTERS = ("services.common.models.torch_model", "services.common.models.tree_model")
+
+
 class Evaluator:
-    """Scores a candidate and the champion for the gate."""
+    """Scores a candidate and the champion for the gate.
+
+    The first gate (the first model, an online snapshot, as a rule) starts importing the
+    batch flavors' adapters in the background: the first drift-triggered candidate's
+    gate, on the closed loop's clock, would otherwise pay torch's import (about 2 s of
+    CPU). A registry that never gates pays nothing at start (a restart's B10).
+    """
 
     def __init__(self, data_source: GateData, models: ModelStore, min_rows: int) -> None:
         self.data_source = data_source
         self.models = models
         self.min_rows = min_rows
         self._warmup: threading.Thread | None = None
+        self._adapters: threading.Thread | None = None
+        self.adapters_imported: list[str] = []
+
+    def import_adapters(self) -> threading.Thread:
+        """Import :data:`ADAPTERS` in a background thread, once; the thread is returned."""
+        if self._adapters is None:
+
+            def run() -> None:
+                for module in ADAPTERS:
+                    try:
+                        importlib.import_module(module)
+                        self.adapters_imported.append(module)
+                    except ImportError as exc:  # the gate of such a model says so itself
+                        logger.info("adapter %s not imported: %s", module, exc)
+
+            self._adapters = threading.Thread(target=run, name="adapters", daemon=True)
+            self._adapters.start()
+        return self._adapters
 
     def warm_up(self, specs: Sequence[UseCase]) -> threading.Thread:
         """Open the data source (an empty window, an hour from now) in the background.
@@ -222,6 +251,7 @@ class Evaluator:
     ) -> GateScores:
         if self._warmup is not None:
             self._warmup.join()
+        self.import_adapters()
         metric = spec.primary_metric
         after = holdout_after(candidate)
         frame = self.data_source(spec, Window(start=after) if after else None)
