@@ -36,6 +36,9 @@ MODULES = (
     "onnxruntime",
     "onnxruntime.quantization",
     "torch.onnx",
+    # torch.use_deterministic_algorithms (seed_everything, every run) imports it: 2.4 s of
+    # CPU on the first request's clock otherwise (torch 2.13, after the modules above).
+    "torch._inductor.config",
     "services.batch_trainer.pipeline",
     "services.batch_trainer.runs",
     "services.batch_trainer.export",

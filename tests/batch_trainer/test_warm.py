@@ -61,3 +61,25 @@ def test_trainer_steps_open_the_experiment_and_ask_the_source_for_an_empty_windo
     [(name, window)] = asked
     assert name == "warmed" and window.start == window.end
     assert window.start is not None and window.start > pd.Timestamp.now(tz="UTC")
+
+
+def test_imports_leave_nothing_for_a_run_to_import_when_seeding() -> None:
+    """seed_everything (every run) finds its modules loaded: none on the request's clock."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from services.batch_trainer.warm import import_all\n"
+        "import_all()\n"
+        "from services.batch_trainer.reproducibility import seed_everything\n"
+        "before = set(sys.modules)\n"
+        "seed_everything(7)\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
