@@ -236,9 +236,11 @@ def _pick(outputs: Any, target: Any) -> Any:
 
 
 def permutation_seed(row: FeatureDict) -> int:
-    """The seed of a row's feature orders: a digest of its items, the same in every process
-    (``hash`` of text differs between processes, so replicas would answer differently)."""
-    return zlib.crc32(repr(sorted(row.items())).encode())
+    """The seed of a row's feature orders: a digest of its names and float64 values (not their
+    repr: slower), the same in every process (``hash`` of text is not: replicas would differ)."""
+    names = sorted(row)
+    values = np.array([float(row[name]) for name in names]).tobytes()
+    return zlib.crc32("\0".join(names).encode() + values)
 
 
 def _baseline_shapley(
@@ -326,9 +328,8 @@ def _river_scores(model: Any, names: list[str], matrix: Any) -> tuple[list[Any] 
     return classes, np.array([[p.get(c, 0.0) for c in classes] + [0.0] for p in probas])
 
 
-_COLUMNS: weakref.WeakKeyDictionary[Any, tuple[list[str], Any, Any]] = (
-    weakref.WeakKeyDictionary()
-)  # a leaf table -> the names it was read with, their columns, the absent ones
+# a leaf table -> the names it was read with, their columns, the absent ones
+_COLUMNS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _table_scores(model: Any, names: list[str], matrix: Any) -> tuple[list[Any], Any] | None:
