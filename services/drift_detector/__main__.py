@@ -11,8 +11,10 @@ from services.drift_detector.warm import start_warm_up
 
 def main() -> None:
     settings = DriftDetectorSettings()
+    # evidently's imports, before the first window is full, at the start's priority: the
+    # thread is started before the process lowers its own (and lowers its own after them).
+    start_warm_up(settings.nice)
     lower_priority(settings.nice)
-    start_warm_up()  # evidently's imports, before the first window is full
     run_service(SERVICE, settings, lambda stop, health: serve(settings, stop, health))
 
 
