@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import random
-import weakref
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -328,64 +327,28 @@ def _river_scores(model: Any, names: list[str], matrix: Any) -> tuple[list[Any] 
     return classes, np.array([[p.get(c, 0.0) for c in classes] + [0.0] for p in probas])
 
 
-# a leaf table -> the names it was read with, their columns, the absent ones
-_COLUMNS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
 def _table_scores(model: Any, names: list[str], matrix: Any) -> tuple[list[Any], Any] | None:
     """:func:`_river_scores` of a Hoeffding tree whose rows all reach naive-Bayes leaves with
     array tables (:class:`~services.common.models.river_model.LeafTable`), from those arrays
     in a few numpy calls (no row as a dict but for a branch's test); None for another model.
 
-    The votes are river's: each term element by element as :meth:`LeafTable._score_many`
-    works it out, added to the class's base one attribute after another (a reduction over
-    the outer axis, which numpy does in order); river's log-sum-exp in numpy (within a few
-    ulps of ``math``'s)."""
-    from services.common.models import river_model
+    The votes are river's (:meth:`LeafTable.votes`, the same floats); river's log-sum-exp
+    in numpy (within a few ulps of ``math``'s)."""
+    from services.common.models.river_model import table_leaves
 
-    tree: Any = getattr(model, "estimator", None)
-    kind = type(tree)
-    if (kind.__module__, kind.__name__) != river_model._HTC or tree._root is None:
+    groups = table_leaves(getattr(model, "estimator", None), names, matrix)
+    if groups is None:
         return None
-    branch, adaptive, _, _, half_log_tau = river_model._river()
-    root = tree._root
-    if isinstance(root, branch):
-        leaves = [root.traverse(dict(zip(names, row, strict=True))) for row in matrix.tolist()]
-    else:
-        leaves = [root] * len(matrix)
-    groups: dict[int, tuple[Any, list[int]]] = {}
-    for index, leaf in enumerate(leaves):
-        groups.setdefault(id(leaf), (leaf, []))[1].append(index)
-    river_classes = sorted(tree.classes)
+    river_classes = sorted(model.estimator.classes)
     if model.binary:  # river's True is the use case's positive class
         classes, column = [model.negative, model.positive], {True: 1}
     else:
         classes = list(model.classes or river_classes)
         column = {c: classes.index(c) for c in river_classes if c in classes}
     scores = np.zeros((len(matrix), len(classes) + 1))
-    for leaf, indices in groups.values():
-        naive_bayes = type(leaf) is adaptive and leaf.is_active()  # river's test
-        if not (naive_bayes and leaf._nb_correct_weight >= leaf._mc_correct_weight):
-            return None
-        table = river_model._table(leaf)
-        if table is None or not getattr(table, "attributes", None):
-            return None
+    for table, indices in groups:
         values = (matrix if len(groups) == 1 else matrix[indices]).T  # attributes x rows
-        cached = _COLUMNS.get(table)
-        if cached is None or cached[0] != names:
-            position = {name: j for j, name in enumerate(names)}
-            columns = np.array([position.get(att, -1) for att in table.attributes])
-            cached = _COLUMNS[table] = (list(names), columns, columns < 0)
-        values = values[cached[1]]
-        values[cached[2]] = math.nan  # an attribute the rows lack: no term
-        terms = (values[:, :, None] - table.mu.T[:, None, :]) ** 2
-        terms /= table.minus_two_variance.T[:, None, :]
-        terms -= half_log_tau
-        terms -= table.half_log_variance.T[:, None, :]
-        terms = np.where(terms > -math.inf, terms, 0.0)  # attributes x rows x classes
-        terms[0] += table.base[:, 0]
-        votes = np.add.reduce(terms, axis=0)
-        votes[:, table.skipped] = 0.0
+        votes = table.votes(names, values)
         top = votes.max(axis=1, keepdims=True)
         lse = top + np.log(np.exp(votes - top).sum(axis=1, keepdims=True))
         probabilities = np.exp(votes - lse)

@@ -165,7 +165,7 @@ def _tree_probas(tree: Any, rows: Sequence[FeatureDict]) -> list[dict[Any, float
     >>> model.predict_with_proba(rows) == (model.predict(rows), model.predict_proba(rows))
     True
     """
-    DTBranch, LeafNaiveBayesAdaptive, _, _, _ = _river()
+    DTBranch, _, _, _, _ = _river()
     classes = sorted(tree.classes)
     answers: list[dict[Any, float]] = [{c: 0.0 for c in classes} for _ in rows]
     root = tree._root
@@ -174,10 +174,7 @@ def _tree_probas(tree: Any, rows: Sequence[FeatureDict]) -> list[dict[Any, float
     shared: dict[int, tuple[Any, list[int]]] = {}  # a table's id -> the table, its rows
     for index, x in enumerate(rows):
         leaf = root.traverse(x, until_leaf=True) if isinstance(root, DTBranch) else root
-        table = None
-        naive_bayes = type(leaf) is LeafNaiveBayesAdaptive and leaf.is_active()  # river's test
-        if naive_bayes and leaf._nb_correct_weight >= leaf._mc_correct_weight:
-            table = _table(leaf)
+        table = naive_bayes_table(leaf)
         if table is None:
             answers[index].update(leaf.prediction(x, tree=tree))
         else:
@@ -189,6 +186,40 @@ def _tree_probas(tree: Any, rows: Sequence[FeatureDict]) -> list[dict[Any, float
         for index, found in zip(indices, table.score_many([rows[i] for i in indices]), strict=True):
             answers[index].update(found)
     return answers
+
+
+def naive_bayes_table(leaf: Any) -> Any:
+    """The table ``leaf`` votes with when it predicts by naive Bayes (river's test for an
+    adaptive leaf), None when it predicts otherwise or its splitters are not Gaussian."""
+    adaptive = _river()[1]
+    naive_bayes = type(leaf) is adaptive and leaf.is_active()
+    if naive_bayes and leaf._nb_correct_weight >= leaf._mc_correct_weight:
+        return _table(leaf)
+    return None
+
+
+def table_leaves(tree: Any, names: list[str], matrix: Any) -> list[tuple[LeafTable, Any]] | None:
+    """``matrix``'s rows (columns ``names``) by the leaf of a Hoeffding tree classifier they
+    reach: each leaf's array table and its rows' indices, when every leaf reached votes by
+    naive Bayes with an array table; None otherwise (another model, another leaf)."""
+    kind = type(tree)
+    if (kind.__module__, kind.__name__) != _HTC or tree._root is None:
+        return None
+    root = tree._root
+    if isinstance(root, _river()[0]):
+        leaves = [root.traverse(dict(zip(names, row, strict=True))) for row in matrix.tolist()]
+    else:
+        leaves = [root] * len(matrix)
+    groups: dict[int, tuple[Any, list[int]]] = {}
+    for index, leaf in enumerate(leaves):
+        groups.setdefault(id(leaf), (leaf, []))[1].append(index)
+    found = []
+    for leaf, indices in groups.values():
+        table = naive_bayes_table(leaf)
+        if table is None or not getattr(table, "attributes", None):
+            return None
+        found.append((table, indices))
+    return found
 
 
 def _table(leaf: Any) -> Any:
@@ -267,6 +298,37 @@ class LeafTable:
                     self.half_log_variance[i, j] = half_log_variance
             self.score = self._score
             self.score_many = self._score_many
+            self._columns: dict[tuple[str, ...], Any] = {}  # names -> where each attribute is
+
+    def votes(self, names: list[str], values: Any) -> Any:
+        """Rows x classes log votes of ``values`` (names x rows, NaN for a value absent):
+        each term worked out element by element, added to the class's base one attribute
+        after another (``cumsum``), as river adds them."""
+        columns = self._columns.get(tuple(names))
+        if columns is None:
+            position = {name: j for j, name in enumerate(names)}
+            picked = np.array([position.get(att, -1) for att in self.attributes])
+            columns = self._columns[tuple(names)] = (picked, picked < 0)
+        values = values[columns[0]]
+        values[columns[1]] = math.nan  # an attribute the rows lack: no term
+        return self._votes(values)
+
+    def _votes(self, values: Any) -> Any:
+        """:meth:`votes` of ``values`` in the table's attribute order."""
+        terms = np.subtract(values[:, :, None], self.mu.T[:, None, :], order="C")
+        terms **= 2
+        terms /= self.minus_two_variance.T[:, None, :]
+        terms -= _river()[4]
+        terms -= self.half_log_variance.T[:, None, :]
+        np.copyto(terms, 0.0, where=~(terms > -math.inf))  # attributes x rows x classes
+        terms[0] += self.base[:, 0]
+        # In order, one attribute after another: numpy reduces a C-ordered array's outer
+        # axis slice by slice, but pairs the terms of an inner axis, as here for one value
+        # a slice (cumsum is in order always, and slower).
+        in_order = terms[0].size > 1 and terms.flags.c_contiguous
+        votes = np.add.reduce(terms, axis=0) if in_order else np.cumsum(terms, axis=0)[-1]
+        votes[:, self.skipped] = 0.0
+        return votes
 
     def _values(self, x: FeatureDict) -> Any:
         """``x``'s value of each attribute, NaN for one it lacks."""
@@ -290,13 +352,7 @@ class LeafTable:
     def _score_many(self, rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
         """Each row's scores; the rows are stacked, element by element the same operations."""
         values = np.array([self._values(x) for x in rows], dtype=np.float64)
-        values = values[:, None, :]  # rows x 1 x attributes, against classes x attributes
-        terms = (values - self.mu) ** 2 / self.minus_two_variance - _river()[4]
-        terms -= self.half_log_variance
-        terms = np.where(terms > -math.inf, terms, 0.0)
-        base = np.broadcast_to(self.base, (len(rows), *self.base.shape))
-        votes_array = np.cumsum(np.concatenate((base, terms), axis=2), axis=2)[:, :, -1]
-        votes_array[:, self.skipped] = 0.0
+        votes_array = self._votes(values.T)
         classes = self.classes
         return [_softmax(dict(zip(classes, row, strict=True))) for row in votes_array.tolist()]
 
