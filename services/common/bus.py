@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 # promotions) are a few an hour and on the closed loop's clock, so their consumers ask often
 # (measured on the embedded broker: a record's delivery median 82 ms at 500, 19 ms at 100).
 CONTROL_FETCH_WAIT_MS = 100
+# How long stopping a client whose start failed may take (aiokafka's stop waits for its
+# coordination task, which against a lost broker may not end).
+STOP_SECONDS = 10.0
 
 ConsumerMode = Literal["assign", "group"]
 
@@ -137,6 +140,23 @@ async def ensure_service_topics(
     )
 
 
+async def within(step: Awaitable[Any], seconds: float) -> bool:
+    """Whether ``step`` finished within ``seconds`` (its error raised); else it is
+    cancelled and left to end on its own. Not ``asyncio.wait_for``, which waits for a
+    cancelled step to end: aiokafka's stop waits for a coordination task that may not."""
+    task = asyncio.ensure_future(step)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except BaseException:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        return False
+    task.result()
+    return True
+
+
 async def started(client: ClientT) -> ClientT:
     """``client`` (a consumer or producer), started; stopped again if its start fails or is
     cancelled, so a service stopped mid-start leaves no unclosed client (aiokafka's ``stop``
@@ -144,7 +164,8 @@ async def started(client: ClientT) -> ClientT:
     try:
         await client.start()
     except BaseException:
-        await client.stop()
+        if not await within(client.stop(), STOP_SECONDS):
+            logger.warning("a client whose start failed did not stop in %ss", STOP_SECONDS)
         raise
     return client
 

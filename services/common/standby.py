@@ -59,7 +59,7 @@ from aiokafka.coordinator.protocol import (
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
-from services.common.bus import ensure_topics
+from services.common.bus import ensure_topics, within
 from services.common.health import HealthServer
 from services.common.settings import CommonSettings
 
@@ -173,7 +173,7 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
         the coordinator never completes (a broker lost mid-join) raises
         ``TimeoutError`` after ``JOIN_TIMEOUT_SECONDS`` here, the consumer stopped.
         """
-        if not await _within(ensure_topics(self.bootstrap, [LEASE_TOPIC]), JOIN_TIMEOUT_SECONDS):
+        if not await within(ensure_topics(self.bootstrap, [LEASE_TOPIC]), JOIN_TIMEOUT_SECONDS):
             raise TimeoutError(f"lease topic {LEASE_TOPIC}: no answer in {JOIN_TIMEOUT_SECONDS}s")
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -188,7 +188,7 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer.subscribe([LEASE_TOPIC], listener=self)
         self.consumer = consumer  # the listener reads its member id during the join
         try:
-            if not await _within(consumer.start(), JOIN_TIMEOUT_SECONDS):
+            if not await within(consumer.start(), JOIN_TIMEOUT_SECONDS):
                 raise TimeoutError(f"lease group {self.group}: no join in {JOIN_TIMEOUT_SECONDS}s")
         except BaseException:
             await self._leave()
@@ -208,7 +208,7 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _leave(self) -> None:
         if self.consumer is None:
             return
-        if not await _within(self.consumer.stop(), LEAVE_TIMEOUT_SECONDS):
+        if not await within(self.consumer.stop(), LEAVE_TIMEOUT_SECONDS):
             logger.warning(
                 "lease group %s: not left in %ss (no broker?); the coordinator drops the "
                 "member at its session timeout",
@@ -273,23 +273,6 @@ class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
             return False
         self.lose(f"no answer from the broker for {silence:.1f}s")
         return self.lost.is_set()
-
-
-async def _within(step: Awaitable[Any], seconds: float) -> bool:
-    """Whether ``step`` finished within ``seconds`` (its error raised); else it is
-    cancelled and left to end on its own. Not ``asyncio.wait_for``, which waits for a
-    cancelled step to end: aiokafka's stop waits for a coordination task that may not."""
-    task = asyncio.ensure_future(step)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=seconds)
-    except BaseException:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        return False
-    task.result()
-    return True
 
 
 async def _wait_first_for(seconds: float, *events: asyncio.Event) -> None:
