@@ -90,9 +90,10 @@ class FeatureSink:
         # what it holds: a redelivered batch with the same fresh rows replaces its
         # own part instead of adding a copy, and one with other rows never
         # overwrites a part whose rows are already recorded as written.
-        self.part_names.setdefault(
-            (usecase, kind), f"{record.topic}-{record.partition}-{record.offset:012d}"
-        )
+        if (usecase, kind) not in self.part_names:  # (the name made once a batch)
+            self.part_names[(usecase, kind)] = (
+                f"{record.topic}-{record.partition}-{record.offset:012d}"
+            )
 
     def _check_row(self, spec: UseCase, row: FeatureRow | FeatureRowFields) -> None:
         names = self.names[spec.name]
