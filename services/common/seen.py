@@ -13,9 +13,9 @@ Where the record lives (:func:`open_seen_ids`, ``DRIFTLINE_STATE_URL``):
   share one home, hence one file: WAL lets readers run beside the one
   writer, and a writer that finds the file locked waits (``BUSY_TIMEOUT_S``)
   instead of failing with "database is locked". The marks are a log
-  (table ``marks``, no key): a batch's marks are appended together, a few
-  pages at the end of the file, and each record holds the marks in memory,
-  reading the ones other replicas appended since its last look (by rowid)
+  (table ``mark_batches``): each ``add`` appends one row, its ids as a JSON
+  array, at the end of the file, and each record holds the marks in memory,
+  reading the rows other replicas appended since its last look (by rowid)
   before it answers. Keyed by id, a batch of random ids dirtied a page of the
   B-tree each, so a mark cost more as the record grew (8.5 us an id at
   20,000, 21 at 200,000); appended, the cost is flat, and the memory is about
@@ -62,9 +62,12 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from pydantic import Field, SecretStr, field_validator
 
 from services.common.errors import InvalidInput
@@ -78,8 +81,13 @@ CHUNK = 500
 CHECKPOINT_PAGES = 10_000
 # PostgreSQL truncates identifiers at 63 bytes.
 LONGEST_TABLE = 63
-# The marks appended to the SQLite log after a rowid.
-LOG_SINCE = "SELECT rowid, usecase, kind, event_id FROM marks WHERE rowid > ?"
+# The SQLite log's table, and its rows appended after a rowid.
+LOG = "mark_batches"
+LOG_SINCE = f"SELECT rowid, usecase, kind, event_ids FROM {LOG} WHERE rowid > ?"
+# Ids a row of the log holds at most when a keyed file's marks move to it.
+LOG_ROW_IDS = 10_000
+_encode_ids = msgspec.json.Encoder().encode
+_decode_ids = msgspec.json.Decoder(list[str]).decode
 
 
 class StateSettings(CommonSettings):
@@ -122,8 +130,8 @@ def sqlite_backend(path: Path | str) -> Backend:
     # several batches touched back into the file once.
     connection.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
     connection.execute(
-        "CREATE TABLE IF NOT EXISTS marks ("
-        " usecase TEXT NOT NULL, kind TEXT NOT NULL, event_id TEXT NOT NULL)"
+        f"CREATE TABLE IF NOT EXISTS {LOG} ("
+        " usecase TEXT NOT NULL, kind TEXT NOT NULL, event_ids TEXT NOT NULL)"
     )
     connection.execute(
         "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -133,7 +141,7 @@ def sqlite_backend(path: Path | str) -> Backend:
     def insert_many(cursor: Any, sql: str, rows: Sequence[tuple[str, ...]]) -> None:
         cursor.executemany(sql, rows)
 
-    return Backend(connection, "?", "marks", "state", insert_many, log=True)
+    return Backend(connection, "?", LOG, "state", insert_many, log=True)
 
 
 def _adopt_keyed_marks(connection: sqlite3.Connection) -> None:
@@ -145,8 +153,23 @@ def _adopt_keyed_marks(connection: sqlite3.Connection) -> None:
     with connection:
         connection.execute("BEGIN IMMEDIATE")
         if connection.execute(keyed).fetchone() is not None:
-            connection.execute("INSERT INTO marks SELECT usecase, kind, event_id FROM seen")
+            keyed_marks = connection.execute(
+                "SELECT usecase, kind, event_id FROM seen ORDER BY usecase, kind"
+            ).fetchall()
+            for (usecase, kind), group in groupby(keyed_marks, key=itemgetter(0, 1)):
+                ids = [event_id for _, _, event_id in group]
+                connection.executemany(
+                    f"INSERT INTO {LOG} VALUES (?, ?, ?)",
+                    [
+                        (usecase, kind, _log_row(ids[start : start + LOG_ROW_IDS]))
+                        for start in range(0, len(ids), LOG_ROW_IDS)
+                    ],
+                )
             connection.execute("DROP TABLE seen")
+
+
+def _log_row(event_ids: list[str]) -> str:
+    return _encode_ids(event_ids).decode()
 
 
 def postgres_backend(url: str, prefix: str) -> Backend:
@@ -221,8 +244,8 @@ class SeenIds:
         self._learn(self._rows(f"{LOG_SINCE} ORDER BY rowid", [self.read_to]))
 
     def _learn(self, marks: Sequence[tuple[Any, ...]]) -> None:
-        for _, usecase, kind, event_id in marks:
-            self.known[(usecase, kind)].add(event_id)
+        for _, usecase, kind, event_ids in marks:
+            self.known[(usecase, kind)].update(_decode_ids(event_ids))
         if marks:
             self.read_to = marks[-1][0]
 
@@ -268,7 +291,8 @@ class SeenIds:
         if backend.log:  # marks already in the log are not appended again
             known = self.known[(usecase, kind)]
             new = list(dict.fromkeys(e for e in event_ids if e not in known))
-            insert = f"INSERT INTO {backend.seen} VALUES (?, ?, ?)"
+            insert = f"INSERT INTO {LOG} VALUES (?, ?, ?)"
+            rows = [(usecase, kind, _log_row(new))] if new else []
         else:
             # In key order: a batch of random ids in order touches the key's B-tree pages
             # in turn (10.6 -> 7.5 us CPU an id, SQLite, 2,000-id batches, when it was keyed).
@@ -276,12 +300,13 @@ class SeenIds:
             insert = (
                 f"INSERT INTO {backend.seen} VALUES ({mark}, {mark}, {mark}) ON CONFLICT DO NOTHING"
             )
+            rows = [(usecase, kind, event_id) for event_id in new]
         others: list[tuple[Any, ...]] = []
         last = self.read_to
         with self.connection:
             cursor = self.connection.cursor()
             try:
-                backend.insert_many(cursor, insert, [(usecase, kind, e) for e in new])
+                backend.insert_many(cursor, insert, rows)
                 if state:
                     backend.insert_many(
                         cursor,
@@ -290,11 +315,11 @@ class SeenIds:
                         [(name, json.dumps(value)) for name, value in state.items()],
                     )
                 if backend.log:
-                    # This transaction holds the write lock: its marks are the log's last
-                    # rows, and those before them since the last look are other replicas'.
-                    (top,) = cursor.execute("SELECT max(rowid) FROM marks").fetchone()
+                    # This transaction holds the write lock: its row is the log's last,
+                    # and those before it since the last look are other replicas'.
+                    (top,) = cursor.execute(f"SELECT max(rowid) FROM {LOG}").fetchone()
                     last = top or 0
-                    cursor.execute(f"{LOG_SINCE} AND rowid <= ?", [self.read_to, last - len(new)])
+                    cursor.execute(f"{LOG_SINCE} AND rowid <= ?", [self.read_to, last - len(rows)])
                     others = cursor.fetchall()
             finally:
                 cursor.close()
@@ -326,11 +351,11 @@ class SeenIds:
         return [(name, json.loads(value)) for name, value in rows]
 
     def count(self, usecase: str, kind: str) -> int:
+        if self.backend.log:
+            self._catch_up()
+            return len(self.known[(usecase, kind)])
         mark = self.backend.mark
-        query = (
-            f"SELECT COUNT(DISTINCT event_id) FROM {self.backend.seen}"
-            f" WHERE usecase={mark} AND kind={mark}"
-        )
+        query = f"SELECT COUNT(*) FROM {self.backend.seen} WHERE usecase={mark} AND kind={mark}"
         ((total,),) = self._rows(query, [usecase, kind])
         return int(total)
 

@@ -64,4 +64,4 @@ def test_a_file_from_before_the_log_has_its_keyed_marks_moved_to_it(tmp_path: Pa
     assert again.unseen("uc", "features", ["e1", "e2"]) == {"e2"}
     assert seen.count("uc", "raw") == 2 and seen.state("prep:uc/0") == {"rows": 2}
     tables = {name for (name,) in seen.connection.execute("SELECT name FROM sqlite_master")}
-    assert "seen" not in tables and "marks" in tables
+    assert "seen" not in tables and "mark_batches" in tables
