@@ -65,7 +65,7 @@ import msgspec
 
 from schemas.usecase import FieldSpec
 from services.common.prep.preparer import Preparer
-from services.common.prep.values import MAX_TEXT, ValueProblem, parse_timestamp
+from services.common.prep.values import MAX_TEXT, ValueProblem, parse_timestamp, remembered
 
 _ENCODE = msgspec.json.Encoder().encode
 _SIZE_BOUND = 6  # the preparer's: json.dumps writes at most 6 bytes for each of msgspec's
@@ -216,7 +216,8 @@ def _reader(name: str, field: FieldSpec, validator: Any) -> Reader:
             value = float(round(value))
         return value
 
-    return read
+    # A category's or a boolean's value is its raw value's alone (0.0 and -0.0 alike)
+    return remembered(read) if field.type in ("category", "bool") else read
 
 
 def _numeric_reader(field: FieldSpec) -> Reader:

@@ -38,7 +38,7 @@ from schemas.fields import (
     Transform,
 )
 from schemas.usecase import UseCase
-from services.common.prep.values import normalize_category
+from services.common.prep.values import normalize_category, remembered
 
 
 def standardize(x: float, *, mean: float, std: float) -> float:
@@ -146,10 +146,6 @@ def apply(transform: Transform, values: dict[str, Any], spec: UseCase) -> list[f
 
 Compiled = Callable[[dict[str, Any]], Sequence[float]]
 
-# Most distinct values a compiled one-hot remembers the outputs of (an open
-# category could otherwise grow the cache without bound).
-ONEHOT_CACHE = 4096
-
 
 def compile_transform(transform: Transform, spec: UseCase) -> Compiled:
     """``apply(transform, values, spec)`` as a function of ``values`` alone, with the
@@ -247,21 +243,10 @@ def _compile_numeric(transform: Transform) -> Compiled:
 def _compile_onehot(field: str, categories: list[str]) -> Compiled:
     """A one-hot over normalized ``categories``, its outputs remembered per value."""
     empty = tuple(0.0 for _ in categories)
-    seen: dict[tuple[type, Any], tuple[float, ...]] = {}
+    encoded = remembered(lambda value: tuple(onehot(value, categories)))
 
     def encode(values: dict[str, Any]) -> Sequence[float]:
         value = values.get(field)
-        if value is None:
-            return empty
-        kind = type(value)
-        if kind is not str and kind is not int and kind is not float and kind is not bool:
-            return onehot(value, categories)  # anything else: computed, never remembered
-        key = (kind, value)  # the type keeps True, 1 and 1.0 apart
-        found = seen.get(key)
-        if found is None:
-            found = tuple(onehot(value, categories))
-            if len(seen) < ONEHOT_CACHE:
-                seen[key] = found
-        return found
+        return empty if value is None else encoded(value)
 
     return encode

@@ -40,10 +40,9 @@ from services.common.prep.values import (
     parse_integer,
     parse_number,
     parse_timestamp,
+    remembered,
     show,
 )
-
-_NORMALIZED_CACHE = 4096  # most raw category spellings whose normalized form is remembered
 
 
 @dataclass(slots=True)
@@ -81,7 +80,8 @@ class Validator:
             for name, f in spec.fields.items()
         }
         self._fields = list(spec.fields.items())
-        self._normalized: dict[tuple[type, Any], str] = {}
+        # ``normalize_category(raw)``, remembered for the plain values events repeat
+        self._normalize = remembered(normalize_category)
 
     def validate(self, payload: dict[str, Any]) -> Record:
         """Ids, timestamp and every declared field, typed and normalized; extra keys ignored."""
@@ -174,20 +174,6 @@ class Validator:
         allowed = ", ".join(str(v) for v in spec.values[:20])
         more = ", ..." if len(spec.values) > 20 else ""
         raise ValueProblem(f"expected one of [{allowed}{more}], got {show(raw)}")
-
-    def _normalize(self, raw: Any) -> str:
-        """``normalize_category(raw)``, remembered for the plain values events repeat."""
-        kind = type(raw)
-        plain = kind is int or kind is float or kind is bool or (kind is str and len(raw) <= 64)
-        if not plain:
-            return normalize_category(raw)
-        key = (kind, raw)  # the type keeps True, 1 and 1.0 apart
-        found = self._normalized.get(key)
-        if found is None:
-            found = normalize_category(raw)
-            if len(self._normalized) < _NORMALIZED_CACHE:
-                self._normalized[key] = found
-        return found
 
 
 def _identifier(payload: dict[str, Any], key: str, event_id: str | None) -> str:

@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 MAX_TEXT = 200  # longest id or category spelling kept in a reason
+REMEMBERED = 4096  # most answers a remembered reading keeps (an open category could grow it)
+_PLAIN_TEXT = 64  # longest text whose answer is remembered
+Answer = TypeVar("Answer")
 
 
 class _Missing:
@@ -251,6 +255,40 @@ def _number_text(number: float) -> str:
     return str(int(number)) if number.is_integer() else repr(number)
 
 
+def remembered(compute: Callable[[Any], Answer]) -> Callable[[Any], Answer]:
+    """``compute`` of one raw value, its answers remembered for the plain values events
+    repeat: numbers (not NaN), booleans, text of up to 64 characters; at most
+    :data:`REMEMBERED` of them. Keyed by type and value, so True, 1 and 1.0 stay apart
+    (0.0 and -0.0 share a key: ``compute`` must answer them alike). What ``compute``
+    raises is raised each time, never remembered.
+
+    >>> seen = []
+    >>> spelled = remembered(lambda value: seen.append(value) or normalize_category(value))
+    >>> [spelled(v) for v in (1, 1, True, 1.0, " Gold ", " Gold ")], seen
+    (['1', '1', 'true', '1', 'gold', 'gold'], [1, True, 1.0, ' Gold '])
+    """
+    answers: dict[tuple[type, Any], Answer] = {}
+
+    def answer(raw: Any) -> Answer:
+        kind = type(raw)
+        if kind is str:
+            if len(raw) > _PLAIN_TEXT:
+                return compute(raw)
+        elif not (kind is int or kind is bool or (kind is float and raw == raw)):
+            return compute(raw)
+        key = (kind, raw)
+        try:
+            return answers[key]
+        except KeyError:
+            pass
+        found = compute(raw)
+        if len(answers) < REMEMBERED:
+            answers[key] = found
+        return found
+
+    return answer
+
+
 def pseudonymize(value: str, salt: str) -> str:
     """A salted sha256 of a personal value: stable for joins, not reversible.
 
@@ -270,5 +308,6 @@ __all__ = [
     "parse_number",
     "parse_timestamp",
     "pseudonymize",
+    "remembered",
     "show",
 ]
