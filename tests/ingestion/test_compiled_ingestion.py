@@ -258,3 +258,31 @@ def test_ingestion_equals_the_exact_path_on_arbitrary_events(
             continue
     with pytest.MonkeyPatch.context() as monkeypatch:
         compare(spec, raws, tmp_path_factory.mktemp("seen"), monkeypatch, 8, 6)
+
+
+def test_features_that_sum_past_the_largest_float_are_the_preparers(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The compiled path checks its outputs with one sum: finite outputs whose sum is not
+    go to the preparer, which gives the row (and a feature that is not finite, its reason)."""
+    spec = UseCase.model_validate(
+        {
+            "name": "huge",
+            "task": "regression",
+            "fields": {"a": {"type": "float"}, "b": {"type": "float"}},
+            "features": [
+                {"kind": "passthrough", "field": "a"},
+                {"kind": "passthrough", "field": "b"},
+                {"kind": "ratio", "numerator": "a", "denominator": "b"},
+            ],
+        }
+    )
+    base = {"entity_id": "c", "timestamp": "2026-01-01T00:00:00Z"}
+    values = [(1.0, 2.0), (1e308, 1e308), (-1e308, -1e308), (1e308, 1e-10), (1e308, -1e308)]
+    raws = [
+        json.dumps({**base, "event_id": f"e{i}", "a": a, "b": b}).encode()
+        for i, (a, b) in enumerate(values)
+    ]
+    compiled = CompiledPreparer(Preparer(spec))
+    assert [compiled.read(json.loads(raw)) is None for raw in raws] == [0, 1, 1, 1, 0]
+    assert compare(spec, raws, tmp_path, monkeypatch, learned_to=0) == {"row", "invalid"}
