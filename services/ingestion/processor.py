@@ -1,15 +1,18 @@
 """The processor: raw events to feature rows, per batch of the consume loop.
 
 ``process`` validates, de-duplicates, cleans and featurizes one raw event
-and sends its row; ``flush`` waits for the broker to acknowledge every row
-of the batch and only then records the events as seen, together with the
-imputation statistics of each raw partition, in one transaction of the seen
-record; those recorded statistics are what :mod:`services.ingestion.statistics`
-publishes for serving and for a replica that takes the partition over. The
-consume loop commits the batch's offsets after that. So a crash anywhere
-leaves every event either recorded (its row is on ``<uc>.features``) or
-uncommitted (it is read again): none is lost, and a redelivered one adds at
-worst a second copy of its row, which the features service writes once.
+and sends its row (the common event read, cleaned and featurized by the compiled
+path, :mod:`services.common.prep.compiled`, and learned from afterwards; any other
+by the preparer itself, with the same rows, reasons and statistics); ``flush``
+waits for the broker to acknowledge every row of the batch and only then records
+the events as seen, together with the imputation statistics of each raw
+partition, in one transaction of the seen record; those recorded statistics are
+what :mod:`services.ingestion.statistics` publishes for serving and for a replica
+that takes the partition over. The consume loop commits the batch's offsets
+after that. So a crash anywhere leaves every event either recorded (its row is
+on ``<uc>.features``) or uncommitted (it is read again): none is lost, and a
+redelivered one adds at worst a second copy of its row, which the features
+service writes once.
 """
 
 from __future__ import annotations
@@ -165,6 +168,7 @@ class Ingestion:
         return compiled.read(payload) or reader.validate(payload)
 
     def _reading(self, usecase: str) -> tuple[Preparer, CompiledPreparer, Features]:
+        """The use case's reader, its compiled path and its rows' features, made once."""
         reading = self._readers.get(usecase)
         if reading is None:
             reader = Preparer(self.specs[usecase])
