@@ -6,6 +6,10 @@ exclusive ``flock`` on from creation to deletion; its sidecar
 the live process overwrites it in place (:meth:`Segment.record_shipped`), a
 replay replaces it (:func:`write_shipped`), each whole.
 :mod:`services.inference.predlog` writes and ships them.
+
+A line is the ``Prediction`` event's own JSON (:func:`event_line`), the bytes that
+go on ``<uc>.predictions``; a journal of an earlier release (a line of the event's
+fields, its time in Unix seconds) is read and sent the same way.
 """
 
 from __future__ import annotations
@@ -13,14 +17,96 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
+
+import msgspec
+
+from schemas.events import Prediction
 
 logger = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".jsonl"
 SHIPPED_SUFFIX = ".shipped"
+
+
+_ENCODE = msgspec.json.Encoder().encode
+event_json = Prediction.__pydantic_serializer__.to_json  # what model_dump_json() calls
+_FIELDS = tuple(Prediction.model_fields)
+_EVENT_TYPE = Prediction.model_fields["event_type"].default
+_SCHEMA_VERSION = Prediction.model_fields["schema_version"].default
+_VARIANTS = frozenset(("champion", "challenger", "shadow"))
+_isfinite = math.isfinite
+
+
+def event_line(fields: dict[str, Any]) -> bytes:
+    """The ``Prediction`` of ``fields`` (its keyword arguments) as ``model_dump_json``
+    writes it; raises pydantic's ``ValidationError`` for fields that make no prediction.
+
+    The request path's common case (every field given, in the model's order; text
+    ids, a known variant, finite floats, a time in UTC) is encoded by msgspec as it
+    is: the same event in the same bytes, but for a float written with an exponent
+    (``1e+16`` where pydantic writes ``1e16``), at a tenth of the model's cost.
+    Anything else is built and written by pydantic itself.
+
+    >>> from datetime import UTC, datetime
+    >>> fields = {"event_id": "e", "event_type": "prediction", "schema_version": 1,
+    ...           "occurred_at": datetime(2026, 1, 1, tzinfo=UTC), "usecase": "credit",
+    ...           "prediction_id": "p", "source_event_id": None, "entity_id": "c",
+    ...           "model_name": "m", "model_version": "1", "variant": "champion",
+    ...           "prediction": 1, "probabilities": {"1": 0.75}, "latency_ms": 1.5}
+    >>> event_line(fields) == Prediction(**fields).model_dump_json().encode()
+    True
+    >>> event_line({**fields, "latency_ms": -1.0})
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Prediction
+    ...
+    """
+    if _common(fields):
+        return _ENCODE(fields)
+    return event_json(Prediction(**fields))
+
+
+def _common(f: dict[str, Any]) -> bool:
+    """Fields whose JSON msgspec writes as the model does (else: pydantic decides)."""
+    if tuple(f) != _FIELDS:
+        return False  # a field missing, out of order, or one the model forbids
+    if not (
+        type(f["event_id"]) is str and f["event_id"]
+        and type(f["usecase"]) is str and f["usecase"]
+        and type(f["prediction_id"]) is str and type(f["entity_id"]) is str
+        and type(f["model_name"]) is str and type(f["model_version"]) is str
+        and (f["source_event_id"] is None or type(f["source_event_id"]) is str)
+        and f["variant"] in _VARIANTS and f["event_type"] == _EVENT_TYPE
+        and type(f["schema_version"]) is int and f["schema_version"] == _SCHEMA_VERSION
+        and type(f["occurred_at"]) is datetime and f["occurred_at"].tzinfo is UTC
+    ):  # fmt: skip
+        return False
+    latency, prediction, probabilities = f["latency_ms"], f["prediction"], f["probabilities"]
+    if type(latency) is not float or not (_isfinite(latency) and latency >= 0):
+        return False
+    kind = type(prediction)
+    if kind is float:
+        if not _isfinite(prediction):
+            return False
+    elif not (kind is str or kind is int or kind is bool):
+        return False
+    if probabilities is None:
+        return True
+    # a sum is finite only if every float is (an overflow: pydantic decides, as it would)
+    return (
+        type(probabilities) is dict
+        and _floats(probabilities)
+        and _isfinite(sum(probabilities.values()))
+    )
+
+
+def _floats(mapping: dict[Any, Any]) -> bool:
+    return all(type(key) is str and type(value) is float for key, value in mapping.items())
 
 
 def shipped_path(segment: Path) -> Path:

@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import TypeAdapter, ValidationError
 
 from schemas import topics
-from schemas.events import Prediction
+from schemas.events import Prediction, utcnow
 from services.inference.ids import new_id
 from services.inference.journal import (
     SEGMENT_SUFFIX,
@@ -50,6 +50,8 @@ from services.inference.journal import (
     Segment,
     claim,
     delete_segment,
+    event_json,
+    event_line,
     parse_lines,
     read_shipped,
     write_shipped,
@@ -59,14 +61,13 @@ from services.inference.metrics import PREDICTION_LOG, PREDICTION_LOG_PENDING
 logger = logging.getLogger(__name__)
 
 TopicsReady = Callable[[list[str]], Awaitable[object]]
-_ENCODE = msgspec.json.Encoder().encode  # compact JSON, several times faster than json's
 _UNENCODABLE = (TypeError, ValueError, msgspec.EncodeError)
 _EVENTS = TypeAdapter(list[Prediction])  # a batch validated in one call
-_TO_JSON = Prediction.__pydantic_serializer__.to_json  # what model_dump_json() calls
 
 
 class Pending(NamedTuple):
-    record: dict[str, Any]
+    topic: str
+    value: bytes  # the event's JSON, its journal line without the newline
     segment: Segment | None  # None: the journal could not be written
     end: int
 
@@ -79,7 +80,7 @@ class PredictionLog:
     directory: Path
     _: KW_ONLY
     batch_size: int = 500
-    linger_seconds: float = 0.02
+    linger_seconds: float = 0.1
     capacity: int = 100_000
     segment_bytes: int = 8 * 1024 * 1024
     stop_seconds: float = 10.0
@@ -98,6 +99,10 @@ class PredictionLog:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._turn = 0  # the partition the next batch goes to, in turn
+        self._topics: dict[Any, str] = {}  # each use case's topic, once a name
+        # a Prediction's fields in the model's order: the envelope, then the service's
+        self._envelope = {"event_id": "", "event_type": "prediction", "schema_version": 1,
+                          "occurred_at": None}  # fmt: skip
 
     # ---- the request path ------------------------------------------------------------
 
@@ -108,41 +113,53 @@ class PredictionLog:
         self.submit_many([prediction])
 
     def submit_many(self, predictions: Sequence[dict[str, Any]]) -> None:
-        """:meth:`submit` each of ``predictions``, their lines in one ``write()``."""
+        """:meth:`submit` each of ``predictions``, their lines in one ``write()``.
+
+        A line is the event's own JSON (:func:`event_line`), so shipping sends it as it is.
+        """
         room = self.capacity - self._unacknowledged
         if len(predictions) > room:
             dropped = len(predictions) - max(room, 0)
             self.dropped += dropped
             PREDICTION_LOG.labels("dropped").inc(dropped)
             predictions = predictions[: max(room, 0)]
-        now = time.time()  # Unix seconds
-        records: list[dict[str, Any]] = []
-        lines: list[bytes] = []
+        now = utcnow()
+        values: list[bytes] = []
+        topic_names: list[str] = []
         for prediction in predictions:
-            record = {"event_id": new_id(), "occurred_at": now, **prediction}
             try:
-                lines.append(_ENCODE(record) + b"\n")
-            except _UNENCODABLE as exc:
+                value = event_line(
+                    {**self._envelope, "event_id": new_id(), "occurred_at": now, **prediction}
+                )
+            except (ValidationError, *_UNENCODABLE) as exc:
                 PREDICTION_LOG.labels("failed").inc()
-                logger.warning("prediction not logged reason=%s", exc)
+                logger.warning("prediction not logged reason=%s", _reason(exc))
                 continue
-            records.append(record)
-        if not records:
+            values.append(value)
+            topic_names.append(self._topic(prediction.get("usecase")))
+        if not values:
             return
-        segment, end = self._append(b"".join(lines), len(records))
+        segment, end = self._append(b"\n".join(values) + b"\n", len(values))
         queue = self._queue
         if segment is None:
-            queue.extend(Pending(record, None, 0) for record in records)
+            queue.extend(Pending(t, v, None, 0) for t, v in zip(topic_names, values, strict=True))
         else:  # each line's own end: an acknowledged prefix records a shipped offset
             ends = [end]
-            for line in reversed(lines[1:]):
-                ends.append(ends[-1] - len(line))
+            for value in reversed(values[1:]):
+                ends.append(ends[-1] - len(value) - 1)
             ends.reverse()
-            queue.extend(Pending(r, segment, e) for r, e in zip(records, ends, strict=True))
-        self._unacknowledged += len(records)
-        PREDICTION_LOG_PENDING.set(self._unacknowledged)
+            queue.extend(
+                Pending(t, v, segment, e) for t, v, e in zip(topic_names, values, ends, strict=True)
+            )
+        self._unacknowledged += len(values)
         if not self._wakeup.is_set():
             self._wakeup.set()
+
+    def _topic(self, usecase: Any) -> str:
+        name = self._topics.get(usecase)
+        if name is None:
+            name = self._topics[usecase] = topics.predictions(usecase)
+        return name
 
     def _append(self, lines: bytes, count: int = 1) -> tuple[Segment | None, int]:
         try:
@@ -218,7 +235,8 @@ class PredictionLog:
             while self._queue:
                 size = min(self.batch_size, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(size)]
-                self.sent += await self._ship([p.record for p in batch], "sent")
+                PREDICTION_LOG_PENDING.set(self._unacknowledged)
+                self.sent += await self._deliver([(p.topic, p.value) for p in batch], "sent")
                 self._acknowledged(batch)
             if self._stopping:
                 return
@@ -241,7 +259,8 @@ class PredictionLog:
                 logger.exception("shipped offset not recorded segment=%s", segment.path)
 
     async def _ship(self, records: Sequence[dict[str, Any]], outcome: str) -> int:
-        """Send ``records`` until the broker has acknowledged each; return how many were sent.
+        """Send journaled ``records`` (an earlier run's lines, of this release's form or an
+        older one) as ``Prediction`` events; return how many were sent.
 
         A record that is not a valid ``Prediction`` is counted ``failed`` and skipped.
         """
@@ -255,9 +274,13 @@ class PredictionLog:
                     events.append(Prediction(**record))
                 except ValidationError as exc:
                     PREDICTION_LOG.labels("failed").inc()
-                    logger.warning("prediction not logged reason=%s", exc.errors()[0]["msg"])
+                    logger.warning("prediction not logged reason=%s", _reason(exc))
         for event in events:
-            messages.append((topics.predictions(event.usecase), _TO_JSON(event)))
+            messages.append((self._topic(event.usecase), event_json(event)))
+        return await self._deliver(messages, outcome)
+
+    async def _deliver(self, messages: list[tuple[str, bytes]], outcome: str) -> int:
+        """Send ``messages`` until the broker has acknowledged each; return how many."""
         delay = 0.1
         waiting = await self._send(messages)
         while waiting:
@@ -361,3 +384,10 @@ class PredictionLog:
             write_shipped(path, chunk[-1].end)
         delete_segment(path)
         return count
+
+
+def _reason(error: Exception) -> str:
+    """Why a prediction makes no event: pydantic's first message, or the encoder's."""
+    if isinstance(error, ValidationError):
+        return str(error.errors()[0]["msg"])
+    return str(error)

@@ -26,7 +26,11 @@ class InferenceSettings(FeatureStoreSettings):
     )
     prediction_batch_size: int = Field(default=500, gt=0, description="predictions per send")
     prediction_linger_ms: float = Field(
-        default=20.0, ge=0, description="how long the prediction log waits to fill a batch"
+        default=100.0,
+        ge=0,
+        description="how long the prediction log waits to fill a batch (a batch costs about "
+        "0.3 to 0.7 ms of CPU however few it holds: at 2,500 answers a second, 20 ms made "
+        "batches of 50 and cost 25 us an answer, 100 ms about 13)",
     )
     prediction_queue_size: int = Field(
         default=100_000,
