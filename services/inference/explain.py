@@ -334,7 +334,7 @@ def _table_scores(model: Any, names: list[str], matrix: Any) -> tuple[list[Any],
 
     The votes are river's (:meth:`LeafTable.votes`, the same floats); river's log-sum-exp
     in numpy (within a few ulps of ``math``'s)."""
-    from services.common.models.river_model import table_leaves
+    from services.common.models.river_tables import table_leaves
 
     groups = table_leaves(getattr(model, "estimator", None), names, matrix)
     if groups is None:

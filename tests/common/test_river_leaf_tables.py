@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 from river import tree
 
-from services.common.models.river_model import RiverModel, _naive_bayes, _table
+from services.common.models.river_model import RiverModel
+from services.common.models.river_tables import _naive_bayes, _table
 
 
 def trained_tree(features: int = 30, rows: int = 1500) -> tuple[RiverModel, list[dict[str, float]]]:
@@ -37,6 +39,37 @@ def test_leaf_tables_give_rivers_probabilities_exactly() -> None:
     expected = [model.decode_proba(model.estimator.predict_proba_one(x)) for x in rows]
     assert probabilities == expected  # the same floats, not approximately
     assert predictions == model.predict(rows)
+
+
+def one_leaf(features: int = 50, rows: int = 400) -> tuple[Any, list[dict[str, float]]]:
+    """A one-leaf tree's table over features of scales 1e-3 to 1e3, one of them constant
+    within class 0 (its Gaussian has no variance: no term), and rows to score."""
+    generator = random.Random(5)
+    model = RiverModel(tree.HoeffdingTreeClassifier(grace_period=10_000), "classification", [0, 1])
+    seen = []
+    for index in range(rows):
+        label = index % 2
+        x = {f"f{j}": generator.gauss(label, 1) * 10 ** (j % 7 - 3) for j in range(features)}
+        x["constant"] = 1.0 if label == 0 else generator.random()
+        model.learn_one(x, label)
+        seen.append(x)
+    table = _table(model.estimator._root)
+    assert table is not None and table._row is not None
+    assert len(table.table[0][2]) < len(table.table[1][2])  # class 0 lacks a term
+    return table, seen
+
+
+def test_the_one_row_path_is_the_general_paths_floats() -> None:
+    table, seen = one_leaf()
+    generator = random.Random(3)
+    far = [{**x, "f2": generator.choice([math.nan, 1e150, -1e150])} for x in seen[:50]]
+    for x in [*seen, *far]:
+        fast = table.score(x)
+        row, table._row = table._row, None
+        try:
+            assert fast == table.score(x) == _naive_bayes(table.table, x)
+        finally:
+            table._row = row
 
 
 def test_the_arrays_and_the_loop_agree() -> None:
