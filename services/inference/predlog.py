@@ -230,9 +230,11 @@ class PredictionLog:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if len(self._queue) < self.batch_size and not self._stopping:
-                await asyncio.sleep(self.linger_seconds)  # let a batch fill
             while self._queue:
+                # Let a batch fill, also after an acknowledgement: the answers that came
+                # in while it was awaited would otherwise go at once, a few a request.
+                if len(self._queue) < self.batch_size and not self._stopping:
+                    await asyncio.sleep(self.linger_seconds)
                 size = min(self.batch_size, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(size)]
                 PREDICTION_LOG_PENDING.set(self._unacknowledged)

@@ -30,7 +30,12 @@ from schemas import topics
 from schemas.events import DeadLetter, DriftAlert, Promotion, Window
 from schemas.inputs import Label
 from schemas.usecase import UseCase
-from services.common.bus import ensure_topics, start_producer, wait_for_broker
+from services.common.bus import (
+    FILLED_BATCH_BYTES,
+    ensure_topics,
+    start_producer,
+    wait_for_broker,
+)
 from services.common.serde import encode
 from services.inference import metrics
 from services.inference.answers import describe_model, json_key, plain
@@ -121,7 +126,8 @@ class InferenceService:
         self.resolvers = {name: FeatureResolver(s, reader, salt) for name, s in self.specs.items()}
         self.statistics = StatisticsFollower(settings.bootstrap, self.resolvers)
         await self.statistics.start()  # requests impute with ingestion's latest statistics
-        self.producer = await start_producer(settings.bootstrap)
+        # the prediction log fills its own record batches (and feedback sends a few labels)
+        self.producer = await start_producer(settings.bootstrap, max_batch_size=FILLED_BATCH_BYTES)
         self.prediction_log = PredictionLog(
             self.producer,
             settings.service_home(SERVICE) / "predictions",
