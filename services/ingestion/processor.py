@@ -132,7 +132,7 @@ class Ingestion:
         self.specs: dict[str, UseCase] = statistics.specs
         self.seen: SeenIds = statistics.seen
         self.producer: AIOKafkaProducer = statistics.producer
-        # The feature rows' producer (see service.ROWS_BATCH_BYTES); else the shared one.
+        # The feature rows' producer (see bus.FILLED_BATCH_BYTES); else the shared one.
         self.rows_producer = rows_producer or self.producer
         self.policy = DeadLetterPolicy(SERVICE, self.producer)
         self.output = {name: topics.features(name) for name in self.specs}

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 
-from services.common.bus import service_clients, start_producer
+from services.common.bus import FILLED_BATCH_BYTES, service_clients, start_producer
 from services.common.consume import ConsumeLoop, resume_committed
 from services.common.health import HealthServer
 from services.common.seen import open_seen_ids
@@ -29,11 +29,6 @@ logger = logging.getLogger(__name__)
 
 # How long a clean stop waits for the last statistics snapshot to be published.
 FINAL_PUBLISH_SECONDS = 5.0
-# The feature rows' producer batches up to this much per partition (aiokafka's
-# default, 16 KiB, is about ten credit rows: one produce request each, measured
-# at 38% of ingestion's busy time under B1, in the socket write); ingestion fills
-# those batches itself (processor.RowBatch).
-ROWS_BATCH_BYTES = 1024 * 1024
 
 
 async def serve(settings: IngestionSettings, stop: asyncio.Event, health: HealthServer) -> None:
@@ -46,7 +41,8 @@ async def serve(settings: IngestionSettings, stop: asyncio.Event, health: Health
             salt = settings.pseudonym_salt.get_secret_value()
             statistics = PartitionStatistics(specs, seen, producer, settings.bootstrap, salt=salt)
             rows_producer = await start_producer(
-                settings.bootstrap, max_batch_size=ROWS_BATCH_BYTES
+                settings.bootstrap,
+                max_batch_size=FILLED_BATCH_BYTES,  # filled by RowBatch
             )
             stack.push_async_callback(rows_producer.stop)
             ingestion = Ingestion(statistics, rows_producer)
