@@ -6,8 +6,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import services.common.seen as seen_module
 from services.common.seen import SeenIds
 
 
@@ -21,13 +23,17 @@ def test_replicas_on_one_file_see_the_marks_each_appends_after_the_other_opened(
     # b appends without having looked since a's next batch: a's marks come in with it.
     a.add("uc", "raw", ["e4"])
     b.add("uc", "raw", ["e3", "e2"], state={"prep:uc/0": {"rows": 3}})
-    assert b.known[("uc", "raw")] == {"e1", "e2", "e3", "e4"}
+    assert b.unseen("uc", "raw", ["e1", "e2", "e3", "e4", "e5"]) == {"e5"}
+    assert b.count("uc", "raw") == 4
     assert a.unseen("uc", "raw", ["e1", "e2", "e3", "e4", "e5"]) == {"e5"}
     assert a.unseen("uc", "features", ["e1"]) == {"e1"}  # kinds keep apart
     # A mark both record (two replicas racing on one id) counts once.
-    a.known[("uc", "raw")].discard("e3")
-    a.add("uc", "raw", ["e3"])
-    assert a.count("uc", "raw") == b.count("uc", "raw") == 4
+    assert a.unseen("uc", "raw", ["e7"]) == b.unseen("uc", "raw", ["e7"]) == {"e7"}
+    a.add("uc", "raw", ["e7"])
+    b.add("uc", "raw", ["e7", "e8"])
+    marks = "SELECT sum(json_array_length(event_ids)) FROM mark_batches"
+    assert a.connection.execute(marks).fetchone() == (7,)  # e7 twice: b had not looked
+    assert a.count("uc", "raw") == b.count("uc", "raw") == SeenIds(path).count("uc", "raw") == 6
     assert SeenIds(path).unseen("uc", "raw", ["e1", "e3", "e4", "e6"]) == {"e6"}
     assert SeenIds(path).state("prep:uc/0") == {"rows": 3}
 
@@ -65,3 +71,50 @@ def test_a_file_from_before_the_log_has_its_keyed_marks_moved_to_it(tmp_path: Pa
     assert seen.count("uc", "raw") == 2 and seen.state("prep:uc/0") == {"rows": 2}
     tables = {name for (name,) in seen.connection.execute("SELECT name FROM sqlite_master")}
     assert "seen" not in tables and "mark_batches" in tables
+
+
+def test_ids_whose_hashes_collide_are_told_apart_by_their_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every id hashes to its first letter: "a1" and "a2" collide, as 64-bit hashes may.
+    monkeypatch.setattr(
+        seen_module, "hash_ids", lambda ids: np.array([ord(i[0]) for i in ids], "<u8")
+    )
+    path = tmp_path / "seen.db"
+    a, b = SeenIds(path), SeenIds(path)
+    a.add("uc", "raw", ["a1", "b1"])
+    assert a.unseen("uc", "raw", ["a1", "a2", "b1", "c1"]) == {"a2", "c1"}
+    b.add("uc", "raw", ["a2", "a1"])  # b had not looked: a1 is appended again
+    a.add("uc", "raw", ["a3"])
+    assert a.unseen("uc", "raw", ["a1", "a2", "a3", "a4"]) == {"a4"}
+    assert a.count("uc", "raw") == b.count("uc", "raw") == 4  # a1, a2, a3, b1
+    again = SeenIds(path)
+    assert again.unseen("uc", "raw", ["a1", "a2", "a3", "a4", "b1", "b2"]) == {"a4", "b2"}
+    assert again.count("uc", "raw") == 4
+
+
+def test_memory_holds_16_bytes_a_mark_and_a_log_from_before_the_hashes_is_given_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "seen.db"
+    old = sqlite3.connect(path)
+    with old:
+        old.execute(
+            "CREATE TABLE mark_batches (usecase TEXT NOT NULL, kind TEXT NOT NULL,"
+            " event_ids TEXT NOT NULL)"
+        )
+        old.executemany(
+            "INSERT INTO mark_batches VALUES (?, ?, ?)",
+            [("uc", "raw", '["e1", "e2"]'), ("uc", "raw", '["e3"]'), ("uc", "features", '["e1"]')],
+        )
+    old.close()
+    seen = SeenIds(path)
+    assert seen.unseen("uc", "raw", ["e1", "e2", "e3", "e4"]) == {"e4"}
+    assert seen.unseen("uc", "features", ["e1", "e2"]) == {"e2"}
+    unhashed = "SELECT count(*) FROM mark_batches WHERE hashes IS NULL"
+    assert seen.connection.execute(unhashed).fetchone() == (0,)
+    ids = [f"id-{n}" for n in range(50_000)]
+    seen.add("uc", "raw", ids)
+    assert SeenIds(path).unseen("uc", "raw", [*ids[::999], "e1", "new"]) == {"new"}
+    held = sum(h.nbytes + r.nbytes for h, r in seen.marks[("uc", "raw")].runs)
+    assert held == 16 * seen.count("uc", "raw") == 16 * 50_003
