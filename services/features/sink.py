@@ -20,7 +20,7 @@ from schemas.usecase import UseCase
 from services.common import featurestore
 from services.common.errors import InvalidInput
 from services.common.seen import SeenIds
-from services.common.serde import FeatureRowFields, decode, decode_feature_row
+from services.common.serde import EXACT_INT, FeatureRowFields, decode, decode_feature_row
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +101,20 @@ class FeatureSink:
         if not features.keys() >= self.name_sets[spec.name]:
             missing = [name for name in names if name not in features]
             raise InvalidInput(f"feature row lacks features {missing}", event_id=row.event_id)
-        # A row's fields (decode_feature_row) hold numbers only; the model may hold text.
-        if isinstance(row, FeatureRow) and str in set(map(type, features.values())):
+        # A row's fields (decode_feature_row) hold numbers only, their ints within EXACT_INT;
+        # the model may hold text, or an int that would fail the batch's Parquet write.
+        if not isinstance(row, FeatureRow):
+            return
+        if str in set(map(type, features.values())):
             text = [k for k, v in row.features.items() if isinstance(v, str)]
             raise InvalidInput(f"features {text} are text, expected numbers", event_id=row.event_id)
+        inexact = [k for k in names if type(v := features[k]) is int and abs(v) > EXACT_INT]
+        if inexact:
+            raise InvalidInput(
+                f"features {inexact} are integers beyond 2**53 either side of 0, which a float"
+                " cannot hold exactly",
+                event_id=row.event_id,
+            )
 
     def _check_label(self, spec: UseCase, label: Label) -> None:
         if spec.class_of(label.label) is not None:
