@@ -1,7 +1,8 @@
-"""The SQLite de-dup record's log (:mod:`services.common.seen`), and its marks in memory: by (use
-case, kind), the 64-bit hashes of the ids, sorted in numpy arrays, each with the rowid of
-the log's row that holds its id: 16 bytes a mark. A hash that hits says only "maybe": the
-record checks the id's text against those rows.
+"""The SQLite de-dup record's log (:mod:`services.common.seen`), and its marks in
+memory: by (use case, kind), the 64-bit hashes of the ids, sorted in numpy arrays, each
+with the rowid of the log's row that holds its id: 16 bytes a mark (twice that for a
+moment while the main arrays take in the recent ones). A hash that hits says only
+"maybe": the record checks the id's text against those rows.
 
 >>> marks = Marks()
 >>> hashes = hash_ids(["a", "b"])
@@ -24,7 +25,7 @@ import msgspec
 import numpy as np
 
 # Marks the recent arrays hold before they join the main ones: this many, or a 16th
-# of the main ones (a merge copies both): a mark is copied about 40 times at 1,000,000.
+# of the main ones (a merge copies both): a mark is copied a few dozen times by 1,000,000.
 RECENT_MARKS = 32_768
 NO_HASHES, NO_ROWS = np.empty(0, "<u8"), np.empty(0, np.int64)
 # The SQLite log's table (its hashes before the ids: reading them skips the text), a
