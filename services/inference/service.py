@@ -30,12 +30,7 @@ from schemas import topics
 from schemas.events import DeadLetter, DriftAlert, Promotion, Window
 from schemas.inputs import Label
 from schemas.usecase import UseCase
-from services.common.bus import (
-    FILLED_BATCH_BYTES,
-    ensure_topics,
-    start_producer,
-    wait_for_broker,
-)
+from services.common.bus import FILLED_BATCH_BYTES, ensure_topics, start_producer, wait_for_broker
 from services.common.serde import encode
 from services.inference import metrics
 from services.inference.answers import describe_model, json_key, plain
