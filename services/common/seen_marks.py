@@ -121,18 +121,21 @@ def _adopt_keyed_marks(connection: sqlite3.Connection) -> None:
 
 def _adopt_unhashed_rows(connection: sqlite3.Connection) -> None:
     """Give the rows of a log from before the hashes (no column ``hashes``) theirs, once."""
-    unhashed = f"SELECT 1 FROM pragma_table_info('{LOG}') WHERE name = 'hashes'"
-    if connection.execute(unhashed).fetchone() is not None:
+    hashed = f"SELECT 1 FROM pragma_table_info('{LOG}') WHERE name = 'hashes'"
+    if connection.execute(hashed).fetchone() is not None:
         return
+    after = f"SELECT rowid, event_ids FROM {LOG} WHERE rowid > ? ORDER BY rowid LIMIT 100"
     with connection:
         connection.execute("BEGIN IMMEDIATE")
-        if connection.execute(unhashed).fetchone() is None:
+        if connection.execute(hashed).fetchone() is None:
             connection.execute(f"ALTER TABLE {LOG} ADD COLUMN hashes BLOB")
-            rows = connection.execute(f"SELECT rowid, event_ids FROM {LOG}").fetchall()
-            connection.executemany(
-                f"UPDATE {LOG} SET hashes = ? WHERE rowid = ?",
-                [(hash_ids(decode_ids(ids)).tobytes(), rowid) for rowid, ids in rows],
-            )
+            last = 0  # a hundred rows at a time: a large log's text is never all in memory
+            while rows := connection.execute(after, [last]).fetchall():
+                connection.executemany(
+                    f"UPDATE {LOG} SET hashes = ? WHERE rowid = ?",
+                    [(hash_ids(decode_ids(ids)).tobytes(), rowid) for rowid, ids in rows],
+                )
+                last = rows[-1][0]
 
 
 def _log_row(usecase: str, kind: str, event_ids: Sequence[str]) -> tuple[str, str, str, bytes]:

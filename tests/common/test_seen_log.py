@@ -107,10 +107,17 @@ def test_memory_holds_16_bytes_a_mark_and_a_log_from_before_the_hashes_is_given_
             "INSERT INTO mark_batches VALUES (?, ?, ?)",
             [("uc", "raw", '["e1", "e2"]'), ("uc", "raw", '["e3"]'), ("uc", "features", '["e1"]')],
         )
+        # more rows than the adoption reads at once
+        old.executemany(
+            "INSERT INTO mark_batches VALUES ('uc', 'labels', ?)",
+            [(f'["l{n}"]',) for n in range(250)],
+        )
     old.close()
     seen = SeenIds(path)
     assert seen.unseen("uc", "raw", ["e1", "e2", "e3", "e4"]) == {"e4"}
     assert seen.unseen("uc", "features", ["e1", "e2"]) == {"e2"}
+    assert seen.unseen("uc", "labels", ["l0", "l249", "l250"]) == {"l250"}
+    assert seen.count("uc", "labels") == 250
     unhashed = "SELECT count(*) FROM mark_batches WHERE hashes IS NULL"
     assert seen.connection.execute(unhashed).fetchone() == (0,)
     ids = [f"id-{n}" for n in range(50_000)]
