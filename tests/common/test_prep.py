@@ -103,6 +103,11 @@ def test_a_clean_event_gives_every_feature() -> None:
         (event(entity_id=None), "missing required field 'entity_id'"),
         (event(entity_id={"a": 1}), "field 'entity_id': expected a text or integer id"),
         (
+            b'{"event_id": "e\\ud800", "entity_id": "c1"}',
+            "field 'event_id': not Unicode text (a lone surrogate escape)",
+        ),
+        (event(entity_id="c\ud83d"), "field 'entity_id': not Unicode text"),
+        (
             {k: v for k, v in event().items() if k != "timestamp"},
             "missing required field 'timestamp'",
         ),

@@ -286,3 +286,20 @@ def test_features_that_sum_past_the_largest_float_are_the_preparers(
     compiled = CompiledPreparer(Preparer(spec))
     assert [compiled.read(json.loads(raw)) is None for raw in raws] == [0, 1, 1, 1, 0]
     assert compare(spec, raws, tmp_path, monkeypatch, learned_to=0) == {"row", "invalid"}
+
+
+def test_an_id_that_is_not_unicode_text_is_a_dead_letter_not_a_failed_batch(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """JSON's lone ``\\ud800`` escape makes a Python str that UTF-8 cannot write: such an id
+    is refused by name (before, the batch's de-dup query raised, and the batch came back)."""
+    spec = load_usecase(USECASES / "credit.yaml")
+    events = workload(spec, 6, seed=3).events
+    raws = [json.dumps(event).encode() for event in events]
+    raws[2] = json.dumps({**events[2], "event_id": "e" + chr(0xD800)}).encode()
+    raws[4] = json.dumps({**events[4], "entity_id": "c" + chr(0xDFFF)}).encode()
+    assert b"\\ud800" in raws[2]
+    assert compare(spec, raws, tmp_path, monkeypatch, learned_to=0) == {"row", "invalid"}
+    for raw in (raws[2], raws[4]):
+        with pytest.raises(InvalidInput, match="not Unicode text"):
+            Preparer(spec).prepare(raw)

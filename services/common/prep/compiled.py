@@ -65,6 +65,7 @@ import msgspec
 
 from schemas.usecase import FieldSpec
 from services.common.prep.preparer import Preparer
+from services.common.prep.validation import unicode_text
 from services.common.prep.values import MAX_TEXT, ValueProblem, parse_timestamp, remembered
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -193,7 +194,7 @@ def _plain_id(value: Any) -> str | None:
     if type(value) is not str:
         return None
     text = value.strip()
-    return text if 0 < len(text) <= MAX_TEXT else None
+    return text if 0 < len(text) <= MAX_TEXT and unicode_text(text) else None
 
 
 def _reader(name: str, field: FieldSpec, validator: Any) -> Reader:

@@ -194,7 +194,29 @@ def _identifier(payload: dict[str, Any], key: str, event_id: str | None) -> str:
             f"field {key!r}: expected 1 to {MAX_TEXT} characters, got {len(text)}",
             event_id=event_id,
         )
+    if not unicode_text(text):
+        raise InvalidInput(
+            f"field {key!r}: not Unicode text (a lone surrogate escape), got {text!r}",
+            event_id=event_id,
+        )
     return text
+
+
+def unicode_text(text: str) -> bool:
+    """Whether ``text`` is Unicode text, which UTF-8 can write: JSON's ``\\ud800`` escape
+    alone gives Python a str that it cannot (the de-dup record, SQLite and the topics
+    write ids as UTF-8; such an id refused by name is a dead letter, not a batch that fails).
+
+    >>> unicode_text("cust-1"), unicode_text("caf\u00e9"), unicode_text("x" + chr(0xD800))
+    (True, True, False)
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def describe(spec: FieldSpec) -> str:
