@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
@@ -65,6 +66,9 @@ class TrainingRequestHandler:
         self.data_source = data_source
         self.producer = producer
         self.candidates = 0
+        # Set when the service stops: a request waiting for data (in its worker thread)
+        # ends its wait at once, uncommitted, to be read again at the next start.
+        self.stopping = threading.Event()
 
     async def process(self, record: ConsumerRecord[Any, Any]) -> None:
         request = decode(topics.REQUESTS, record.value)
@@ -82,7 +86,13 @@ class TrainingRequestHandler:
             "training request usecase=%s request_id=%s reason=%s partition=%s offset=%s",
             spec.name, request.request_id, request.reason, record.partition, record.offset,
         )  # fmt: skip
-        candidate, finish = await asyncio.to_thread(self.train_and_register, spec, request)
+        try:
+            candidate, finish = await asyncio.to_thread(self.train_and_register, spec, request)
+        except TrainingStopped:
+            logger.info(
+                "stopped waiting for data request_id=%s: read again at start", request.request_id
+            )
+            raise asyncio.CancelledError from None  # not a dead letter, not committed
         await self.producer.send_and_wait(
             topics.MODELS_CANDIDATES, encode(candidate), key=topics.CANDIDATES.key_of(candidate)
         )
@@ -126,7 +136,7 @@ class TrainingRequestHandler:
                 if found is not None and found < pace.needed:
                     began = window.start
                     elapsed = (now - began).total_seconds() if began is not None else None
-                    time.sleep(pace.wait(found, time.monotonic(), elapsed))
+                    self._sleep(pace.wait(found, time.monotonic(), elapsed))
                     continue
             try:
                 frame = self.data_source(spec, window)
@@ -135,7 +145,7 @@ class TrainingRequestHandler:
             except NotEnoughData as exc:
                 if waiting and time.monotonic() < deadline:
                     logger.info("waiting for data request_id=%s: %s", request.request_id, exc)
-                    time.sleep(self.settings.data_wait_interval_seconds)
+                    self._sleep(self.settings.data_wait_interval_seconds)
                     continue
                 exc.event_id = exc.event_id or request.event_id
                 raise
@@ -144,6 +154,11 @@ class TrainingRequestHandler:
                 raise
         run = runs.register_run(home, spec, outcome, request=request, mlflow_uri=uri)
         return run.candidate, run.finish
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` for data; raise :class:`TrainingStopped` if the service stops."""
+        if self.stopping.wait(seconds):
+            raise TrainingStopped
 
     def _count(self, spec: UseCase, window: Window) -> int | None:
         """The source's cheap count of ``window``'s rows (None without one), logged when short."""
@@ -154,6 +169,10 @@ class TrainingRequestHandler:
         if found < needed:
             logger.info("waiting for data usecase=%s: %d of %d rows", spec.name, found, needed)
         return found
+
+
+class TrainingStopped(Exception):
+    """The service stopped while a request waited for its data."""
 
 
 def waits_for_data(request: TrainingRequest) -> bool:
@@ -217,7 +236,17 @@ async def run(
         loop = ConsumeLoop(consumer, handler, policy, max_records=1)
         health.ready = lambda: True
         logger.info("batch trainer ready usecases=%s", sorted(served))
-        await loop.run(stop)
+        stopping = asyncio.create_task(stop.wait(), name="stop-relay")
+        stopping.add_done_callback(lambda _: handler.stopping.set())
+        try:
+            await loop.run(stop)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not handler.stopping.is_set() or (current is not None and current.cancelling()):
+                raise  # cancelled from outside, not a waiting request that was stopped
+            # A waiting request was stopped: its offset stays uncommitted.
+        finally:
+            stopping.cancel()
     finally:
         health.ready = lambda: False
         if consumer is not None:

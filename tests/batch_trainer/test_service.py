@@ -175,3 +175,70 @@ async def test_a_waiting_drift_request_reads_the_cheap_count_until_it_is_enough(
     assert len(candidates) == 1
     assert counted[:3] == [0, 150, 240]  # two counts short of min_rows: waited, no read
     assert len(reads) == 1  # the training set was read once, when the count was enough
+
+
+async def test_a_request_waiting_for_data_is_stopped_at_once_and_read_again_at_start(
+    bootstrap: str, home: Path, unique: str
+) -> None:
+    """A stop ends a wait for data at once (it used to sleep on in its thread until
+    ``driftline up`` killed the service); the request is not committed, so the next start
+    trains it, and it is no dead letter."""
+    spec = binary_spec(unique, min_rows=200)
+    await ensure_topics(bootstrap, [topics.TRAINING_REQUESTS, topics.MODELS_CANDIDATES])
+    enough = False
+    counted: list[int] = []
+
+    def row_count(spec: UseCase, window: Window) -> int:
+        counted.append(240 if enough else 0)
+        return counted[-1]
+
+    def data_source(spec: UseCase, window: Window) -> pd.DataFrame:
+        return agrawal_frame(240)
+
+    settings = BatchTrainerSettings(
+        bootstrap=bootstrap,
+        home=home,
+        group_id=f"{unique}-trainer",
+        warm_up=False,
+        data_wait_seconds=600,
+        data_wait_interval_seconds=60,
+    )
+
+    def start(stop: asyncio.Event) -> asyncio.Task[None]:
+        health = HealthServer("batch_trainer", "127.0.0.1", 0)
+        served = {unique: spec}
+        return asyncio.create_task(
+            run(settings, data_source, stop, health, served=served, row_count=row_count)
+        )
+
+    first_stop = asyncio.Event()
+    first = start(first_stop)
+    drift = TrainingRequest(
+        usecase=unique, reason="drift", alert_id="a1", window=Window(start=START)
+    )
+    producer = await start_producer(bootstrap)
+    try:
+        await producer.send_and_wait(topics.TRAINING_REQUESTS, encode(drift))
+        for _ in range(600):  # until the request is waiting
+            if counted:
+                break
+            await asyncio.sleep(0.05)
+        assert counted == [0]
+        first_stop.set()
+        stopped_at = time.monotonic()
+        await asyncio.wait_for(first, 10)
+        assert time.monotonic() - stopped_at < 5  # not the 60 s of its wait
+        enough = True
+        second_stop = asyncio.Event()
+        second = start(second_stop)
+        candidates = await _read(
+            bootstrap, topics.MODELS_CANDIDATES, lambda v: v.get("usecase") == unique, 1, 90
+        )
+        second_stop.set()
+        await asyncio.wait_for(second, 30)
+    finally:
+        await producer.stop()
+    assert len(candidates) == 1  # read again and trained: it was neither committed nor lost
+    assert counted[0] == 0 and counted[-1] == 240
+    await ensure_topics(bootstrap, [topics.deadletter(unique)])
+    assert await _read(bootstrap, topics.deadletter(unique), lambda v: True, 1, 2) == []
