@@ -11,9 +11,10 @@ inference service with a champion, the same load generator) while
 without it: that process is paused (``SIGSTOP``) for the baseline and
 resumed (``SIGCONT``) for the candidate, interleaved. ``serving_rps_kept``
 is the candidate's requests/s over the baseline's. The loop runs at the
-priority the drift detector service gives itself at start
-(:func:`~services.drift_detector.priority.lower_priority`), and back to
-back: harder on serving than the service, which checks every ``step_rows``.
+priority the drift detector service gives its checks
+(:func:`~services.drift_detector.priority.lower_priority` and the idle worker's
+``SCHED_IDLE``), and back to back: harder on serving than the service, which
+checks every ``step_rows``.
 """
 
 from __future__ import annotations
@@ -166,13 +167,17 @@ def drift_loop(workdir: Path) -> None:
 
     Writes ``workdir/ready`` once the reference is profiled (evidently imported).
     Runs at the drift detector's own priority (``DRIFTLINE_NICE``, as the service
-    sets it at start), so the serving half measures what the service costs.
+    sets it at start, and ``SCHED_IDLE`` with ``DRIFTLINE_IDLE_CHECKS``, as its
+    checking thread has it), so the serving half measures what the service costs.
     """
     from services.drift_detector import check_data, profile_reference
-    from services.drift_detector.priority import lower_priority
+    from services.drift_detector.priority import idle_thread, lower_priority
     from services.drift_detector.settings import DriftDetectorSettings
 
-    lower_priority(DriftDetectorSettings().nice)
+    settings = DriftDetectorSettings()
+    lower_priority(settings.nice)
+    if settings.idle_checks:
+        idle_thread()  # the loop's one thread is the service's checking thread
 
     workdir.mkdir(parents=True, exist_ok=True)
     spec, reference, current = drift_frames(workdir)

@@ -1,7 +1,8 @@
 """A monitor's windows checked, gated and alerted on.
 
 Every full window is checked in a worker thread (the evidently checks of
-:mod:`~services.drift_detector.checks`), so the event loop stays free. Its
+:mod:`~services.drift_detector.checks`; the service's idle one,
+:func:`~services.drift_detector.priority.in_worker`), so the event loop stays free. Its
 score passes the kind's :class:`~services.drift_detector.alerts.Hysteresis`
 gate; a gate that opens raises a :class:`~schemas.events.DriftAlert` naming its
 evidently report, which the service writes right after publishing the alert
@@ -17,7 +18,6 @@ declared here and fills the windows.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -45,6 +45,7 @@ from services.drift_detector.checks import (
     labeled_pairs,
     profile_reference,
 )
+from services.drift_detector.priority import in_worker
 from services.drift_detector.windows import SlidingWindow, WindowRow, bounds_of
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class GatedChecks:
             return
         window = bounds_of(rows)
         drift = self.spec.drift
-        current, data, quality = await asyncio.to_thread(
+        current, data, quality = await in_worker(
             _data_and_quality, profile, rows, self.features, drift
         )
         await self._after_data(data, window, profile, current, reports_dir)
@@ -229,7 +230,7 @@ class GatedChecks:
         window = bounds_of(rows)
         profile = self.prediction_profile()
         current = pd.Series([row.values[PREDICTION] for row in rows], dtype=float)
-        check = await asyncio.to_thread(check_prediction, profile, current, self.spec.drift)
+        check = await in_worker(check_prediction, profile, current, self.spec.drift)
         if check.skipped is not None or check.drift_share is None:
             self._record("prediction", "skipped", check.skipped, window, None)
             return
@@ -261,7 +262,7 @@ class GatedChecks:
             [row.values["prediction"] for row in rows],
             [row.values.get("probabilities") for row in rows],
         )
-        check: PerformanceCheck = await asyncio.to_thread(
+        check: PerformanceCheck = await in_worker(
             check_performance,
             spec,
             truths,
@@ -325,7 +326,7 @@ class GatedChecks:
         """Render the reports of the alerts raised since the last call (in a worker thread)."""
         while self.pending_reports:
             render = self.pending_reports.pop(0)
-            await asyncio.to_thread(render)
+            await in_worker(render)
 
     def _alert(
         self,

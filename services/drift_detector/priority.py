@@ -11,17 +11,36 @@ the CPU between sessions first and by nice value only inside a session, and
 ``driftline up`` starts each service in a session of its own. So a detector
 that leads its own session also raises its session's autogroup nice value;
 one that shares a session (a test, a bench) leaves the others' alone.
+
+A nice value alone still let a looping check cost serving a tenth of its
+requests (B7: kept 0.84 to 1.01): the scheduler protects the slice of the
+thread that runs, so a request thread that wakes on a core where a check runs
+waits for that slice. The checks and reports therefore run in one worker thread
+of Linux's ``SCHED_IDLE`` class (``DRIFTLINE_IDLE_CHECKS``, on by default,
+:func:`start_idle_worker`): a normal thread that wakes takes the core from it
+at once, and a core that runs only it counts as idle where a waking thread is
+placed. Inside its own session the worker still gets the session's share when
+the detector's other threads wait for it, which they do during a check.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
 AUTOGROUP = Path("/proc/self/autogroup")
+
+Result = TypeVar("Result")
+
+_idle_worker: ThreadPoolExecutor | None = None
 
 
 def lower_priority(increment: int, autogroup: Path = AUTOGROUP) -> int:
@@ -41,3 +60,47 @@ def lower_priority(increment: int, autogroup: Path = AUTOGROUP) -> int:
             logger.info("autogroup nice not set (%s): nice %d applies in the session", exc, value)
     logger.info("drift detector priority lowered: nice %d", value)
     return value
+
+
+def idle_thread() -> bool:
+    """Move the calling thread (Linux: a thread's own policy) into ``SCHED_IDLE``.
+
+    True when it is there now; False where the platform has no such class or
+    refuses it (the thread keeps its nice value). There is no way back for an
+    unprivileged thread, so only threads that do nothing else are moved.
+    """
+    if not hasattr(os, "sched_setscheduler") or not hasattr(os, "SCHED_IDLE"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:
+        logger.info("SCHED_IDLE not set (%s): the checks run at the nice value", exc)
+        return False
+    return True
+
+
+def start_idle_worker() -> None:
+    """From now on :func:`in_worker` runs its calls in one thread of ``SCHED_IDLE``.
+
+    One thread, so checks and reports run one after another, as the monitor
+    awaits them. Calling it again keeps the thread that runs.
+    """
+    global _idle_worker
+    if _idle_worker is None:
+        _idle_worker = ThreadPoolExecutor(1, "idle-checks", initializer=idle_thread)
+
+
+def stop_idle_worker() -> None:
+    """Back to :func:`asyncio.to_thread`; the worker's thread ends after its call."""
+    global _idle_worker
+    worker, _idle_worker = _idle_worker, None
+    if worker is not None:
+        worker.shutdown(wait=False)
+
+
+async def in_worker(function: Callable[..., Result], *args: object) -> Result:
+    """``function(*args)`` in the idle worker if started, else in asyncio's default threads."""
+    worker = _idle_worker
+    if worker is None:
+        return await asyncio.to_thread(function, *args)
+    return await asyncio.get_running_loop().run_in_executor(worker, partial(function, *args))

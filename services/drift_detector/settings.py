@@ -37,6 +37,11 @@ class DriftDetectorSettings(FeatureStoreSettings):
         description="raise the detector's nice value by this at start, so its checks yield the "
         "CPU to the request path (0: leave it)",
     )
+    idle_checks: bool = Field(
+        default=True,
+        description="run the checks and reports in one SCHED_IDLE thread (Linux), which a "
+        "waking request thread preempts at once (false: at the nice value)",
+    )
     max_pending: int = Field(
         default=100_000, gt=0, description="predictions or labels waiting for their partner"
     )

@@ -1,6 +1,8 @@
-"""The drift detector yields the CPU to the request path: its nice value goes up at start.
+"""The drift detector yields the CPU to the request path: its nice value goes up at start,
+and its checks run in a SCHED_IDLE thread.
 
-os.nice cannot be undone, so each case runs in a child process.
+os.nice cannot be undone, so each nice case runs in a child process; the idle worker's
+thread ends when it is stopped.
 """
 
 from __future__ import annotations
@@ -8,9 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
+
+from services.drift_detector.monitor import UseCaseMonitor
+from services.drift_detector.priority import in_worker, start_idle_worker, stop_idle_worker
 from services.drift_detector.settings import DriftDetectorSettings
+from tests.drift_detector.conftest import credit_spec, feature_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = """
@@ -60,3 +68,46 @@ def test_zero_changes_nothing(tmp_path: Path) -> None:
     before, returned, after = _child(0, autogroup, own_session=True)
     assert before == returned == after == os.getpriority(os.PRIO_PROCESS, 0)
     assert autogroup.read_text() == "/autogroup-1 nice 0\n"
+
+
+def test_the_checks_run_in_an_idle_thread_by_default() -> None:
+    assert DriftDetectorSettings(home=Path("/tmp")).idle_checks is True
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE: Linux")
+async def test_the_idle_worker_runs_calls_at_sched_idle_and_leaves_the_caller_alone() -> None:
+    caller = os.sched_getscheduler(0)
+    assert await in_worker(os.sched_getscheduler, 0) == caller  # not started: asyncio's threads
+    start_idle_worker()
+    try:
+        start_idle_worker()  # a second start keeps the one thread
+        seen = {await in_worker(lambda: (os.sched_getscheduler(0), threading.get_ident()))
+                for _ in range(3)}  # fmt: skip
+        assert {policy for policy, _ in seen} == {os.SCHED_IDLE}
+        assert len({thread for _, thread in seen}) == 1
+        assert os.sched_getscheduler(0) == caller
+    finally:
+        stop_idle_worker()
+    assert await in_worker(os.sched_getscheduler, 0) == caller
+
+
+async def test_a_monitor_checking_in_the_idle_worker_decides_as_before(tmp_path: Path) -> None:
+    spec = credit_spec()
+    rows = feature_rows(spec, 2000, drift_at=800)
+
+    async def alerts() -> list[tuple[str, dict[str, tuple[float, bool]]]]:
+        monitor = UseCaseMonitor(spec)
+        for row in rows:
+            await monitor.offer_features(row, tmp_path)
+        return [
+            (alert.kind, {n: (f.score, f.drifted) for n, f in alert.features.items()})
+            for alert in monitor.alerts
+        ]
+
+    before = await alerts()
+    start_idle_worker()
+    try:
+        after = await alerts()
+    finally:
+        stop_idle_worker()
+    assert before and after == before
