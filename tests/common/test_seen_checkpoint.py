@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from services.common.seen import CHECKPOINT_PAGES, SeenIds
+from services.common.seen import SeenIds
+from services.common.seen_marks import CHECKPOINT_PAGES
 
 
 def test_the_log_is_checkpointed_less_often_and_a_second_reader_sees_every_mark(

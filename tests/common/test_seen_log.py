@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import services.common.seen as seen_module
+import services.common.seen_marks as seen_marks
 from services.common.seen import SeenIds
+from services.common.seen_marks import SqliteMarks
 
 
 def test_replicas_on_one_file_see_the_marks_each_appends_after_the_other_opened(
@@ -78,7 +79,7 @@ def test_ids_whose_hashes_collide_are_told_apart_by_their_text(
 ) -> None:
     # Every id hashes to its first letter: "a1" and "a2" collide, as 64-bit hashes may.
     monkeypatch.setattr(
-        seen_module, "hash_ids", lambda ids: np.array([ord(i[0]) for i in ids], "<u8")
+        seen_marks, "hash_ids", lambda ids: np.array([ord(i[0]) for i in ids], "<u8")
     )
     path = tmp_path / "seen.db"
     a, b = SeenIds(path), SeenIds(path)
@@ -93,35 +94,22 @@ def test_ids_whose_hashes_collide_are_told_apart_by_their_text(
     assert again.count("uc", "raw") == 4
 
 
-def test_memory_holds_16_bytes_a_mark_and_a_log_from_before_the_hashes_is_given_them(
-    tmp_path: Path,
-) -> None:
+def test_memory_holds_16_bytes_a_mark(tmp_path: Path) -> None:
     path = tmp_path / "seen.db"
-    old = sqlite3.connect(path)
-    with old:
-        old.execute(
-            "CREATE TABLE mark_batches (usecase TEXT NOT NULL, kind TEXT NOT NULL,"
-            " event_ids TEXT NOT NULL)"
-        )
-        old.executemany(
-            "INSERT INTO mark_batches VALUES (?, ?, ?)",
-            [("uc", "raw", '["e1", "e2"]'), ("uc", "raw", '["e3"]'), ("uc", "features", '["e1"]')],
-        )
-        # more rows than the adoption reads at once
-        old.executemany(
-            "INSERT INTO mark_batches VALUES ('uc', 'labels', ?)",
-            [(f'["l{n}"]',) for n in range(250)],
-        )
-    old.close()
     seen = SeenIds(path)
-    assert seen.unseen("uc", "raw", ["e1", "e2", "e3", "e4"]) == {"e4"}
-    assert seen.unseen("uc", "features", ["e1", "e2"]) == {"e2"}
-    assert seen.unseen("uc", "labels", ["l0", "l249", "l250"]) == {"l250"}
-    assert seen.count("uc", "labels") == 250
-    unhashed = "SELECT count(*) FROM mark_batches WHERE hashes IS NULL"
-    assert seen.connection.execute(unhashed).fetchone() == (0,)
+    seen.add("uc", "raw", ["e1", "e2", "e3"])
+    seen.add("uc", "features", ["e1"])
     ids = [f"id-{n}" for n in range(50_000)]
     seen.add("uc", "raw", ids)
     assert SeenIds(path).unseen("uc", "raw", [*ids[::999], "e1", "new"]) == {"new"}
-    held = sum(h.nbytes + r.nbytes for h, r in seen.marks[("uc", "raw")].runs)
+    assert isinstance(seen.store, SqliteMarks)
+    held = sum(h.nbytes + r.nbytes for h, r in seen.store.marks[("uc", "raw")].runs)
     assert held == 16 * seen.count("uc", "raw") == 16 * 50_003
+
+
+def test_a_log_row_without_hashes_is_refused(tmp_path: Path) -> None:
+    seen = SeenIds(tmp_path / "seen.db")
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        seen.connection.execute(
+            "INSERT INTO mark_batches (usecase, kind, event_ids) VALUES ('uc', 'raw', '[\"e1\"]')"
+        )
