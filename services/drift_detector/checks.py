@@ -6,8 +6,9 @@ thread. Per-feature drift uses evidently's statistical tests (the spec's
 and number of distinct values), so a score here is the score evidently's
 report shows for the same column. What depends only on the reference (the
 non-missing reference values, the resolved test and threshold, the value
-ranges) is computed once, in :func:`profile_reference`, when the reference
-changes, not for every window.
+ranges, and for the K-S test the sorted values, :mod:`~services.drift_detector.ks`)
+is computed once, in :func:`profile_reference`, when the reference changes, not
+for every window.
 
 evidently is imported on first use (about 5 s), never at module import.
 
@@ -38,6 +39,7 @@ import pandas as pd
 from schemas.events import FeatureDrift
 from schemas.usecase import LOWER_IS_BETTER, DriftSpec, UseCase
 from services.common.metrics import classification_metrics, regression_metrics
+from services.drift_detector.ks import SortedReference, available, ks_pvalue, sorted_reference
 
 PREDICTION = "prediction"
 
@@ -54,6 +56,8 @@ class FeatureProfile:
     low: float
     high: float
     stattest: Any = field(repr=False)
+    # the reference sorted once, for evidently's K-S test without its per-call sort (ks.py)
+    ordered: SortedReference | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,9 @@ def profile_reference(
             low=float(values.min()),
             high=float(values.max()),
             stattest=test,
+            ordered=sorted_reference(values.to_numpy())
+            if test.name == "ks" and available()
+            else None,
         )
     return ReferenceProfile(features=profiles, rows=len(reference), missing=tuple(missing))
 
@@ -163,6 +170,16 @@ def _column_drift(profile: FeatureProfile, current: pd.Series) -> FeatureDrift |
     """The verdict for one column, or why it could not be checked."""
     from evidently.legacy.core import ColumnType
 
+    if profile.ordered is not None:  # evidently's K-S test: its p-value, without its sorts
+        p_value = ks_pvalue(profile.ordered, current.to_numpy())
+        if not math.isfinite(p_value):
+            return f"{profile.method} score is not finite"
+        return FeatureDrift(
+            score=p_value,
+            method=profile.method,
+            threshold=profile.threshold,
+            drifted=p_value <= profile.threshold,
+        )
     kind = ColumnType.Numerical if profile.column_type == "num" else ColumnType.Categorical
     try:
         result = profile.stattest(profile.values, current, kind, profile.threshold)
