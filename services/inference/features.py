@@ -83,9 +83,14 @@ def missing_fields(spec: UseCase, fields: Mapping[str, Any]) -> list[str]:
 
 
 def lacks_any(required: Sequence[str], fields: Mapping[str, Any]) -> bool:
-    """Whether a field of ``required`` is absent (or null) in ``fields``."""
-    get = fields.get
-    return any(get(name) is None for name in required)
+    """Whether a field of ``required`` is absent (or null) in ``fields``.
+
+    ``None in`` compares by identity first, and no JSON value equals None.
+
+    >>> lacks_any(["a", "b"], {"a": 1.0, "b": 0}), lacks_any(["a", "b"], {"a": 1.0, "b": None})
+    (False, True)
+    """
+    return None in map(fields.get, required)
 
 
 def field_of(reason: str) -> str | None:
@@ -203,6 +208,11 @@ class FeatureResolver:
         """Whether ``item`` is scored on the online store's row (it lacks a required field)."""
         return lacks_any(self.required, item.fields)
 
+    def lookups(self, items: Sequence[Item]) -> list[int]:
+        """The indices of the items scored on the online store's row (:meth:`needs_store`)."""
+        required = self.required
+        return [i for i, item in enumerate(items) if lacks_any(required, item.fields)]
+
     def use_statistics(self, state: dict[str, Any]) -> None:
         """Impute from ingestion's statistics ``state`` (a ``Preparer.state()``) from now on.
 
@@ -241,16 +251,19 @@ class FeatureResolver:
             compiled = self._compiled = CompiledPreparer(preparer)
         return compiled
 
-    def resolve(self, items: Sequence[Item]) -> list[Resolved]:
-        """Features for every item; raises :class:`InvalidFeatures` for the first bad one."""
+    def resolve(self, items: Sequence[Item], lookups: list[int] | None = None) -> list[Resolved]:
+        """Features for every item; raises :class:`InvalidFeatures` for the first bad one.
+
+        ``lookups``: the items' :meth:`lookups`, when the caller worked them out already.
+        """
         preparer = self.preparer  # one set of statistics for the whole request
         compiled = self._compiled_for(preparer)
+        if lookups is None:
+            lookups = self.lookups(items)
         resolved: list[Resolved | None] = [None] * len(items)
-        lookups: list[int] = []
+        stored = set(lookups)
         for index, item in enumerate(items):
-            if lacks_any(self.required, item.fields):
-                lookups.append(index)
-            else:
+            if index not in stored:
                 resolved[index] = self._from_request(compiled, index, item)
         if lookups:
             rows = self._online([items[i].entity_id for i in lookups])

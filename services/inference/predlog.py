@@ -139,8 +139,15 @@ class PredictionLog:
             topic_names.append(self._topic(prediction.get("usecase")))
         if not values:
             return
-        segment, end = self._append(b"\n".join(values) + b"\n", len(values))
         queue = self._queue
+        if len(values) == 1:  # a request's one answer: its line, its end
+            segment, end = self._append(values[0] + b"\n")
+            queue.append(Pending(topic_names[0], values[0], segment, end))
+            self._unacknowledged += 1
+            if not self._wakeup.is_set():
+                self._wakeup.set()
+            return
+        segment, end = self._append(b"\n".join(values) + b"\n", len(values))
         if segment is None:
             queue.extend(Pending(t, v, None, 0) for t, v in zip(topic_names, values, strict=True))
         else:  # each line's own end: an acknowledged prefix records a shipped offset

@@ -173,10 +173,11 @@ class InferenceService:
         serving = self.models.champion(usecase)  # one read: the whole request uses it
         spec = self.specs[usecase]
         resolver = self.resolvers[usecase]
-        if any(resolver_needs_store(resolver, item) for item in items):
-            resolved = await asyncio.to_thread(resolver.resolve, items)
+        lookups = resolver.lookups(items)  # items read from the store: a blocking read
+        if lookups:
+            resolved = await asyncio.to_thread(resolver.resolve, items, lookups)
         else:
-            resolved = resolver.resolve(items)
+            resolved = resolver.resolve(items, lookups)
         answers: list[dict[str, Any]] = [{} for _ in resolved]
         groups: dict[str, list[int]] = {"champion": [], "challenger": [], "shadow": []}
         if serving.challenger is None:  # the champion answers all; no shadow to score
@@ -389,8 +390,3 @@ def explains_inline(flavor: str, items: int) -> bool:
     (True, False, False)
     """
     return flavor in INLINE_FLAVORS and items <= INLINE_ITEMS
-
-
-def resolver_needs_store(resolver: FeatureResolver, item: Item) -> bool:
-    """Whether an item falls back to the online store (a blocking read, run off the loop)."""
-    return resolver.needs_store(item)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -50,9 +51,17 @@ def tree_probas(tree: Any, rows: Sequence[FeatureDict]) -> list[dict[Any, float]
     True
     """
     DTBranch, _, _, _, _ = _river()
+    root = tree._root
+    if len(rows) == 1 and root is not None:  # a request's one item: no grouping by table
+        x = rows[0]
+        leaf = root.traverse(x, until_leaf=True) if isinstance(root, DTBranch) else root
+        table = naive_bayes_table(leaf)
+        found = table.score(x) if table is not None else leaf.prediction(x, tree=tree)
+        answer = dict.fromkeys(sorted(tree.classes), 0.0)
+        answer.update(found)
+        return [answer]
     classes = sorted(tree.classes)
     answers: list[dict[Any, float]] = [{c: 0.0 for c in classes} for _ in rows]
-    root = tree._root
     if root is None:
         return answers
     shared: dict[int, tuple[Any, list[int]]] = {}  # a table's id -> the table, its rows
@@ -188,10 +197,11 @@ class LeafTable:
             # (NaN) made neutral: mu 0, -2 var -inf, log(var)/2 -log(tau)/2, which work out
             # to (-0.0 - log(tau)/2) + log(tau)/2, an exact 0.0, for any finite value.
             self._row: tuple[Any, Any, Any, Any, list[int]] | None = None
+            self._buffers = threading.local()  # _score_row's arrays, one pair a thread
             if len(table) > 1 and self._read is not None:
                 missing = np.isnan(self.mu.T)
                 self._row = (
-                    np.where(missing, 0.0, self.mu.T),
+                    np.ascontiguousarray(np.where(missing, 0.0, self.mu.T)),
                     np.where(missing, -math.inf, self.minus_two_variance.T),
                     np.where(missing, -_river()[4], self.half_log_variance.T),
                     np.where(self.skipped, 0.0, self.base[:, 0]),
@@ -265,18 +275,24 @@ class LeafTable:
         term was skipped: the general path's, to the bit; any other goes that way.
         """
         mu, minus_two_variance, half_log_variance, base, skipped = self._row  # type: ignore[misc]
-        terms = np.subtract(np.array(values, dtype=np.float64)[:, None], mu, order="C")
+        try:  # this thread's arrays, written over in place: no allocation a row
+            column, terms = self._buffers.arrays
+        except AttributeError:
+            column, terms = self._buffers.arrays = (np.empty((len(mu), 1)), np.empty(mu.shape))
+        column[:, 0] = values
+        np.subtract(column, mu, out=terms)
         squared(terms)
-        terms /= minus_two_variance
-        terms -= _river()[4]
-        terms -= half_log_variance
+        np.true_divide(terms, minus_two_variance, out=terms)
+        np.subtract(terms, _river()[4], out=terms)
+        np.subtract(terms, half_log_variance, out=terms)
         terms[0] += base
         votes = np.add.reduce(terms, axis=0).tolist()
-        if not all(map(math.isfinite, votes)):
+        # The sum is finite only if every vote is (one that overflows: the general path)
+        if not math.isfinite(sum(votes)):
             return None
         for index in skipped:  # a class without weight: vote 0.0
             votes[index] = 0.0
-        return _softmax(dict(zip(self.classes, votes, strict=True)))
+        return _softmax_of(self.classes, votes)
 
     def _score_many(self, rows: Sequence[FeatureDict]) -> list[dict[Any, float]]:
         """Each row's scores; the rows are stacked, element by element the same operations."""
@@ -305,6 +321,19 @@ def _softmax(votes: dict[Any, float]) -> dict[Any, float]:
     max_ll = max(votes.values())
     lse = max_ll + math.log(sum(math.exp(log_proba - max_ll) for log_proba in votes.values()))
     return {class_index: math.exp(vote - lse) for class_index, vote in votes.items()}
+
+
+def _softmax_of(classes: list[Any], votes: list[float]) -> dict[Any, float]:
+    """``_softmax(dict(zip(classes, votes)))`` for distinct classes: the same arithmetic
+    in the same order, without the dict of votes.
+
+    >>> _softmax_of([0, 1], [-3.0, -4.5]) == _softmax({0: -3.0, 1: -4.5})
+    True
+    """
+    exp = math.exp
+    max_ll = max(votes)
+    lse = max_ll + math.log(sum([exp(log_proba - max_ll) for log_proba in votes]))
+    return {class_index: exp(vote - lse) for class_index, vote in zip(classes, votes, strict=True)}
 
 
 def _naive_bayes(table: Any, x: FeatureDict) -> dict[Any, float]:
