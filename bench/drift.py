@@ -2,7 +2,8 @@
 
 The candidate is the detector's own per-window work, :func:`check_data`, on a
 reference profile built once (as the service builds it when its reference
-changes) with every feature of the use case; the baseline is scipy's
+changes) with every feature of the use case, its remembered exact p-values
+forgotten before each check (the same window is checked again and again); the baseline is scipy's
 ``ks_2samp`` plus a 10-bin PSI on the same columns.
 
 The serving half loads the B5 rig (:mod:`bench.serving`: the
@@ -91,7 +92,7 @@ def scipy_check(reference: pd.DataFrame, current: pd.DataFrame, columns: list[st
 )
 def drift_cost(context: BenchContext) -> Result:
     from services.cli.up import discover_services
-    from services.drift_detector import check_data, profile_reference
+    from services.drift_detector import check_data, forget_p_values, profile_reference
 
     rows = ROWS
     context.progress.start(4 * context.repetitions + 1)
@@ -108,6 +109,7 @@ def drift_cost(context: BenchContext) -> Result:
         if side == "baseline":
             verdicts["scipy"] = scipy_check(reference, current, columns)
         else:
+            forget_p_values()  # each check as the first of its window's sizes and statistics
             result = check_data(profile, current, drift_spec)
             verdicts["driftline"] = len(result.drifted_features)
         return time.perf_counter() - started
@@ -170,7 +172,7 @@ def drift_loop(workdir: Path) -> None:
     sets it at start, and ``SCHED_IDLE`` with ``DRIFTLINE_IDLE_CHECKS``, as its
     checking thread has it), so the serving half measures what the service costs.
     """
-    from services.drift_detector import check_data, profile_reference
+    from services.drift_detector import check_data, forget_p_values, profile_reference
     from services.drift_detector.priority import idle_thread, lower_priority
     from services.drift_detector.settings import DriftDetectorSettings
 
@@ -188,6 +190,7 @@ def drift_loop(workdir: Path) -> None:
     (workdir / READY_FILE).write_text(str(os.getpid()))
     count = 0
     while True:
+        forget_p_values()  # the same window again: its p-values computed, not remembered
         check_data(profile, current, drift_spec)
         count += 1
         (workdir / COUNT_FILE).write_text(str(count))

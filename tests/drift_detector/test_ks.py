@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from services.drift_detector.checks import ReferenceProfile, check_data, profile_reference
-from services.drift_detector.ks import ks_pvalue, sorted_reference
+from services.drift_detector.ks import _exact, forget_p_values, ks_pvalue, sorted_reference
 from tests.drift_detector.conftest import credit_spec, feature_rows
 
 SIZES = [(10_000, 10_000), (10_001, 10_001), (12_000, 500), (1000, 500), (1000, 1000), (400, 300)]
@@ -40,6 +40,7 @@ def test_p_values_are_scipys_bit_for_bit(n1: int, n2: int) -> None:
             warnings.simplefilter("always")
             expected = ks_2samp(reference, current).pvalue
         fell_back += any("Exact calculation unsuccessful" in str(w.message) for w in seen)
+        forget_p_values()
         assert ks_pvalue(sorted_reference(reference), current) == expected, (kind, shift)
     if (n1, n2) == (10_000, 10_000):  # the exact p-value's fall-back to the asymptotic one
         assert fell_back
@@ -63,3 +64,16 @@ def test_the_drift_check_decides_as_evidentlys_own_test() -> None:
             evidently, window, spec.drift
         )
     assert check_data(sorted_once, current, spec.drift).drifted_features
+
+
+def test_a_remembered_p_value_is_the_computed_one() -> None:
+    reference, current = samples("continuous", 1000, 500, 0.03, 7)
+    ordered = sorted_reference(reference)
+    forget_p_values()
+    first = ks_pvalue(ordered, current)
+    hits = _exact.cache_info().hits
+    again = ks_pvalue(ordered, current[::-1].copy())  # the same statistic, from the memo
+    assert _exact.cache_info().hits == hits + 1
+    assert first == again == ks_2samp(reference, current).pvalue
+    forget_p_values()
+    assert _exact.cache_info().currsize == 0
