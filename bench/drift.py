@@ -178,8 +178,6 @@ def drift_loop(workdir: Path) -> None:
 
     settings = DriftDetectorSettings()
     lower_priority(settings.nice)
-    if settings.idle_checks:
-        idle_thread()  # the loop's one thread is the service's checking thread
 
     workdir.mkdir(parents=True, exist_ok=True)
     spec, reference, current = drift_frames(workdir)
@@ -187,6 +185,11 @@ def drift_loop(workdir: Path) -> None:
     columns = spec.feature_names()
     profile = profile_reference(reference, columns, drift_spec)
     check_data(profile, current, drift_spec)
+    # The loop's one thread is now the service's checking thread. Not before: the
+    # service imports evidently in its warm-up thread, at its start's priority, and at
+    # SCHED_IDLE on a loaded machine the setup did not end in B7's 180 s.
+    if settings.idle_checks:
+        idle_thread()
     (workdir / READY_FILE).write_text(str(os.getpid()))
     count = 0
     while True:
