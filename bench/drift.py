@@ -11,8 +11,9 @@ inference service with a champion, the same load generator) while
 :func:`drift_loop` runs the same check back to back in another process, and
 without it: that process is paused (``SIGSTOP``) for the baseline and
 resumed (``SIGCONT``) for the candidate, interleaved. ``serving_rps_kept``
-is the candidate's requests/s over the baseline's. The loop runs at the
-priority the drift detector service gives its checks
+is the candidate's requests/s over the baseline's. The loop runs in a
+session of its own, as ``driftline up`` starts the detector, at the priority the
+service gives its checks there
 (:func:`~services.drift_detector.priority.lower_priority` and the idle worker's
 ``SCHED_IDLE``), and back to back: harder on serving than the service, which
 checks every ``step_rows``.
@@ -168,12 +169,14 @@ def drift_loop(workdir: Path) -> None:
     """Run the B7 data check back to back until killed; count checks in ``workdir/checks``.
 
     Writes ``workdir/ready`` once the reference is profiled (evidently imported).
-    Runs at the drift detector's own priority (``DRIFTLINE_NICE``, as the service
-    sets it at start, and ``SCHED_IDLE`` with ``DRIFTLINE_IDLE_CHECKS``, as its
-    checking thread has it), so the serving half measures what the service costs.
+    Started in a session of its own, as ``driftline up`` starts the detector, it runs
+    at the detector's own priority (``DRIFTLINE_NICE`` on the process and its
+    session's autogroup, as the service sets them at start, and ``SCHED_IDLE`` with
+    ``DRIFTLINE_IDLE_CHECKS``, as its checking thread has it), so the serving half
+    measures what the service costs.
     """
     from services.drift_detector import check_data, forget_p_values, profile_reference
-    from services.drift_detector.priority import idle_thread, lower_priority
+    from services.drift_detector.priority import idle_checks_apply, idle_thread, lower_priority
     from services.drift_detector.settings import DriftDetectorSettings
 
     settings = DriftDetectorSettings()
@@ -188,7 +191,7 @@ def drift_loop(workdir: Path) -> None:
     # The loop's one thread is now the service's checking thread. Not before: the
     # service imports evidently in its warm-up thread, at its start's priority, and at
     # SCHED_IDLE on a loaded machine the setup did not end in B7's 180 s.
-    if settings.idle_checks:
+    if idle_checks_apply(settings.idle_checks):
         idle_thread()
     (workdir / READY_FILE).write_text(str(os.getpid()))
     count = 0
@@ -219,6 +222,7 @@ def serving_kept(context: BenchContext) -> tuple[float, dict[str, object]]:
         env=rig.stack.env(),
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # as driftline up starts the drift detector
     )
     log.close()
     try:

@@ -15,12 +15,18 @@ one that shares a session (a test, a bench) leaves the others' alone.
 A nice value alone still let a looping check cost serving a tenth of its
 requests (B7: kept 0.84 to 1.01): the scheduler protects the slice of the
 thread that runs, so a request thread that wakes on a core where a check runs
-waits for that slice. The checks and reports therefore run in one worker thread
-of Linux's ``SCHED_IDLE`` class (``DRIFTLINE_IDLE_CHECKS``, on by default,
-:func:`start_idle_worker`): a normal thread that wakes takes the core from it
-at once, and a core that runs only it counts as idle where a waking thread is
-placed. Inside its own session the worker still gets the session's share when
-the detector's other threads wait for it, which they do during a check.
+waits for that slice. So where the detector leads its own session, its checks
+and reports run in one worker thread of Linux's ``SCHED_IDLE`` class
+(``DRIFTLINE_IDLE_CHECKS``, on by default, :func:`start_idle_worker`): a normal
+thread that wakes takes the core from it at once, and a core that runs only it
+counts as idle where a waking thread is placed. The session's autogroup still
+gets its share, and the worker has it while the detector's other threads wait
+for it, which they do during a check.
+
+Not in a shared session (a bench's, a shell's): there the worker ranks below every
+busy thread of the session's other processes. With two busy processes beside it a
+1,000-by-500-row check took 375 ms of wall time instead of 36 (p99 3.1 s instead of
+0.4), and the event loop waited up to 1.4 s for the GIL the starved worker held.
 """
 
 from __future__ import annotations
@@ -53,13 +59,23 @@ def lower_priority(increment: int, autogroup: Path = AUTOGROUP) -> int:
     if increment <= 0:
         return os.nice(0)
     value = os.nice(increment)
-    if os.getsid(0) == os.getpid() and autogroup.exists():
+    if leads_session() and autogroup.exists():
         try:
             autogroup.write_text(f"{value}\n")
         except OSError as exc:  # a kernel without autogroup, or a read-only /proc
             logger.info("autogroup nice not set (%s): nice %d applies in the session", exc, value)
     logger.info("drift detector priority lowered: nice %d", value)
     return value
+
+
+def leads_session() -> bool:
+    """Whether this process leads its own session (``driftline up`` starts each service so)."""
+    return hasattr(os, "getsid") and os.getsid(0) == os.getpid()
+
+
+def idle_checks_apply(enabled: bool) -> bool:
+    """Whether the checks go to the idle worker: enabled, and the detector leads its session."""
+    return enabled and leads_session()
 
 
 def idle_thread() -> bool:

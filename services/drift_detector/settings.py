@@ -39,8 +39,9 @@ class DriftDetectorSettings(FeatureStoreSettings):
     )
     idle_checks: bool = Field(
         default=True,
-        description="run the checks and reports in one SCHED_IDLE thread (Linux), which a "
-        "waking request thread preempts at once (false: at the nice value)",
+        description="where the detector leads its own session, run the checks and reports in "
+        "one SCHED_IDLE thread (Linux), which a waking request thread preempts at once "
+        "(false: at the nice value)",
     )
     max_pending: int = Field(
         default=100_000, gt=0, description="predictions or labels waiting for their partner"

@@ -111,3 +111,16 @@ async def test_a_monitor_checking_in_the_idle_worker_decides_as_before(tmp_path:
     finally:
         stop_idle_worker()
     assert before and after == before
+
+
+@pytest.mark.parametrize("own_session", [True, False])
+def test_the_idle_worker_is_for_a_detector_in_its_own_session(own_session: bool) -> None:
+    code = (
+        "from services.drift_detector.priority import idle_checks_apply as a; "
+        "print(a(True), a(False))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        start_new_session=own_session,
+    )  # fmt: skip
+    assert done.stdout.split() == [str(own_session), "False"]
