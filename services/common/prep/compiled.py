@@ -73,6 +73,7 @@ _SIZE_BOUND = 6  # the preparer's: json.dumps writes at most 6 bytes for each of
 _STAMP_BYTES = 64  # more than ',"<key>":"<isoformat with microseconds and offset>"' adds
 _REFER = object()  # this value is not the common case: the preparer decides
 Reader = Callable[[Any], Any]
+ValuesOf = Callable[[Callable[[str], Any], datetime], tuple[dict[str, Any], list[float]] | None]
 
 
 @dataclass(slots=True)
@@ -219,7 +220,7 @@ def _reader(name: str, field: FieldSpec, validator: Any) -> Reader:
 
 def _straight_reader(
     spec: Any, validator: Any, readers: list[tuple[str, Reader]], transforms: list[Any]
-) -> Callable[[Callable[[str], Any], datetime], tuple[dict[str, Any], list[float]] | None]:
+) -> ValuesOf:
     """The field loop of :meth:`CompiledPreparer._read` as one function written for the spec:
     ``(payload.get, timestamp)`` to the cleaned values (the time last, under the timestamp
     field) and the features' outputs, or None where a field is the preparer's.
@@ -272,7 +273,7 @@ def _straight_reader(
     outputs = ", ".join(f"*t{index}(values)" for index in range(len(transforms)))
     lines.append(f"    return values, [{outputs}]")
     exec("\n".join(lines), namespace)  # the source holds no value of the spec, only names
-    values_of: Any = namespace["values_of"]
+    values_of: ValuesOf = namespace["values_of"]
     return values_of
 
 
