@@ -65,11 +65,28 @@ def test_the_one_row_path_is_the_general_paths_floats() -> None:
     far = [{**x, "f2": generator.choice([math.nan, 1e150, -1e150])} for x in seen[:50]]
     for x in [*seen, *far]:
         fast = table.score(x)
-        row, table._row = table._row, None
+        assert table._straight  # the row was scored by the table's straight-line source
+        row, table._row, table._straight = table._row, None, False
         try:
             assert fast == table.score(x) == _naive_bayes(table.table, x)
         finally:
-            table._row = row
+            table._row, table._straight = row, None
+
+
+def test_rows_scored_one_at_a_time_are_rivers() -> None:
+    model, seen = trained_tree()
+    generator = random.Random(13)
+    rows = [*seen[:300]]
+    for x in seen[300:420]:  # a feature absent, NaN, infinite, far out, an integer
+        row = dict(x)
+        if generator.random() < 0.2:
+            del row[generator.choice(sorted(row))]
+        else:
+            row["f4"] = generator.choice([math.nan, math.inf, -math.inf, 1e150, -1e150, 7])
+        rows.append(row)
+    for x in rows:
+        expected = model.decode_proba(model.estimator.predict_proba_one(x))
+        assert model.predict_with_proba([x])[1][0] == expected, x
 
 
 def test_the_arrays_and_the_loop_agree() -> None:

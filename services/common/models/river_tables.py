@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import math
 import operator
-import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from services.common.models.protocol import FeatureDict
+from services.common.models.river_straight import straight_votes
 
 # River's do_naive_bayes_prediction works out each Gaussian's variance and its log on
 # every call. A served model does not learn, so per leaf those are worked out once (and
@@ -197,11 +197,11 @@ class LeafTable:
             # (NaN) made neutral: mu 0, -2 var -inf, log(var)/2 -log(tau)/2, which work out
             # to (-0.0 - log(tau)/2) + log(tau)/2, an exact 0.0, for any finite value.
             self._row: tuple[Any, Any, Any, Any, list[int]] | None = None
-            self._buffers = threading.local()  # _score_row's arrays, one pair a thread
+            self._straight: Any = None  # straight_votes of the table, made at its first row
             if len(table) > 1 and self._read is not None:
                 missing = np.isnan(self.mu.T)
                 self._row = (
-                    np.ascontiguousarray(np.where(missing, 0.0, self.mu.T)),
+                    np.where(missing, 0.0, self.mu.T),
                     np.where(missing, -math.inf, self.minus_two_variance.T),
                     np.where(missing, -_river()[4], self.half_log_variance.T),
                     np.where(self.skipped, 0.0, self.base[:, 0]),
@@ -249,6 +249,17 @@ class LeafTable:
         return [get(att, math.nan) for att in self.attributes]
 
     def _score(self, x: FeatureDict) -> dict[Any, float]:
+        straight = self._straight
+        if straight is None and self._read is not None:
+            straight = self._straight = straight_votes(self.table, self.attributes, _river()[4])
+        if straight:
+            try:
+                votes = straight(*self._read(x))
+            except (KeyError, TypeError, OverflowError):  # absent, not a number, too far out
+                votes = None
+            # Finite only if every term was (a term river skips is -inf or NaN)
+            if votes is not None and math.isfinite(sum(votes)):
+                return _softmax_of(self.classes, votes)
         if self._row is not None:
             try:
                 found = self._score_row(self._read(x))
@@ -275,16 +286,11 @@ class LeafTable:
         term was skipped: the general path's, to the bit; any other goes that way.
         """
         mu, minus_two_variance, half_log_variance, base, skipped = self._row  # type: ignore[misc]
-        try:  # this thread's arrays, written over in place: no allocation a row
-            column, terms = self._buffers.arrays
-        except AttributeError:
-            column, terms = self._buffers.arrays = (np.empty((len(mu), 1)), np.empty(mu.shape))
-        column[:, 0] = values
-        np.subtract(column, mu, out=terms)
+        terms = np.subtract(np.array(values, dtype=np.float64)[:, None], mu, order="C")
         squared(terms)
-        np.true_divide(terms, minus_two_variance, out=terms)
-        np.subtract(terms, _river()[4], out=terms)
-        np.subtract(terms, half_log_variance, out=terms)
+        terms /= minus_two_variance
+        terms -= _river()[4]
+        terms -= half_log_variance
         terms[0] += base
         votes = np.add.reduce(terms, axis=0).tolist()
         # The sum is finite only if every vote is (one that overflows: the general path)
