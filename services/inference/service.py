@@ -178,24 +178,26 @@ class InferenceService:
             resolved = await asyncio.to_thread(resolver.resolve, items, lookups)
         else:
             resolved = resolver.resolve(items, lookups)
-        answers: list[dict[str, Any]] = [{} for _ in resolved]
         groups: dict[str, list[int]] = {"champion": [], "challenger": [], "shadow": []}
+        scored: dict[str, list[dict[str, Any]]] = {}
         if serving.challenger is None:  # the champion answers all; no shadow to score
+            assert serving.champion is not None
             groups["champion"] = list(range(len(resolved)))
+            scored["champion"] = self._score(spec, serving.champion, "champion", resolved)
         else:
             for index, row in enumerate(resolved):
                 answering, extra = route(serving.lineup.mode, serving.lineup.share, row.entity_id)
                 groups[answering].append(index)
                 if extra == "shadow":
                     groups["shadow"].append(index)
-        scored: dict[str, list[dict[str, Any]]] = {}
-        for variant, indices in groups.items():
-            if indices:
-                loaded = serving.champion if variant == "champion" else serving.challenger
-                assert loaded is not None
-                rows = [resolved[i] for i in indices]
-                scored[variant] = self._score(spec, loaded, variant, rows)
+            for variant, indices in groups.items():
+                if indices:
+                    loaded = serving.champion if variant == "champion" else serving.challenger
+                    assert loaded is not None
+                    rows = [resolved[i] for i in indices]
+                    scored[variant] = self._score(spec, loaded, variant, rows)
         latency_ms = (time.perf_counter() - started) * 1000
+        answers: list[dict[str, Any]] = [{} for _ in resolved]
         versions: set[str] = set()
         logged: list[dict[str, Any]] = []
         for variant, indices in groups.items():
