@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.common.checkpoint import offset_key, resume, save_text
 from services.common.deadletter import DeadLetterPolicy, ErrorPolicy
