@@ -153,7 +153,7 @@ class ConsumeLoop:
         if self.before_commit is not None:
             await self.before_commit(self.processed)
         try:
-            await self.consumer.commit(ends)
+            await (self.consumer.commit() if ends is None else self.consumer.commit(ends))
         except (CommitFailedError, IllegalStateError) as exc:
             logger.warning("offsets not committed, the group's partitions moved: %s", exc)
 
