@@ -5,6 +5,16 @@ side effects durable (``flush``), and only then commit the offsets. A crash
 anywhere before the commit redelivers the batch; processors are idempotent
 by ``event_id``, so the redelivery changes nothing.
 
+A processor that can hand a batch off (:class:`HandingProcessor`: ingestion,
+the features service) is pipelined: while batch N's side effects are made
+durable (rows acknowledged, stores written), the loop reads and processes
+batch N+1; N's offsets, exactly those of its records, are committed once N is
+durable, and N+1's side effects are started only after that. So at most one
+batch is in flight, batches become durable in their order, and a crash still
+leaves every record either durable or uncommitted. What is in flight is one
+batch's wait (acknowledgements, a store write in a worker thread) that the
+next batch's reading no longer waits behind.
+
 A commit names offsets of one log. :func:`resume_committed` uses the group's
 commits only when the service last ran on the broker's current log, so a
 commit that reached a new broker from an old log's batch (the broker died
@@ -25,7 +35,8 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.common.checkpoint import offset_key, resume, save_text
 from services.common.deadletter import DeadLetterPolicy, ErrorPolicy
@@ -58,6 +69,15 @@ class BatchProcessor(Processor, Protocol):
         for one message (``process`` raises for it)."""
 
 
+class HandingProcessor(Processor, Protocol):
+    """A processor whose batch can be made durable while it processes the next one."""
+
+    async def hand_off(self) -> Awaitable[None]:
+        """Take every processed message's side effects out of the processor and return
+        what makes them durable; the processor takes the next batch's messages before
+        that is awaited, and sees them as it would after it (``flush`` is both at once)."""
+
+
 @dataclass(eq=False)
 class ConsumeLoop:
     """Consume ``consumer`` into ``processor`` until ``stop`` is set."""
@@ -72,8 +92,12 @@ class ConsumeLoop:
     checkpointed: CheckpointedOffsets | None = None
     processed: int = field(default=0, init=False)  # messages handed over, all batches
 
+    _in_flight: asyncio.Task[None] | None = field(default=None, init=False)
+
     async def run_once(self) -> int:
-        """Process and commit one batch; return how many messages it held."""
+        """Process one batch and return how many messages it held; its offsets are
+        committed once it is durable (here, or for a handing processor, at the latest
+        in the next call, while that one reads)."""
         batches = await self.consumer.getmany(
             timeout_ms=self.poll_timeout_ms, max_records=self.max_records
         )
@@ -92,17 +116,56 @@ class ConsumeLoop:
                 except Exception as exc:
                     await self.policy.on_error(exc, record)
                 count += 1
-        if count:
-            await self.processor.flush()
+        hand_off = getattr(self.processor, "hand_off", None)
+        if hand_off is None:
+            if count:
+                await self.processor.flush()
+                self.processed += count
+                await self._commit(None)
+            return count
+        durable = await hand_off() if count else None
+        try:
+            await self.settle()  # the previous batch: durable and committed before this starts
+        except BaseException:
+            if asyncio.iscoroutine(durable):
+                durable.close()  # never started: this batch stays uncommitted
+            raise
+        if durable is not None:
             self.processed += count
-            if self.before_commit is not None:
-                await self.before_commit(self.processed)
-            await self.consumer.commit()
+            ends = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+            self._in_flight = asyncio.create_task(self._finish(durable, ends))
         return count
 
+    async def settle(self) -> None:
+        """Wait until the batch in flight is durable and committed (raises what it raised)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def _finish(self, durable: Awaitable[None], ends: dict[TopicPartition, int]) -> None:
+        await durable
+        await self._commit(ends)
+
+    async def _commit(self, ends: dict[TopicPartition, int] | None) -> None:
+        """Commit ``ends`` (None: everything consumed). In a group whose partitions moved
+        meanwhile the commit is refused: the batch's records go to their new holder from
+        the last commit, which skips what the processor recorded (idempotent by id)."""
+        if self.before_commit is not None:
+            await self.before_commit(self.processed)
+        try:
+            await (self.consumer.commit() if ends is None else self.consumer.commit(ends))
+        except (CommitFailedError, IllegalStateError) as exc:
+            logger.warning("offsets not committed, the group's partitions moved: %s", exc)
+
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.run_once()
+        try:
+            while not stop.is_set():
+                await self.run_once()
+            await self.settle()
+        finally:
+            if self._in_flight is not None:  # cancelled, or a batch failed: left uncommitted
+                self._in_flight.cancel()
+                await asyncio.wait({self._in_flight})
 
 
 class BatchSettings(Protocol):

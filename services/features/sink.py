@@ -1,4 +1,10 @@
-"""The processor: buffer rows and labels per use case, write them on flush."""
+"""The processor: buffer rows and labels per use case, write them a batch at a time.
+
+``hand_off`` takes the batch's buffers and returns their write, which runs in a
+worker thread while the consume loop reads and checks the next batch (see
+:mod:`services.common.consume`); batches are written one after the other, so
+each write's de-duplication sees every earlier batch's ids.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 from feast import FeatureStore
@@ -31,6 +39,17 @@ DUPLICATES = Counter(
 FLUSH_SECONDS = Histogram("driftline_features_flush_seconds", "time to write one micro-batch")
 
 
+@dataclass
+class Batch:
+    """One micro-batch's buffers: rows and labels by use case, and the part names."""
+
+    rows: dict[str, list[FeatureRow | FeatureRowFields]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    labels: dict[str, list[Label]] = field(default_factory=lambda: defaultdict(list))
+    part_names: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
 class FeatureSink:
     """Buffers feature rows and labels; ``flush`` writes them to Feast once each."""
 
@@ -51,9 +70,7 @@ class FeatureSink:
         self.online_last_write_wins = online_last_write_wins
         self.names = {name: spec.feature_names() for name, spec in specs.items()}
         self.name_sets = {name: set(names) for name, names in self.names.items()}
-        self.rows: dict[str, list[FeatureRow | FeatureRowFields]] = defaultdict(list)
-        self.labels: dict[str, list[Label]] = defaultdict(list)
-        self.part_names: dict[tuple[str, str], str] = {}
+        self.batch = Batch()  # what ``process`` has buffered since the last hand-off
         # Each topic's use case and declared topic, looked up once a topic name.
         self._topics: dict[str, tuple[UseCase | None, Topic[Any] | None]] = {}
 
@@ -76,11 +93,11 @@ class FeatureSink:
         if isinstance(event, (FeatureRowFields, FeatureRow)):
             kind = "features"
             self._check_row(spec, event)
-            self.rows[spec.name].append(event)
+            self.batch.rows[spec.name].append(event)
         elif isinstance(event, Label):
             kind = "labels"
             self._check_label(spec, event)
-            self.labels[spec.name].append(event)
+            self.batch.labels[spec.name].append(event)
         else:
             raise InvalidInput(f"topic {record.topic!r} is neither feature rows nor labels")
         self._note_part(spec.name, kind, record)
@@ -90,10 +107,9 @@ class FeatureSink:
         # what it holds: a redelivered batch with the same fresh rows replaces its
         # own part instead of adding a copy, and one with other rows never
         # overwrites a part whose rows are already recorded as written.
-        if (usecase, kind) not in self.part_names:  # (the name made once a batch)
-            self.part_names[(usecase, kind)] = (
-                f"{record.topic}-{record.partition}-{record.offset:012d}"
-            )
+        part_names = self.batch.part_names
+        if (usecase, kind) not in part_names:  # (the name made once a batch)
+            part_names[(usecase, kind)] = f"{record.topic}-{record.partition}-{record.offset:012d}"
 
     def _check_row(self, spec: UseCase, row: FeatureRow | FeatureRowFields) -> None:
         names = self.names[spec.name]
@@ -128,35 +144,36 @@ class FeatureSink:
 
     async def flush(self) -> None:
         """Write the buffered batch (in a worker thread, so the consumer keeps fetching)."""
-        await asyncio.to_thread(self.write)
+        await (await self.hand_off())
 
-    def write(self) -> None:
+    async def hand_off(self) -> Awaitable[None]:
+        """Take the buffered batch; return its write, in a worker thread."""
+        batch, self.batch = self.batch, Batch()
+        return asyncio.to_thread(self.write, batch)
+
+    def write(self, batch: Batch) -> None:
         started = time.perf_counter()
-        for usecase, rows in self.rows.items():
+        for usecase, rows in batch.rows.items():
             fresh = self._fresh(usecase, "features", [r.source_event_id for r in rows])
             unique = {r.source_event_id: r for r in rows if r.source_event_id in fresh}
-            batch = list(unique.values())
-            part = content_name(self.part_names[(usecase, "features")], unique)
+            part = content_name(batch.part_names[(usecase, "features")], unique)
             featurestore.write_features(
                 self.store,
                 self.home,
                 self.specs[usecase],
-                batch,
+                list(unique.values()),
                 part,
                 online_last_write_wins=self.online_last_write_wins,
             )
             self.seen.add(usecase, "features", unique)
-            WRITTEN.labels(usecase, "features").inc(len(batch))
-        for usecase, labels in self.labels.items():
+            WRITTEN.labels(usecase, "features").inc(len(unique))
+        for usecase, labels in batch.labels.items():
             fresh = self._fresh(usecase, "labels", [label.event_id for label in labels])
             by_id = {label.event_id: label for label in labels if label.event_id in fresh}
-            part = content_name(self.part_names[(usecase, "labels")], by_id)
+            part = content_name(batch.part_names[(usecase, "labels")], by_id)
             featurestore.write_labels(self.home, self.specs[usecase], list(by_id.values()), part)
             self.seen.add(usecase, "labels", by_id)
             WRITTEN.labels(usecase, "labels").inc(len(by_id))
-        self.rows.clear()
-        self.labels.clear()
-        self.part_names.clear()
         FLUSH_SECONDS.observe(time.perf_counter() - started)
 
     def _fresh(self, usecase: str, kind: str, event_ids: list[str]) -> set[str]:

@@ -3,16 +3,18 @@
 ``process`` validates, de-duplicates, cleans and featurizes one raw event
 and sends its row (the common event read, cleaned and featurized by the compiled
 path, :mod:`services.common.prep.compiled`, and learned from afterwards; any other
-by the preparer itself, with the same rows, reasons and statistics); ``flush``
-waits for the broker to acknowledge every row of the batch and only then records
-the events as seen, together with the imputation statistics of each raw
-partition, in one transaction of the seen record; those recorded statistics are
+by the preparer itself, with the same rows, reasons and statistics). ``hand_off``
+sends the batch's rows and takes the imputation statistics of each raw partition
+as they are after the batch; what it returns waits for the broker to acknowledge
+every row and only then records the events as seen, together with those
+statistics, in one transaction of the seen record; those recorded statistics are
 what :mod:`services.ingestion.statistics` publishes for serving and for a replica
 that takes the partition over. The consume loop commits the batch's offsets
-after that. So a crash anywhere leaves every event either recorded (its row is
-on ``<uc>.features``) or uncommitted (it is read again): none is lost, and a
-redelivered one adds at worst a second copy of its row, which the features
-service writes once.
+after that, while it processes the next batch, whose events are checked
+against the ids in flight as well as the record. So a crash anywhere leaves
+every event either recorded (its row is on ``<uc>.features``) or uncommitted
+(it is read again): none is lost, and a redelivered one adds at worst a second
+copy of its row, which the features service writes once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +139,7 @@ class Ingestion:
         self.policy = DeadLetterPolicy(SERVICE, self.producer)
         self.output = {name: topics.features(name) for name in self.specs}
         self.pending: dict[tuple[str, str], Sent] = {}
+        self.in_flight: set[tuple[str, str]] = set()  # handed off, not yet recorded
         # The batch's rows not yet sent, by (topic, partition); a row's partition is the one
         # aiokafka's default partitioner gives its key (KeyPartitioner).
         self.batches: dict[tuple[str, int], RowBatch] = {}
@@ -210,7 +213,7 @@ class Ingestion:
                 if self.seen.unseen(usecase, KIND, [event.event_id]) == set():
                     self._seen_before.add((usecase, event.event_id))
             key = (usecase, event.event_id)
-            if key in self.pending or key in self._seen_before:
+            if key in self.pending or key in self.in_flight or key in self._seen_before:
                 self._count(usecase, "duplicate")
                 return
             learn = self.statistics.learns(usecase, record.partition, record.offset)
@@ -247,6 +250,10 @@ class Ingestion:
 
     async def flush(self) -> None:
         """Wait for every row of the batch; record the acknowledged ones as seen."""
+        await (await self.hand_off())
+
+    async def hand_off(self) -> Awaitable[None]:
+        """Send the batch's rows and take its statistics; return what records them."""
         self._validated.clear()
         self._seen_before.clear()
         if self._busy_events:
@@ -255,24 +262,35 @@ class Ingestion:
         for batch in list(self.batches.values()):
             await self._ship(batch)
         self._partitions.clear()
-        if not self.pending:
-            return
         sent = list(self.pending.values())
         self.pending.clear()
-        answers = [await settled(item.ack) for item in sent]
-        done: dict[str, list[str]] = defaultdict(list)
         partitions: dict[str, set[int]] = defaultdict(set)
-        for item, answer in zip(sent, answers, strict=True):
-            if isinstance(answer, Exception):
-                await self.policy.on_error(answer, item.record)
-                self._count(item.usecase, "dead_letter")
-                continue
-            done[item.usecase].append(item.event_id)
+        for item in sent:
             partitions[item.usecase].add(item.record.partition)
-        for usecase, event_ids in done.items():
-            states = self.statistics.recorded(usecase, partitions[usecase])
-            self.seen.add(usecase, KIND, event_ids, state=states)
-            self._count(usecase, "featurized", len(event_ids))
+        states = {uc: self.statistics.recorded(uc, held) for uc, held in partitions.items()}
+        keys = [(item.usecase, item.event_id) for item in sent]
+        self.in_flight.update(keys)
+        return self._record(sent, states, keys)
+
+    async def _record(
+        self, sent: list[Sent], states: dict[str, dict[str, Any]], keys: list[tuple[str, str]]
+    ) -> None:
+        """Wait for the rows' acknowledgements; record the acknowledged ones as seen, with
+        the statistics as they were after their batch."""
+        try:
+            answers = [await settled(item.ack) for item in sent]
+            done: dict[str, list[str]] = defaultdict(list)
+            for item, answer in zip(sent, answers, strict=True):
+                if isinstance(answer, Exception):
+                    await self.policy.on_error(answer, item.record)
+                    self._count(item.usecase, "dead_letter")
+                    continue
+                done[item.usecase].append(item.event_id)
+            for usecase, event_ids in done.items():
+                self.seen.add(usecase, KIND, event_ids, state=states[usecase])
+                self._count(usecase, "featurized", len(event_ids))
+        finally:
+            self.in_flight.difference_update(keys)
 
     async def _append(self, topic: str, key: bytes, value: bytes) -> RowBatch:
         """Add one row to its partition's batch, sending that first if it is full."""

@@ -2,7 +2,9 @@
 
 It appends each message's value to a file (its side effect), then commits.
 With ``--crash-before-commit`` it dies like SIGKILL after the side effects of
-its first batch are written but before the offsets are committed.
+its first batch are written but before the offsets are committed. With
+``--handing`` the processor hands each batch off, so the loop is pipelined (the
+next batch is read while one is written).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,19 @@ class AppendToFile:
         self.pending.clear()
 
 
+class HandToFile(AppendToFile):
+    async def hand_off(self) -> Awaitable[None]:
+        batch, self.pending = self.pending, []
+        return self._write(batch)
+
+    async def _write(self, batch: list[str]) -> None:
+        await asyncio.sleep(0.05)  # the write takes a while: the next batch is read meanwhile
+        with self.path.open("a") as out:
+            out.writelines(line + "\n" for line in batch)
+            out.flush()
+            os.fsync(out.fileno())
+
+
 async def main(args: argparse.Namespace) -> None:
     consumer = await start_consumer(args.bootstrap, [args.topic], args.group)
     producer = await start_producer(args.bootstrap)
@@ -44,13 +60,14 @@ async def main(args: argparse.Namespace) -> None:
 
     loop = ConsumeLoop(
         consumer,
-        AppendToFile(Path(args.out)),
+        (HandToFile if args.handing else AppendToFile)(Path(args.out)),
         DeadLetterPolicy("test-worker", producer),
         max_records=args.batch,
         before_commit=crash if args.crash_before_commit else None,
     )
     while loop.processed < args.expect:
         await loop.run_once()
+    await loop.settle()
     await consumer.stop()
     await producer.stop()
 
@@ -64,4 +81,5 @@ if __name__ == "__main__":
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--crash-before-commit", action="store_true")
+    parser.add_argument("--handing", action="store_true")
     asyncio.run(main(parser.parse_args()))

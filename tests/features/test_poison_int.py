@@ -38,7 +38,7 @@ class OneBatch:
     def assignment(self) -> set[Any]:
         return set()
 
-    async def commit(self) -> None:
+    async def commit(self, offsets: Any = None) -> None:
         self.commits += 1
 
 

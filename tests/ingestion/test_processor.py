@@ -18,7 +18,7 @@ from services.common.prep import Preparer
 from services.common.seen import SeenIds
 from services.common.serde import decode
 from services.ingestion.processor import KIND, Ingestion
-from services.ingestion.statistics import PartitionStatistics
+from services.ingestion.statistics import PartitionStatistics, state_name
 from tests.integration.test_ingest_path import valid_events
 from tests.records import consumer_record
 from tests.stack import ROOT, read_topic
@@ -141,3 +141,50 @@ def test_a_batch_asks_the_seen_record_once_and_skips_what_it_holds(
     assert sorted(r["source_event_id"] for r in rows) == sorted(
         json.loads(e)["event_id"] for e in events
     )
+
+
+def test_a_handed_off_batch_is_recorded_with_its_own_statistics_and_its_ids_stay_taken(
+    bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """While batch 1 is in flight (handed off, not yet recorded) batch 2 is processed:
+    ids of batch 1 that come again are duplicates, and batch 1 is recorded with the
+    statistics as they were after it, not after batch 2."""
+    spec = load_usecase(ROOT / "usecases" / "credit.yaml").model_copy(update={"name": unique})
+    events = [json.dumps(e).encode() for e in valid_events(spec, 30)]
+    raw = topics.raw(unique)
+    seen = SeenIds(tmp_path / "seen.db")
+    name = state_name(unique, 0)
+
+    async def run() -> tuple[dict[str, object], dict[str, object] | None, int]:
+        await ensure_topics(bootstrap, [topics.features(unique), topics.deadletter(unique)])
+        producer = await start_producer(bootstrap)
+        try:
+            ingestion = ingestion_of(spec, seen, producer, bootstrap)
+            first = [consumer_record(raw, o, v) for o, v in enumerate(events[:20])]
+            await ingestion.begin(first)
+            for record in first:
+                await ingestion.process(record)
+            after_first = copy.deepcopy(ingestion.statistics.preparers[(unique, 0)].state())
+            durable = await ingestion.hand_off()
+            again = [consumer_record(raw, 20 + o, v) for o, v in enumerate(events[15:])]
+            await ingestion.begin(again)  # 5 of batch 1's ids, then 10 new ones
+            for record in again:
+                await ingestion.process(record)
+            assert len(ingestion.pending) == 10 and seen.count(unique, KIND) == 0
+            await durable
+            recorded = seen.state(name)
+            counted = seen.count(unique, KIND)
+            await ingestion.flush()
+            return after_first, recorded, counted
+        finally:
+            await producer.stop()
+
+    after_first, recorded, counted = asyncio.run(run())
+    assert counted == 20
+    assert recorded is not None and recorded["offset"] == 20
+    assert {k: v for k, v in recorded.items() if k in after_first} == after_first
+    assert seen.count(unique, KIND) == 30
+    rows = read_topic(bootstrap, topics.features(unique))
+    assert sorted(r["source_event_id"] for r in rows) == sorted(
+        json.loads(e)["event_id"] for e in events
+    )  # each once: the 5 that came again while in flight were not sent twice
