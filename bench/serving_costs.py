@@ -59,7 +59,7 @@ def prediction_log_cost(
     import tempfile
     import time
 
-    from services.common.bus import ensure_topics, start_producer
+    from services.common.bus import FILLED_BATCH_BYTES, ensure_topics, start_producer
     from services.inference.predlog import PredictionLog
 
     record = {
@@ -70,7 +70,8 @@ def prediction_log_cost(
 
     async def measure(directory: Path) -> dict[str, float]:
         await ensure_topics(bootstrap, [topics.predictions(usecase)])
-        producer = await start_producer(bootstrap)
+        # the service's producer: record batches the log fills itself, up to this size
+        producer = await start_producer(bootstrap, max_batch_size=FILLED_BATCH_BYTES)
         try:
             log = PredictionLog(producer, directory, linger_seconds=0.0)
             started = time.process_time()
