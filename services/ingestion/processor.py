@@ -19,18 +19,14 @@ copy of its row, which the features service writes once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner, murmur2
-from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Histogram
 
@@ -43,6 +39,7 @@ from services.common.prep import Preparer, Record, feature_row_id
 from services.common.prep.compiled import CompiledPreparer, Prepared
 from services.common.seen import SeenIds
 from services.common.serde import encode_fields
+from services.ingestion.rows import RowSender, Sent, settled
 from services.ingestion.statistics import PartitionStatistics
 
 logger = logging.getLogger(__name__)
@@ -60,56 +57,6 @@ EVENT_SECONDS = Histogram(
     "time to process one raw event, a batch's mean",
     buckets=(1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1, 1.0),
 )
-
-
-class KeyPartitioner:
-    """aiokafka's default partitioner, each key's murmur2 hash remembered (entity ids
-    repeat; aiokafka's pure-Python hash was about 3% of ingestion's time, cProfile).
-
-    >>> partitioner, default = KeyPartitioner(), DefaultPartitioner()
-    >>> [partitioner(b"cust-1", [0, 1, 2], [0, 1, 2]) for _ in range(2)] == [
-    ...     default(b"cust-1", [0, 1, 2], [0, 1, 2])] * 2
-    True
-    """
-
-    def __init__(self, remembered: int = 100_000) -> None:
-        self.remembered = remembered
-        self.hashes: dict[bytes, int] = {}
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-        if key is None:  # a random partition, as aiokafka's
-            chosen: int = DefaultPartitioner()(key, all_partitions, available)
-            return chosen
-        index = self.hashes.get(key)
-        if index is None:
-            if len(self.hashes) >= self.remembered:
-                self.hashes.clear()
-            index = self.hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return all_partitions[index % len(all_partitions)]
-
-
-@dataclass(slots=True)
-class Sent:
-    """A row on its way: the raw record it came from and, once its batch is sent, the
-    broker's future answer to that batch."""
-
-    record: ConsumerRecord[Any, Any]
-    usecase: str
-    event_id: str
-    ack: asyncio.Future[Any] | None = None
-
-
-@dataclass(slots=True)
-class RowBatch:
-    """The feature rows of one partition, appended to a record batch of the rows'
-    producer (``create_batch``) and sent whole (``send_batch``): one future a batch,
-    not aiokafka's send, partitioner call and future a row (about 7 us of the 36 us
-    that ingestion's ``process`` took a credit event, in process)."""
-
-    topic: str
-    partition: int
-    builder: BatchBuilder
-    rows: list[Sent]
 
 
 # FeatureRow's constant defaults, read from the model once, so a new schema version or
@@ -140,11 +87,7 @@ class Ingestion:
         self.output = {name: topics.features(name) for name in self.specs}
         self.pending: dict[tuple[str, str], Sent] = {}
         self.in_flight: set[tuple[str, str]] = set()  # handed off, not yet recorded
-        # The batch's rows not yet sent, by (topic, partition); a row's partition is the one
-        # aiokafka's default partitioner gives its key (KeyPartitioner).
-        self.batches: dict[tuple[str, int], RowBatch] = {}
-        self.partitioner = KeyPartitioner()
-        self._partitions: dict[str, list[int]] = {}  # each topic's, asked once a batch
+        self.rows = RowSender(self.rows_producer)
         # Filled by ``begin`` for the batch: each record's event, read (by the record's
         # identity), and the event ids already recorded as seen.
         self._validated: dict[int, Prepared | Record] = {}
@@ -237,10 +180,10 @@ class Ingestion:
                 "event_timestamp": event.timestamp,
                 "features": features,
             }
-            value = encode_fields(row)
-            batch = await self._append(self.output[usecase], event.entity_id.encode(), value)
             sent = self.pending[key] = Sent(record, usecase, event.event_id)
-            batch.rows.append(sent)
+            await self.rows.append(
+                self.output[usecase], event.entity_id.encode(), encode_fields(row), sent
+            )
         except Exception:
             self._count(usecase, "dead_letter")  # the consume loop hands it to the policy
             raise
@@ -259,9 +202,7 @@ class Ingestion:
         if self._busy_events:
             EVENT_SECONDS.observe(self._busy_seconds / self._busy_events)
             self._busy_seconds, self._busy_events = 0.0, 0
-        for batch in list(self.batches.values()):
-            await self._ship(batch)
-        self._partitions.clear()
+        self.rows.ship_all()
         sent = list(self.pending.values())
         self.pending.clear()
         partitions: dict[str, set[int]] = defaultdict(set)
@@ -291,43 +232,6 @@ class Ingestion:
                 self._count(usecase, "featurized", len(event_ids))
         finally:
             self.in_flight.difference_update(keys)
-
-    async def _append(self, topic: str, key: bytes, value: bytes) -> RowBatch:
-        """Add one row to its partition's batch, sending that first if it is full."""
-        partitions = self._partitions.get(topic)
-        if partitions is None:  # as aiokafka's send: the partitions its metadata knows
-            known = await self.rows_producer.partitions_for(topic)
-            partitions = self._partitions[topic] = sorted(known)
-        partition = self.partitioner(key, partitions, partitions)
-        batch = self.batches.get((topic, partition))
-        if batch is None:
-            batch = self._open(topic, partition)
-        if batch.builder.append(timestamp=None, key=key, value=value) is None:  # full
-            await self._ship(batch)
-            batch = self._open(topic, partition)
-            batch.builder.append(timestamp=None, key=key, value=value)  # a first always fits
-        return batch
-
-    def _open(self, topic: str, partition: int) -> RowBatch:
-        batch = RowBatch(topic, partition, self.rows_producer.create_batch(), [])
-        self.batches[(topic, partition)] = batch
-        return batch
-
-    async def _ship(self, batch: RowBatch) -> None:
-        """Send one partition's batch; its rows share the broker's answer to it (a send
-        that fails is that answer: ``flush`` dead-letters the rows, as a failed ack)."""
-        del self.batches[(batch.topic, batch.partition)]
-        if not batch.rows:
-            return
-        try:
-            ack = await self.rows_producer.send_batch(
-                batch.builder, batch.topic, partition=batch.partition
-            )
-        except Exception as error:
-            ack = asyncio.get_running_loop().create_future()
-            ack.set_exception(error)
-        for sent in batch.rows:
-            sent.ack = ack
 
     def _count(self, usecase: str, outcome: str, amount: int = 1) -> None:
         counter = self._counters.get((usecase, outcome))
@@ -362,27 +266,3 @@ def features_of(names: list[str]) -> Features:
     except ValueError:
         return lambda outputs: dict(zip(names, outputs, strict=True))
     return lambda outputs: struct(*outputs)
-
-
-async def settled(ack: asyncio.Future[Any] | None) -> Exception | None:
-    """The broker's answer to one send: None, or the send's error. A future answered
-    already (most are: a batch's rows are answered together) is read without a callback
-    or a turn of the loop (asyncio.gather added both to each of a batch's 2,000 rows:
-    about 5% of ingestion's time); a cancellation propagates, recording nothing.
-
-    >>> import asyncio
-    >>> async def answers() -> list[Exception | None]:
-    ...     done, failed = asyncio.Future(), asyncio.Future()
-    ...     done.set_result(None)
-    ...     failed.set_exception(OSError("down"))
-    ...     return [await settled(done), await settled(failed)]
-    >>> asyncio.run(answers())
-    [None, OSError('down')]
-    """
-    if ack is None:  # never sent (a bug): not recorded, so not lost
-        return RuntimeError("the row was never sent")
-    try:
-        await ack  # an answered future returns at once
-    except Exception as error:
-        return error
-    return None

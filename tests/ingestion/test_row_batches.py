@@ -70,7 +70,7 @@ def test_rows_go_to_their_keys_partitions_in_order_over_full_batches(
             for record in records:
                 await ingestion.process(record)
             await ingestion.flush()
-            assert not ingestion.batches and not ingestion.pending
+            assert not ingestion.rows.batches and not ingestion.pending
             return await rows_by_partition(bootstrap, output)
         finally:
             await rows.stop()
