@@ -28,7 +28,14 @@ from schemas.usecase import UseCase
 from services.common import featurestore
 from services.common.errors import InvalidInput
 from services.common.seen import SeenIds
-from services.common.serde import EXACT_INT, FeatureRowFields, decode, decode_feature_row
+from services.common.serde import (
+    EXACT_INT,
+    DecodedRow,
+    FeatureRowFields,
+    ViewRowFields,
+    decode,
+    view_row_decoder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +50,7 @@ FLUSH_SECONDS = Histogram("driftline_features_flush_seconds", "time to write one
 class Batch:
     """One micro-batch's buffers: rows and labels by use case, and the part names."""
 
-    rows: dict[str, list[FeatureRow | FeatureRowFields]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    rows: dict[str, list[DecodedRow]] = field(default_factory=lambda: defaultdict(list))
     labels: dict[str, list[Label]] = field(default_factory=lambda: defaultdict(list))
     part_names: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -70,6 +75,8 @@ class FeatureSink:
         self.online_last_write_wins = online_last_write_wins
         self.names = {name: spec.feature_names() for name, spec in specs.items()}
         self.name_sets = {name: set(names) for name, names in self.names.items()}
+        # Each use case's decode of its rows: a struct of its view's features.
+        self.decoders = {name: view_row_decoder(names) for name, names in self.names.items()}
         self.batch = Batch()  # what ``process`` has buffered since the last hand-off
         # Each topic's use case and declared topic, looked up once a topic name.
         self._topics: dict[str, tuple[UseCase | None, Topic[Any] | None]] = {}
@@ -87,10 +94,13 @@ class FeatureSink:
             raise InvalidInput(f"topic {record.topic!r} belongs to no configured use case")
         event: Any
         if declared is topics.FEATURES:  # the hot path: a row's fields, no pydantic model
-            event = decode_feature_row(record.value)
+            event = self.decoders[spec.name](record.value)
         else:
             event = decode(declared or record.topic, record.value)
-        if isinstance(event, (FeatureRowFields, FeatureRow)):
+        if isinstance(event, ViewRowFields):  # every feature of the view, numbers all exact
+            kind = "features"
+            self.batch.rows[spec.name].append(event)
+        elif isinstance(event, (FeatureRowFields, FeatureRow)):
             kind = "features"
             self._check_row(spec, event)
             self.batch.rows[spec.name].append(event)
