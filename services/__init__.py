@@ -27,15 +27,36 @@ checks (for debugging a Feast call).
 >>> from feast import FeatureView
 >>> "typeguard" in FeatureView.__init__.__code__.co_names  # instrumented code imports it
 False
+
+Feast's metrics module (``feast.metrics``, imported with ``feast``) sets
+``PROMETHEUS_MULTIPROCESS_DIR`` and ``PROMETHEUS_MULTIPROC_DIR`` to a temporary
+folder of its own when they are unset, for its Gunicorn feature server. That
+turns on prometheus_client's multiprocess mode in any process that imports
+prometheus_client after Feast (every metric value a memory-mapped file: the
+features service's metrics were), and in every process it starts, which
+inherit the variables and write into a folder that is deleted when the
+process that imported Feast exits. Here prometheus_client is imported before
+``feast.metrics`` runs, the variables Feast set are removed after it, and so is
+its folder; variables naming a Feast folder that a process inherited are removed
+at start. No driftline service runs Feast's feature server.
+
+>>> import os
+>>> from prometheus_client import values
+>>> values.ValueClass.__name__, "PROMETHEUS_MULTIPROC_DIR" in os.environ
+('MutexValue', False)
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.abc
+import importlib.util
 import os
+import shutil
 import sys
 import types
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -81,3 +102,46 @@ def _leave_out_feast_typechecks() -> None:
 
 
 _leave_out_feast_typechecks()
+
+
+FEAST_METRICS_FOLDER = "feast_metrics_"  # the prefix of the folder Feast's metrics make
+PROMETHEUS_FOLDER_VARIABLES = ("PROMETHEUS_MULTIPROCESS_DIR", "PROMETHEUS_MULTIPROC_DIR")
+
+
+class _FeastMetricsInProcess(importlib.abc.MetaPathFinder):
+    """Finds ``feast.metrics`` and runs it with prometheus_client imported first, then
+    takes back the variables and the folder it made."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "feast.metrics":
+            return None
+        sys.meta_path.remove(self)  # once, and the regular finders find it
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: types.ModuleType) -> None:
+            import prometheus_client.values  # noqa: F401 (its values stay in this process)
+
+            run(module)
+            if getattr(module, "_owns_mp_dir", False):
+                for name in PROMETHEUS_FOLDER_VARIABLES:
+                    os.environ.pop(name, None)
+                shutil.rmtree(str(module._prometheus_mp_dir), ignore_errors=True)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _keep_metrics_in_process() -> None:
+    for name in PROMETHEUS_FOLDER_VARIABLES:
+        if os.path.basename(os.environ.get(name, "")).startswith(FEAST_METRICS_FOLDER):
+            del os.environ[name]  # inherited from a process that imported Feast
+    if "feast.metrics" not in sys.modules:
+        sys.meta_path.insert(0, _FeastMetricsInProcess())
+
+
+_keep_metrics_in_process()
