@@ -107,9 +107,8 @@ def explain_flag(query: bytes) -> bool:
     ...     exc.errors[0]["loc"]
     ['query', 'explain']
     """
-    if not query:  # the common request: no query string to parse
-        return False
-    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("explain")
+    # (no query string, the common request, is not parsed)
+    values = query and parse_qs(query.decode("latin-1"), keep_blank_values=True).get("explain")
     if not values:
         return False
     try:

@@ -140,16 +140,12 @@ class PredictionLog:
         if not values:
             return
         queue = self._queue
-        if len(values) == 1:  # a request's one answer: its line, its end
-            segment, end = self._append(values[0] + b"\n")
-            queue.append(Pending(topic_names[0], values[0], segment, end))
-            self._unacknowledged += 1
-            if not self._wakeup.is_set():
-                self._wakeup.set()
-            return
-        segment, end = self._append(b"\n".join(values) + b"\n", len(values))
+        lines = values[0] + b"\n" if len(values) == 1 else b"\n".join(values) + b"\n"
+        segment, end = self._append(lines, len(values))
         if segment is None:
             queue.extend(Pending(t, v, None, 0) for t, v in zip(topic_names, values, strict=True))
+        elif len(values) == 1:  # a request's one answer: its line, its end
+            queue.append(Pending(topic_names[0], values[0], segment, end))
         else:  # each line's own end: an acknowledged prefix records a shipped offset
             ends = [end]
             for value in reversed(values[1:]):
