@@ -143,7 +143,29 @@ DecodedRow = ViewRowFields | FeatureRowFields | FeatureRow
 # A time with more than six digits of fractions: msgspec rounds them, pydantic truncates.
 # (The literal ':' first lets re skip to each colon: 1.8 us a credit row, 7.3 without.)
 _LONG_FRACTION = re.compile(rb":\d\d[.,]\d{7}(?<=\d\d:\d\d:\d\d[.,]\d{7})")
+_FEATURES_KEY = b'"features":{'
 _isfinite = math.isfinite
+
+
+def _long_fraction(value: bytes | str) -> bool:
+    """Whether a row's JSON may hold a time with more than six digits of fractions.
+
+    The features object's first part (its key to the first ``}``) is not searched: that
+    text lies inside an object value (a ``"`` in a string is escaped, so the key text
+    cannot start inside one), where no time of the row is (0.95 against 0.66 us a credit
+    row, the features' colons skipped).
+
+    >>> _long_fraction(b'{"features":{"a":1.12345678},"t":"2026-01-01T00:00:00.1234567Z"}')
+    True
+    >>> _long_fraction(b'{"t":"2026-01-01T00:00:00.123456Z","features":{"a":12.12345678}}')
+    False
+    """
+    raw = value if isinstance(value, bytes) else value.encode()
+    start = raw.find(_FEATURES_KEY)
+    if start < 0:
+        return _LONG_FRACTION.search(raw) is not None
+    end = raw.find(b"}", start)
+    return bool(_LONG_FRACTION.search(raw, 0, start) or _LONG_FRACTION.search(raw, end))
 
 
 def decode_feature_row(value: bytes | str | None) -> FeatureRowFields | FeatureRow:
@@ -170,9 +192,7 @@ def decode_feature_row(value: bytes | str | None) -> FeatureRowFields | FeatureR
         except (msgspec.ValidationError, msgspec.DecodeError):
             pass
         else:
-            if _values_as_pydantic(row.features.values()) and not _LONG_FRACTION.search(
-                value if isinstance(value, bytes) else value.encode()
-            ):
+            if _values_as_pydantic(row.features.values()) and not _long_fraction(value):
                 return row
     return decode(topics.FEATURES, value)
 
@@ -226,9 +246,7 @@ def view_row_decoder(names: Sequence[str]) -> Callable[[bytes | str | None], Dec
                 pass
             else:
                 # Its values are numbers, the ints bounded: finite if their sum is.
-                if _isfinite(sum(astuple(row.features))) and not _LONG_FRACTION.search(
-                    value if isinstance(value, bytes) else value.encode()
-                ):
+                if _isfinite(sum(astuple(row.features))) and not _long_fraction(value):
                     return row
         return decode_feature_row(value)
 

@@ -16,7 +16,13 @@ from schemas.usecase import load_usecase
 from services.common import featurestore as fs
 from services.common.errors import InvalidInput
 from services.common.onlinestore import row_text
-from services.common.serde import EXACT_INT, ViewRowFields, decode, view_row_decoder
+from services.common.serde import (
+    EXACT_INT,
+    ViewRowFields,
+    decode,
+    decode_feature_row,
+    view_row_decoder,
+)
 
 CREDIT = load_usecase(USECASES / "credit.yaml")
 NAMES = CREDIT.feature_names()
@@ -124,3 +130,28 @@ def test_the_views_structs_give_the_models_table_and_online_text(
         text = row_text(row.source_event_id, struct.features)
         assert text == row_text(row.source_event_id, in_view_order)
         assert json.loads(text) == {"source_event_id": row.source_event_id, **row.features}
+
+
+@pytest.mark.parametrize("entity_id", ["c7", 'c7"features":{', "c7}"])
+@pytest.mark.parametrize("field", ["event_timestamp", "occurred_at"])
+def test_a_long_fraction_anywhere_in_the_row_goes_to_the_model(
+    credit_rows: list[FeatureRow], field: str, entity_id: str
+) -> None:
+    document = json.loads(credit_rows[0].model_dump_json())
+    document["entity_id"] = entity_id
+    time = document.pop(field)
+    features = document.pop("features")
+    # the time after the features, in the features' place, and before them
+    for order in (
+        {**document, "features": features, field: "2026-01-01T00:00:00.9999999Z"},
+        {**document, "features": {**features, field: 1.0}, field: "2026-01-01T00:00:00.9999999Z"},
+        {field: "2026-01-01T00:00:00.9999999Z", **document, "features": features},
+    ):
+        value = json.dumps(order, separators=(",", ":")).encode()
+        for decoder in (decode_row, decode_feature_row):
+            row = decoder(value)
+            assert isinstance(row, FeatureRow), (decoder, order)
+            assert getattr(row, field).microsecond == 999_999
+    document[field] = time
+    value = json.dumps({**document, "features": features}, separators=(",", ":")).encode()
+    assert isinstance(decode_row(value), ViewRowFields)
