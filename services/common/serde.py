@@ -197,6 +197,28 @@ def decode_feature_row(value: bytes | str | None) -> FeatureRowFields | FeatureR
     return decode(topics.FEATURES, value)
 
 
+def named_struct(names: Sequence[str], kind: Any, **options: Any) -> Any:
+    """A msgspec struct whose fields are ``names`` on the wire, each of ``kind``, in order
+    (fields ``f0``, ``f1``, ... renamed, so a name need not be an identifier); None where
+    msgspec cannot name a field so (a quote, a backslash, a control character) or a name
+    repeats, for the caller to use a dict instead.
+
+    >>> point = named_struct(["x", "debt ratio"], float, gc=False)
+    >>> msgspec.json.encode(point(1.0, 0.5))
+    b'{"x":1.0,"debt ratio":0.5}'
+    >>> named_struct(["a", 'b"c'], float), named_struct(["a", "a"], float)
+    (None, None)
+    """
+    fields = [(f"f{index}", kind) for index in range(len(names))]
+    rename = {f"f{index}": name for index, name in enumerate(names)}
+    if len(set(names)) < len(names):
+        return None
+    try:
+        return msgspec.defstruct("Features", fields, rename=rename, **options)
+    except ValueError:
+        return None
+
+
 def view_row_decoder(names: Sequence[str]) -> Callable[[bytes | str | None], DecodedRow]:
     """The decode of ``<uc>.features`` records for a view of features ``names``: a
     :class:`ViewRowFields` where the row holds exactly those features (any order) and
@@ -214,19 +236,11 @@ def view_row_decoder(names: Sequence[str]) -> Callable[[bytes | str | None], Dec
     >>> type(decode_row(row.model_dump_json())).__name__  # a feature missing: the other path
     'FeatureRowFields'
     """
-    if not names:
-        return decode_feature_row
-    # Fields f0, f1, ... named as the features on the wire (a name need not be an identifier).
-    fields = [(f"f{index}", FeatureNumber) for index in range(len(names))]
-    rename = {f"f{index}": name for index, name in enumerate(names)}
-    features = msgspec.defstruct(
-        "Features",
-        fields,
-        bases=(ViewFeatures,),
-        rename=rename,
-        frozen=True,
-        forbid_unknown_fields=True,
+    features = named_struct(
+        names, FeatureNumber, bases=(ViewFeatures,), frozen=True, forbid_unknown_fields=True
     )
+    if not names or features is None:  # a name msgspec cannot give a field: dicts, then
+        return decode_feature_row
     row_type: type[ViewRowFields] = msgspec.defstruct(  # type: ignore[assignment]
         "ViewRowFields",
         [("features", features)],

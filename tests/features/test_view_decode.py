@@ -155,3 +155,21 @@ def test_a_long_fraction_anywhere_in_the_row_goes_to_the_model(
     document[field] = time
     value = json.dumps({**document, "features": features}, separators=(",", ":")).encode()
     assert isinstance(decode_row(value), ViewRowFields)
+
+
+@pytest.mark.parametrize("names", [["a", 'b"c'], ["a", "b\\c"], ["a", "tab\there"]])
+def test_a_view_whose_names_msgspec_cannot_give_a_field_reads_rows_as_dicts(
+    names: list[str],
+) -> None:
+    """A feature's name is the spec's (a transform's ``name`` is free text): one that
+    cannot name a struct field still has a decoder, the earlier dict path's."""
+    row = FeatureRow(
+        usecase="credit",
+        source_event_id="e1",
+        entity_id="c7",
+        event_timestamp="2026-01-01T00:00:00Z",
+        features=dict(zip(names, [1.5, 2.0], strict=True)),
+    )
+    decoded = view_row_decoder(names)(row.model_dump_json())
+    assert type(decoded).__name__ == "FeatureRowFields"
+    assert decoded.features == row.features
