@@ -187,14 +187,28 @@ def decode_feature_row(value: bytes | str | None) -> FeatureRowFields | FeatureR
     services.common.errors.InvalidInput: not a feature row: field 'source_event_id': ...
     """
     if value is not None:
-        try:
-            row = _decode_row(value)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            pass
-        else:
-            if _values_as_pydantic(row.features.values()) and not _long_fraction(value):
-                return row
+        row = _read_fast(_decode_row, value, lambda row: row.features.values())
+        if row is not None:
+            return row
     return decode(topics.FEATURES, value)
+
+
+Row = TypeVar("Row", FeatureRowFields, ViewRowFields)
+
+
+def _read_fast(
+    decode_fields: Callable[[bytes | str], Row],
+    value: bytes | str,
+    numbers: Callable[[Row], Iterable[Any]],
+) -> Row | None:
+    """``decode_fields(value)`` where msgspec reads the row as pydantic would (its feature
+    ``numbers`` all finite, no time past microseconds); None where the caller must ask
+    the slower path."""
+    try:
+        row = decode_fields(value)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return row if _values_as_pydantic(numbers(row)) and not _long_fraction(value) else None
 
 
 def named_struct(names: Sequence[str], kind: Any, **options: Any) -> Any:
@@ -254,14 +268,9 @@ def view_row_decoder(names: Sequence[str]) -> Callable[[bytes | str | None], Dec
 
     def decode_row(value: bytes | str | None) -> DecodedRow:
         if value is not None:
-            try:
-                row = decode_view(value)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                pass
-            else:
-                # Its values are numbers, the ints bounded: finite if their sum is.
-                if _isfinite(sum(astuple(row.features))) and not _long_fraction(value):
-                    return row
+            row = _read_fast(decode_view, value, lambda row: astuple(row.features))
+            if row is not None:
+                return row
         return decode_feature_row(value)
 
     return decode_row
