@@ -187,7 +187,9 @@ def test_replicas_in_groups_store_each_event_once_through_a_sigkill(
 
     # The second 1,000 while one replica of each is SIGKILLed mid-stream.
     publish_raw(stack.bootstrap, topics.raw(unique), raw[1000:])
-    assert wait_until(lambda: len(offline_rows(stack, unique)) > 1100, timeout=300, interval=0.1)
+    # Killed once the second half is on the broker, as the services take it: the pipelined
+    # services store its 1,000 rows in about one write, so waiting to see some of them in
+    # the store let all land before the kill (1 run in 6).
     killed_at = time.monotonic()
     stack.kill("ingestion-1")
     stack.kill("features-1")
